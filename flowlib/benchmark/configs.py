@@ -1,0 +1,62 @@
+"""Benchmark configurations, built by library name so one definition serves both.
+
+``make_config("parsl", "threads")`` and ``make_config("flowlib", "threads")``
+build the same configuration with each library's own classes (flowlib keeps
+Parsl's module paths and keyword names). A user's own configuration comes from
+a Python file defining a module-level ``config``, as with ``parsl-perf``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+__all__ = ["EXECUTORS", "load_config_file", "make_config"]
+
+#: Executor kinds understood by :func:`make_config`.
+EXECUTORS: tuple[str, ...] = ("threads", "htex")
+
+
+def make_config(lib_name: str, executor: str = "threads", *, workers: int = 2) -> Any:
+    """Build the benchmark's standard configuration for library *lib_name*.
+
+    ``threads``: one ``ThreadPoolExecutor(max_threads=workers, label='threads')``.
+    ``htex``: one ``HighThroughputExecutor`` on this machine only: a
+    ``LocalProvider`` with one block, *workers* workers, address 127.0.0.1.
+    Everything else (logging included) keeps the library's defaults, because
+    that is what users get.
+    """
+    config_module = importlib.import_module(f"{lib_name}.config")
+    if executor == "threads":
+        threads = importlib.import_module(f"{lib_name}.executors.threads")
+        chosen = threads.ThreadPoolExecutor(max_threads=workers, label="threads")
+    elif executor == "htex":
+        executors = importlib.import_module(f"{lib_name}.executors")
+        providers = importlib.import_module(f"{lib_name}.providers")
+        chosen = executors.HighThroughputExecutor(
+            label="htex",
+            address="127.0.0.1",
+            max_workers_per_node=workers,
+            provider=providers.LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1),
+        )
+    else:
+        raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+    return config_module.Config(executors=[chosen])
+
+
+def load_config_file(path: str | Path) -> Any:
+    """Run the Python file at *path* and return its module-level ``config``."""
+    location = Path(path)
+    if not location.is_file():
+        raise FileNotFoundError(f"no config file at {location}")
+    spec = importlib.util.spec_from_file_location("flowlib_benchmark_user_config", location)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {location} as Python")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        return module.config
+    except AttributeError:
+        raise AttributeError(f"{location} defines no module-level 'config'") from None

@@ -1,0 +1,529 @@
+"""The benchmark workloads, written once against the Parsl-compatible API.
+
+``run_workloads(lib_name, config, options)`` imports the library by name
+(``"flowlib"`` or ``"parsl"``), loads *config*, defines the apps after the
+load (Parsl's ``python_app`` finds the loaded DataFlowKernel when an app is
+called) and runs the selected workloads. The same code therefore measures
+both libraries::
+
+    run_workloads("parsl", parsl_config, options)    run_workloads("flowlib", ...)
+            |                                                  |
+            v                                                  v
+      import parsl                                       import flowlib
+      parsl.load(config)  ---- same apps, same loops ----  flowlib.load(config)
+      python_app(noop) ...                                 python_app(noop) ...
+
+Measuring rules: wall time comes from ``time.perf_counter``; one warm-up pass
+runs every app before anything is measured; verification of task results
+happens after the clock stops, and every result is checked, never assumed, so
+a library that drops or corrupts results fails with :class:`BenchmarkError`
+instead of looking fast.
+"""
+
+from __future__ import annotations
+
+import builtins
+import concurrent.futures as cf
+import gc
+import importlib
+import importlib.metadata
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from .measure import median, next_batch_size, percentile
+
+__all__ = [
+    "WORKLOADS",
+    "BenchmarkError",
+    "Options",
+    "run_workloads",
+]
+
+#: Every workload, in the order they run.
+WORKLOADS: tuple[str, ...] = (
+    "throughput",
+    "submit",
+    "latency",
+    "chain",
+    "fanin",
+    "fixed",
+    "memory",
+    "import",
+)
+
+Progress = Callable[[str], None]
+
+
+class BenchmarkError(RuntimeError):
+    """Raised by :func:`run_workloads` when a workload cannot be measured honestly.
+
+    The causes are a task result that differs from the expected value, a task
+    that raised, or a wait that exceeded :attr:`Options.timeout`. The message
+    names the workload; the original exception, if any, is ``__cause__``.
+    """
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to run and how big; validated once, at construction."""
+
+    workloads: tuple[str, ...] = WORKLOADS
+    """Names from :data:`WORKLOADS` to run."""
+    target_time: float = 10.0
+    """Seconds each throughput iteration aims to take."""
+    iterations: int = 3
+    """Number of measured throughput iterations."""
+    argsize: int = 0
+    """Size in bytes of the payload given to every no-op task."""
+    start_tasks: int = 100
+    """Batch size of the first throughput iteration."""
+    submit_tasks: int = 10_000
+    """Tasks submitted by the ``submit`` workload."""
+    latency_samples: int = 200
+    """Round trips timed by the ``latency`` workload."""
+    chain_length: int = 1_000
+    """Tasks in the ``chain`` workload's dependency chain."""
+    fanin_width: int = 1_000
+    """Independent tasks gathered by the ``fanin`` workload."""
+    fixed_sizes: tuple[int, ...] = (10_000, 100_000)
+    """Batch sizes of the ``fixed`` workload."""
+    memory_tasks: int = 20_000
+    """Tasks held in flight by the ``memory`` workload."""
+    import_samples: int = 5
+    """Fresh interpreters started by the ``import`` workload."""
+    timeout: float = 600.0
+    """Longest wait, in seconds, for the tasks of one measurement."""
+    python: str = field(default_factory=lambda: sys.executable)
+    """Interpreter used by the ``import`` workload."""
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.workloads if name not in WORKLOADS]
+        if unknown or not self.workloads:
+            raise ValueError(f"workloads must be chosen from {WORKLOADS}, got {self.workloads}")
+        if self.target_time <= 0 or self.timeout <= 0:
+            raise ValueError("target_time and timeout must be positive")
+        if self.argsize < 0:
+            raise ValueError(f"argsize must not be negative, got {self.argsize}")
+        counts = {
+            "iterations": self.iterations,
+            "start_tasks": self.start_tasks,
+            "submit_tasks": self.submit_tasks,
+            "latency_samples": self.latency_samples,
+            "chain_length": self.chain_length,
+            "fanin_width": self.fanin_width,
+            "memory_tasks": self.memory_tasks,
+            "import_samples": self.import_samples,
+        }
+        for name, value in counts.items():
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if not self.fixed_sizes or min(self.fixed_sizes) < 1:
+            raise ValueError(f"fixed_sizes must be positive counts, got {self.fixed_sizes}")
+
+
+# The task bodies are compiled into a namespace of their own, with only the
+# builtins module as globals. Serializers (dill, cloudpickle) then ship them by
+# value, so a remote worker needs neither this package nor flowlib importable,
+# and the same functions work for Parsl's and flowlib's executors.
+_TASK_SOURCE = '''
+def noop(payload):
+    """No-op task: return the size of its argument."""
+    return len(payload)
+
+
+def step(previous):
+    """One link of a dependency chain."""
+    return previous + 1
+
+
+def tag(index):
+    """A fan-in leaf: return its index."""
+    return index
+
+
+def gather(inputs=()):
+    """The fan-in root: sum the results of every input future."""
+    return sum(inputs)
+
+
+def after(gate_value):
+    """A task held back by a gate future: return the gate's value."""
+    return gate_value
+'''
+
+
+@dataclass(frozen=True)
+class _Apps:
+    """The benchmark's apps, decorated by the library under test."""
+
+    noop: Any
+    step: Any
+    tag: Any
+    gather: Any
+    after: Any
+
+
+def _make_apps(lib: Any) -> _Apps:
+    namespace: dict[str, Any] = {"__name__": "flowlib_benchmark_tasks", "__builtins__": builtins}
+    exec(compile(_TASK_SOURCE, "<flowlib-benchmark-tasks>", "exec"), namespace)
+    names = [item.name for item in fields(_Apps)]
+    return _Apps(**{name: lib.python_app(namespace[name]) for name in names})
+
+
+@dataclass
+class _Context:
+    """What every workload needs: the apps, the options and a progress sink."""
+
+    apps: _Apps
+    options: Options
+    payload: bytes
+    progress: Progress
+
+
+def run_workloads(
+    lib_name: str,
+    config: Any,
+    options: Options,
+    *,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run the selected workloads on library *lib_name* loaded with *config*.
+
+    Returns a JSON-ready dict: the library and its version, the options, and
+    one entry per workload under ``"workloads"``. ``"verified"`` is true only
+    when every task result was checked; otherwise :class:`BenchmarkError` is
+    raised and nothing is returned. *progress* receives one human-readable
+    line per measurement.
+    """
+    say: Progress = progress if progress is not None else _quiet
+    lib = importlib.import_module(lib_name)
+    results: dict[str, Any] = {
+        "library": lib_name,
+        "version": _version(lib_name, lib),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "executors": _describe_executors(config),
+        "options": _jsonable_options(options),
+        "workloads": {},
+        "verified": False,
+    }
+    in_kernel = [name for name in options.workloads if name != "import"]
+    if in_kernel:
+        try:
+            with lib.load(config):
+                context = _Context(_make_apps(lib), options, b"x" * options.argsize, say)
+                _guarded("warm-up", _warm_up, context)
+                for name in in_kernel:
+                    results["workloads"][name] = _guarded(name, _IN_KERNEL[name], context)
+        finally:
+            lib.clear()
+    if "import" in options.workloads:
+        results["workloads"]["import"] = _guarded("import", _import_time, lib_name, options, say)
+    results["verified"] = all(entry["verified"] for entry in results["workloads"].values())
+    return results
+
+
+def _guarded(name: str, workload: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    start = time.perf_counter()
+    try:
+        result = workload(*args)
+        result["workload_seconds"] = time.perf_counter() - start
+        return result
+    except BenchmarkError as exc:
+        raise BenchmarkError(f"{name}: {exc}") from exc.__cause__
+    except Exception as exc:
+        raise BenchmarkError(f"{name}: {type(exc).__name__}: {exc}") from exc
+
+
+def _quiet(line: str) -> None:
+    """A progress sink that drops every line."""
+
+
+# --- collecting and checking results --------------------------------------
+
+
+def _collect(futures: Iterable[cf.Future[Any]], deadline: float) -> list[Any]:
+    """Wait for *futures* in order and return their results; fail at *deadline*."""
+    values: list[Any] = []
+    for index, future in enumerate(futures):
+        remaining = max(deadline - time.perf_counter(), 0.0)
+        try:
+            values.append(future.result(timeout=remaining))
+        except cf.TimeoutError:
+            raise BenchmarkError(f"task {index} not done before the timeout") from None
+        except Exception as exc:
+            raise BenchmarkError(f"task {index} failed: {type(exc).__name__}: {exc}") from exc
+    return values
+
+
+def _verify(values: Sequence[Any], expected: Callable[[int], Any], what: str) -> None:
+    """Check every ``values[i] == expected(i)``; raise on the first difference."""
+    for index, value in enumerate(values):
+        want = expected(index)
+        if value != want:
+            raise BenchmarkError(f"{what}: task {index} returned {value!r}, expected {want!r}")
+
+
+def _deadline(context: _Context) -> float:
+    return time.perf_counter() + context.options.timeout
+
+
+def _batch(context: _Context, tasks: int) -> tuple[float, float]:
+    """Submit *tasks* no-op tasks and wait for all; return (submit s, total s)."""
+    noop, payload = context.apps.noop, context.payload
+    deadline = _deadline(context)
+    start = time.perf_counter()
+    futures = [noop(payload) for _ in range(tasks)]
+    submitted = time.perf_counter()
+    values = _collect(futures, deadline)
+    finished = time.perf_counter()
+    _verify(values, lambda _: len(payload), "no-op batch")
+    return submitted - start, finished - start
+
+
+def _warm_up(context: _Context) -> dict[str, Any]:
+    """Run every app once (and a small batch) so no measurement pays first-use costs."""
+    apps = context.apps
+    _batch(context, 10)
+    chain = apps.step(apps.step(0))
+    fan = apps.gather(inputs=[apps.tag(i) for i in range(3)])
+    gate: cf.Future[int] = cf.Future()
+    held = apps.after(gate)
+    gate.set_result(7)
+    values = _collect([chain, fan, held], _deadline(context))
+    if values != [2, 3, 7]:
+        raise BenchmarkError(f"got {values}, expected [2, 3, 7]")
+    return {"verified": True}
+
+
+# --- the workloads ---------------------------------------------------------
+
+
+def _throughput(context: _Context) -> dict[str, Any]:
+    options = context.options
+    tasks = options.start_tasks
+    iterations = []
+    for number in range(1, options.iterations + 1):
+        _, elapsed = _batch(context, tasks)
+        rate = tasks / elapsed
+        iterations.append({"tasks": tasks, "seconds": elapsed, "tasks_per_s": rate})
+        context.progress(
+            f"throughput: iteration {number}/{options.iterations}: "
+            f"{tasks} tasks in {elapsed:.3f} s = {rate:,.0f} tasks/s"
+        )
+        tasks = next_batch_size(tasks, elapsed, options.target_time)
+    return {
+        "iterations": iterations,
+        "tasks_per_s": iterations[-1]["tasks_per_s"],
+        "best_tasks_per_s": max(item["tasks_per_s"] for item in iterations),
+        "verified": True,
+    }
+
+
+def _submit(context: _Context) -> dict[str, Any]:
+    tasks = context.options.submit_tasks
+    submit_s, total_s = _batch(context, tasks)
+    rate = tasks / submit_s
+    context.progress(
+        f"submit: {tasks} submissions in {submit_s:.3f} s = {rate:,.0f} tasks/s "
+        f"(all done after {total_s:.3f} s)"
+    )
+    return {
+        "tasks": tasks,
+        "seconds": submit_s,
+        "tasks_per_s": rate,
+        "total_seconds": total_s,
+        "verified": True,
+    }
+
+
+def _latency(context: _Context) -> dict[str, Any]:
+    noop, payload = context.apps.noop, context.payload
+    samples = context.options.latency_samples
+    seconds: list[float] = []
+    values: list[Any] = []
+    deadline = _deadline(context)
+    for _ in range(samples):
+        start = time.perf_counter()
+        future = noop(payload)
+        values.extend(_collect([future], deadline))
+        seconds.append(time.perf_counter() - start)
+    _verify(values, lambda _: len(payload), "latency")
+    millis = [value * 1000.0 for value in seconds]
+    result = {
+        "samples": samples,
+        "median_ms": median(millis),
+        "p95_ms": percentile(millis, 0.95),
+        "min_ms": min(millis),
+        "max_ms": max(millis),
+        "verified": True,
+    }
+    context.progress(
+        f"latency: {samples} round trips, median {result['median_ms']:.3f} ms, "
+        f"p95 {result['p95_ms']:.3f} ms"
+    )
+    return result
+
+
+def _chain(context: _Context) -> dict[str, Any]:
+    step = context.apps.step
+    length = context.options.chain_length
+    deadline = _deadline(context)
+    start = time.perf_counter()
+    future = step(0)
+    for _ in range(length - 1):
+        future = step(future)
+    (value,) = _collect([future], deadline)
+    elapsed = time.perf_counter() - start
+    _verify([value], lambda _: length, "chain end")
+    context.progress(f"chain: {length} dependent tasks in {elapsed:.3f} s")
+    return {"tasks": length, "seconds": elapsed, "verified": True}
+
+
+def _fanin(context: _Context) -> dict[str, Any]:
+    tag, gather = context.apps.tag, context.apps.gather
+    width = context.options.fanin_width
+    deadline = _deadline(context)
+    start = time.perf_counter()
+    leaves = [tag(index) for index in range(width)]
+    root = gather(inputs=leaves)
+    (total,) = _collect([root], deadline)
+    elapsed = time.perf_counter() - start
+    _verify(_collect(leaves, deadline), lambda index: index, "fan-in leaf")
+    _verify([total], lambda _: width * (width - 1) // 2, "fan-in root")
+    context.progress(f"fanin: {width} tasks into one in {elapsed:.3f} s")
+    return {"tasks": width + 1, "seconds": elapsed, "verified": True}
+
+
+def _fixed(context: _Context) -> dict[str, Any]:
+    sizes = []
+    for tasks in context.options.fixed_sizes:
+        _, elapsed = _batch(context, tasks)
+        rate = tasks / elapsed
+        sizes.append({"tasks": tasks, "seconds": elapsed, "tasks_per_s": rate})
+        context.progress(f"fixed: {tasks} tasks in {elapsed:.3f} s = {rate:,.0f} tasks/s")
+    return {"sizes": sizes, "verified": True}
+
+
+def _memory(context: _Context) -> dict[str, Any]:
+    """Traced bytes per in-flight task, then per completed task after the futures go.
+
+    Every task depends on one plain ``concurrent.futures.Future`` that is only
+    completed after the measurement, so all of them are in flight at once.
+    """
+    after = context.apps.after
+    tasks = context.options.memory_tasks
+    gc.collect()
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        baseline = tracemalloc.get_traced_memory()[0]
+        gate: cf.Future[int] = cf.Future()
+        start = time.perf_counter()
+        futures = [after(gate) for _ in range(tasks)]
+        submit_s = time.perf_counter() - start
+        in_flight, peak = tracemalloc.get_traced_memory()
+        gate.set_result(tasks)
+        values = _collect(futures, _deadline(context))
+        _verify(values, lambda _: tasks, "gated task")
+        del futures, values, gate
+        gc.collect()
+        retained = tracemalloc.get_traced_memory()[0]
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+    result = {
+        "tasks": tasks,
+        "submit_seconds": submit_s,
+        "inflight_bytes_per_task": (in_flight - baseline) / tasks,
+        "peak_bytes_per_task": (peak - baseline) / tasks,
+        "retained_bytes_per_task": (retained - baseline) / tasks,
+        "verified": True,
+    }
+    context.progress(
+        f"memory: {result['inflight_bytes_per_task']:,.0f} B per in-flight task "
+        f"({tasks} tasks), {result['retained_bytes_per_task']:,.1f} B retained per done task"
+    )
+    return result
+
+
+_IMPORT_PROBE = (
+    "import sys, time\n"
+    "start = time.perf_counter()\n"
+    "__import__(sys.argv[1])\n"
+    "print(repr(time.perf_counter() - start))\n"
+)
+
+
+def _import_time(lib_name: str, options: Options, say: Progress) -> dict[str, Any]:
+    """Median wall time of ``import <lib_name>`` in fresh interpreters."""
+    millis: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="flowlib-import-") as neutral_dir:
+        for _ in range(options.import_samples):
+            done = subprocess.run(
+                [options.python, "-c", _IMPORT_PROBE, lib_name],
+                cwd=neutral_dir,
+                capture_output=True,
+                text=True,
+                timeout=options.timeout,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise BenchmarkError(f"import {lib_name} failed:\n{done.stderr.strip()}")
+            millis.append(float(done.stdout.strip().splitlines()[-1]) * 1000.0)
+    result = {
+        "module": lib_name,
+        "samples_ms": millis,
+        "median_ms": median(millis),
+        "verified": True,
+    }
+    say(f"import: import {lib_name} takes {result['median_ms']:.1f} ms (median of {len(millis)})")
+    return result
+
+
+_IN_KERNEL: dict[str, Callable[[_Context], dict[str, Any]]] = {
+    "throughput": _throughput,
+    "submit": _submit,
+    "latency": _latency,
+    "chain": _chain,
+    "fanin": _fanin,
+    "fixed": _fixed,
+    "memory": _memory,
+}
+
+
+# --- describing the run ----------------------------------------------------
+
+
+def _version(lib_name: str, lib: Any) -> str:
+    version = getattr(lib, "__version__", None)
+    if isinstance(version, str):
+        return version
+    try:
+        return importlib.metadata.version(lib_name)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _describe_executors(config: Any) -> list[str]:
+    described = []
+    for executor in getattr(config, "executors", []):
+        label = getattr(executor, "label", "?")
+        described.append(f"{type(executor).__name__}({label})")
+    return described
+
+
+def _jsonable_options(options: Options) -> dict[str, Any]:
+    data = asdict(options)
+    data["workloads"] = list(options.workloads)
+    data["fixed_sizes"] = list(options.fixed_sizes)
+    return data

@@ -1,0 +1,132 @@
+"""The configuration of a workflow run: which executors, retries, caching, logging."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Literal
+
+from flowlib.utils import RepresentationMixin
+from flowlib.validation import validate_arguments
+
+if TYPE_CHECKING:
+    from flowlib.dataflow.dependency_resolvers import DependencyResolver
+    from flowlib.dataflow.memoization import Memoizer
+    from flowlib.dataflow.taskrecord import TaskRecord
+    from flowlib.executors.base import FlowlibExecutor
+    from flowlib.logconfigs.base import LoggingConfig
+
+_STRATEGIES = (None, "none", "simple", "htex_auto_scale")
+
+
+class Config(RepresentationMixin):
+    """Everything a :class:`~flowlib.dataflow.dflow.DataFlowKernel` needs to run a workflow.
+
+    Keywords (all optional; each is type-checked and a wrong type raises TypeError
+    naming the keyword):
+
+    - ``executors``: executors to run tasks on; default one ThreadPoolExecutor.
+    - ``memoizer``: a :class:`~flowlib.dataflow.memoization.Memoizer`; default
+      ``BasicMemoizer()`` (caching for apps with ``cache=True``, no checkpoints).
+    - ``dependency_resolver``: how futures are found in arguments; default shallow.
+    - ``exit_mode``: what leaving ``with flowlib.load(config):`` does:
+      ``"cleanup"`` (the default), ``"wait"`` (wait for tasks, then clean up) or ``"skip"``.
+    - ``garbage_collect``: forget completed tasks (True; keeps memory bounded).
+    - ``internal_tasks_max_threads``: threads for join apps and internal tasks.
+    - ``retries``: how many times a failed task is retried (its cost budget).
+    - ``retry_handler``: ``f(exception, task_record) -> cost`` of this failure.
+    - ``run_dir``: where numbered run directories are made; default ``"runinfo"``.
+    - ``std_autopath``: ``f(task_record, "stdout"|"stderr") -> path`` for ``AUTO_LOGNAME``.
+    - ``strategy``, ``strategy_period``, ``max_idletime``: block scaling (used by
+      executors with providers).
+    - ``monitoring``: must be None in this version.
+    - ``usage_tracking``: accepted for compatibility; flowlib never sends usage data.
+    - ``project_name``: a free-form label for the run.
+    - ``initialize_logging``: True (``<run_dir>/flowlib.log`` at INFO), False, or a
+      :class:`~flowlib.logconfigs.base.LoggingConfig`.
+    """
+
+    def __init__(
+        self,
+        executors: Iterable[FlowlibExecutor] | None = None,
+        memoizer: Memoizer | None = None,
+        dependency_resolver: DependencyResolver | None = None,
+        exit_mode: Literal["cleanup", "skip", "wait"] = "cleanup",
+        garbage_collect: bool = True,
+        internal_tasks_max_threads: int = 10,
+        retries: int = 0,
+        retry_handler: Callable[[Exception, TaskRecord], float] | None = None,
+        run_dir: str | os.PathLike[str] = "runinfo",
+        std_autopath: Callable[..., str] | None = None,
+        strategy: str | None = "simple",
+        strategy_period: float | int = 5,
+        max_idletime: float = 120.0,
+        monitoring: Any = None,
+        usage_tracking: int | bool = 0,
+        project_name: str | None = None,
+        initialize_logging: bool | LoggingConfig = True,
+    ) -> None:
+        from flowlib.dataflow.dependency_resolvers import DependencyResolver
+        from flowlib.dataflow.memoization import Memoizer
+        from flowlib.executors.base import FlowlibExecutor
+        from flowlib.logconfigs.base import LoggingConfig
+
+        if executors is not None and not isinstance(executors, (str, bytes)):
+            executors = list(executors)
+        validate_arguments(
+            "Config",
+            {
+                "executors": (executors, list[FlowlibExecutor] | None),
+                "memoizer": (memoizer, Memoizer | None),
+                "dependency_resolver": (dependency_resolver, DependencyResolver | None),
+                "exit_mode": (exit_mode, Literal["cleanup", "skip", "wait"]),
+                "garbage_collect": (garbage_collect, bool),
+                "internal_tasks_max_threads": (internal_tasks_max_threads, int),
+                "retries": (retries, int),
+                "retry_handler": (retry_handler, Callable[..., Any] | None),
+                "run_dir": (run_dir, str | os.PathLike[str]),
+                "std_autopath": (std_autopath, Callable[..., Any] | None),
+                "strategy": (strategy, str | None),
+                "strategy_period": (strategy_period, float | int),
+                "max_idletime": (max_idletime, float | int),
+                "usage_tracking": (usage_tracking, int | bool),
+                "project_name": (project_name, str | None),
+                "initialize_logging": (initialize_logging, bool | LoggingConfig),
+            },
+        )
+        if retries < 0:
+            raise ValueError(f"Config argument 'retries' must be >= 0, got {retries}")
+        if internal_tasks_max_threads < 1:
+            raise ValueError(f"Config argument 'internal_tasks_max_threads' must be >= 1, got {internal_tasks_max_threads}")
+        if strategy not in _STRATEGIES:
+            raise ValueError(f"Config argument 'strategy' must be one of {_STRATEGIES}, got {strategy!r}")
+        if strategy_period <= 0:
+            raise ValueError(f"Config argument 'strategy_period' must be > 0, got {strategy_period}")
+        if monitoring is not None:
+            raise ValueError("Config argument 'monitoring': monitoring is not available in this version of flowlib; pass None")
+        if executors is None:
+            from flowlib.executors.threads import ThreadPoolExecutor
+
+            executors = [ThreadPoolExecutor()]
+        self._executors: list[FlowlibExecutor] = list(executors)
+        self.memoizer = memoizer
+        self.dependency_resolver = dependency_resolver
+        self.exit_mode = exit_mode
+        self.garbage_collect = garbage_collect
+        self.internal_tasks_max_threads = internal_tasks_max_threads
+        self.retries = retries
+        self.retry_handler = retry_handler
+        self.run_dir = os.fspath(run_dir)
+        self.std_autopath = std_autopath
+        self.strategy = strategy
+        self.strategy_period = strategy_period
+        self.max_idletime = max_idletime
+        self.monitoring = monitoring
+        self.usage_tracking = usage_tracking
+        self.project_name = project_name
+        self.initialize_logging = initialize_logging
+
+    @property
+    def executors(self) -> list[FlowlibExecutor]:
+        """The configured executors."""
+        return self._executors

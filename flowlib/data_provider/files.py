@@ -1,0 +1,128 @@
+"""The :class:`File` object: a reference to a file by URL, plus where it sits locally.
+
+A ``File`` names a file by URL (``file:`` by default, or ``http:``, ``ftp:``,
+``zip:``, ``globus:``, ``rsync:`` ...). Staging plugins (see
+:mod:`flowlib.data_provider.staging`) make a remote file available on the machine
+that runs a task and record where through :attr:`File.local_path`; an app opens
+the file through :attr:`File.filepath`, ``os.fspath(file)`` or ``open(file)``.
+
+This module is imported by every app call, so it stays light: only :mod:`os`,
+:mod:`copy` and :mod:`urllib.parse`.
+
+Equality: ``File`` keeps identity semantics (no ``__eq__``/``__hash__`` override).
+A ``File`` is mutable (staging sets ``local_path``), so hashing it by value would
+break dictionaries and sets the moment it is staged. Compare ``a.url == b.url``
+when two references to the same file are meant.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from urllib.parse import urlsplit
+
+__all__ = ["File"]
+
+
+class File:
+    """A file named by URL, usable as a path once it is local.
+
+    Args:
+        url: a path (``"data/in.txt"``), a ``file://`` URL, a remote URL such as
+            ``"https://host/data.csv"`` or ``"zip:/runs/out.zip/a/b.txt"``, or an
+            ``os.PathLike`` (always taken as a local path, never parsed as a URL).
+            Passing another ``File`` makes a clean copy of it.
+
+    Attributes:
+        url: the URL as given (a PathLike is converted with ``os.fspath``).
+        scheme: the URL scheme, ``"file"`` when there is none.
+        netloc: the authority part (``host:port``), ``""`` when there is none.
+        path: the path part of the URL.
+        filename: the last component of ``path``.
+        local_path: where the file sits on this machine: the path itself for the
+            ``file`` scheme, ``None`` for a remote file until a staging plugin
+            sets it.
+
+    Raises:
+        TypeError: ``url`` is neither ``str`` nor ``os.PathLike``.
+        ValueError: ``url`` is empty.
+    """
+
+    url: str
+    scheme: str
+    netloc: str
+    path: str
+    filename: str
+    local_path: str | None
+
+    def __init__(self, url: str | os.PathLike[str]) -> None:
+        if isinstance(url, File):
+            self.__dict__.update(url.cleancopy().__dict__)
+            return
+        if isinstance(url, str):
+            text = url
+            parsed = urlsplit(text) if ":" in text else None
+            if parsed is None or not parsed.scheme:
+                # A plain path: keep '?', '#' and ';' as part of the file name.
+                scheme, netloc, path = "file", "", text
+            else:
+                scheme, netloc, path = parsed.scheme, parsed.netloc, parsed.path
+        elif isinstance(url, os.PathLike):
+            text = os.fspath(url)
+            if not isinstance(text, str):
+                raise TypeError(
+                    f"File() needs a str path or URL; the PathLike {url!r} "
+                    f"gave {type(text).__name__}"
+                )
+            scheme, netloc, path = "file", "", text
+        else:
+            raise TypeError(
+                f"File() takes a str URL or an os.PathLike, not {type(url).__name__}: {url!r}"
+            )
+        if not text:
+            raise ValueError("File() needs a non-empty path or URL")
+        self.url = text
+        self.scheme = scheme
+        self.netloc = netloc
+        self.path = path
+        self.filename = os.path.basename(path)
+        self.local_path = path if scheme == "file" else None
+
+    @property
+    def filepath(self) -> str:
+        """The path to open on this machine.
+
+        ``local_path`` when set, else ``path`` for a ``file`` URL.
+
+        Raises:
+            ValueError: the file is remote and has not been staged in yet.
+        """
+        if self.local_path is not None:
+            return self.local_path
+        if self.scheme == "file":
+            return self.path
+        raise ValueError(
+            f"File {self.url!r} (scheme {self.scheme!r}) has no local path yet: "
+            "it must be staged in (passed to an app as an input) before it can be opened"
+        )
+
+    def __fspath__(self) -> str:
+        return self.filepath
+
+    def __str__(self) -> str:
+        return self.filepath
+
+    def __repr__(self) -> str:
+        parts = [f"url={self.url!r}", f"scheme={self.scheme!r}"]
+        if self.netloc:
+            parts.append(f"netloc={self.netloc!r}")
+        parts.append(f"path={self.path!r}")
+        if self.local_path is not None and self.local_path != self.path:
+            parts.append(f"local_path={self.local_path!r}")
+        return f"<{type(self).__name__} at {id(self):#x} {' '.join(parts)}>"
+
+    def cleancopy(self) -> File:
+        """Return a new ``File`` for the same URL, without staging information."""
+        new = copy.copy(self)
+        new.local_path = self.path if self.scheme == "file" else None
+        return new

@@ -1,0 +1,547 @@
+"""The DataFlowKernel: turns app calls into tasks and runs each when its inputs are ready.
+
+::
+
+    app call --> submit_app --> TaskRecord + AppFuture (pending)
+                                   | dependencies done (callbacks)
+                                   v
+                 launch_if_ready: dependency failed? -> dep_fail
+                                  cache hit?         -> memo_done
+                                  else executor.submit -> launched
+                                   | executor future done (callback)
+                                   v
+                 handle_result:   failure -> retry (launched again) | failed
+                                  join app -> joining -> exec_done | failed
+                                  success  -> exec_done -> AppFuture.set_result
+
+Every state change goes through one locked transition; every step that can
+complete other tasks runs through a per-thread trampoline, so long chains of
+completions never deepen the stack. Completed tasks are forgotten at once: memory
+is bounded by what is in flight plus what the caller still holds.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import random
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from flowlib.app.errors import RemoteExceptionWrapper
+from flowlib.config import Config
+from flowlib.dataflow.dependencies import failed_dependencies, gather_dependencies, unwrap_arguments
+from flowlib.dataflow.errors import DependencyError, JoinError
+from flowlib.dataflow.futures import AppFuture
+from flowlib.dataflow.launch import build_call
+from flowlib.dataflow.retries import should_retry
+from flowlib.dataflow.rundir import make_rundir
+from flowlib.dataflow.states import FINAL_STATES, States
+from flowlib.dataflow.taskrecord import TaskRecord, check_transition
+from flowlib.dataflow.task_files import needs_file_handling, prepare_files
+from flowlib.dataflow.trampoline import Trampoline
+from flowlib.errors import ConfigurationError, FlowlibError, NoDataFlowKernelError
+
+if TYPE_CHECKING:
+    from flowlib.app.app import AppBase
+    from flowlib.executors.base import FlowlibExecutor
+
+logger = logging.getLogger(__name__)
+
+_S = States
+_NOT_RETRIED = (DependencyError, JoinError)
+
+
+class DataFlowKernel:
+    """Runs the tasks of a workflow on the executors of a :class:`~flowlib.config.Config`.
+
+    Usually made by ``flowlib.load(config)``; may be built directly with
+    ``DataFlowKernel(config)``, which starts it. Works as a context manager whose
+    exit follows ``config.exit_mode``.
+    """
+
+    def __init__(self, config: Config | None = None) -> None:
+        if config is None:
+            config = Config()
+        if not isinstance(config, Config):
+            raise TypeError(f"DataFlowKernel expects a flowlib.config.Config, got {type(config).__name__}")
+        self.config = config
+        self._check_labels(config.executors)
+        self.cleanup_called = False
+        self._lock = threading.Lock()
+        self._tid = itertools.count()
+        self._trampoline = Trampoline()
+        self.tasks: dict[int, TaskRecord] = {}
+        self.task_state_counts: dict[States, int] = dict.fromkeys(States, 0)
+        self._resolver = config.dependency_resolver
+        self._executor_choices: dict[Any, list[str]] = {}
+        self._stop_logging: Callable[[], None] | None = None
+        self.run_dir = make_rundir(config.run_dir)
+        self.run_id = f"{int(time.time())}-{random.getrandbits(32):08x}"
+        self._start_logging()
+        logger.info("DataFlowKernel starting in %s", self.run_dir)
+
+        from flowlib.dataflow.memoization import BasicMemoizer
+
+        self.memoizer = config.memoizer if config.memoizer is not None else BasicMemoizer()
+        self.memoizer.start(run_dir=self.run_dir)
+
+        from flowlib.data_provider.data_manager import DataManager
+        from flowlib.executors.threads import ThreadPoolExecutor
+        from flowlib.app.python import INTERNAL_EXECUTOR
+
+        self.executors: dict[str, FlowlibExecutor] = {}
+        internal = ThreadPoolExecutor(label=INTERNAL_EXECUTOR, max_threads=config.internal_tasks_max_threads)
+        for executor in [*config.executors, internal]:
+            executor.run_dir = self.run_dir
+            executor.run_id = self.run_id
+            executor.start()
+            self.executors[executor.label] = executor
+        self.data_manager = DataManager(self)
+        self._atexit = _register_atexit(self)
+
+    @staticmethod
+    def _check_labels(executors: Sequence[FlowlibExecutor]) -> None:
+        from flowlib.app.python import INTERNAL_EXECUTOR
+
+        labels = [e.label for e in executors]
+        duplicates = sorted({label for label in labels if labels.count(label) > 1})
+        if duplicates:
+            raise ConfigurationError(f"executor labels must be unique; duplicated: {duplicates}")
+        if INTERNAL_EXECUTOR in labels:
+            raise ConfigurationError(f"the executor label {INTERNAL_EXECUTOR!r} is reserved for flowlib")
+
+    def _start_logging(self) -> None:
+        setting = self.config.initialize_logging
+        if setting is False:
+            return
+        if setting is True:
+            from flowlib.logconfigs.file import FileLogging
+
+            setting = FileLogging()
+        self._stop_logging = setting.initialize(self.run_dir)
+
+    # ----------------------------------------------------------------- submit
+
+    def submit(
+        self,
+        func: Callable[..., Any],
+        app_args: tuple[Any, ...] = (),
+        executors: str | Sequence[str] = "all",
+        cache: bool = False,
+        ignore_for_cache: Sequence[str] | None = None,
+        app_kwargs: dict[str, Any] | None = None,
+        join: bool = False,
+    ) -> AppFuture[Any]:
+        """Submit ``func`` as a Python (or join) task; the Parsl-compatible low-level entry."""
+        from flowlib.app.python import JoinApp, PythonApp
+
+        app: AppBase[Any, Any]
+        if join:
+            app = JoinApp(func, data_flow_kernel=self, cache=cache, ignore_for_cache=ignore_for_cache)
+        else:
+            app = PythonApp(func, data_flow_kernel=self, executors=executors, cache=cache, ignore_for_cache=ignore_for_cache)
+        return app(*app_args, **(app_kwargs or {}))
+
+    def submit_app(self, app: AppBase[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> AppFuture[Any]:
+        """Create the task for one call of ``app`` and return its future."""
+        if self.cleanup_called:
+            raise NoDataFlowKernelError(f"cannot submit {app.__name__}: this DataFlowKernel ({self.run_dir}) has been cleaned up")
+        label = self._choose_executor(app.executors, app.__name__)
+        executor = self.executors[label]
+        resource_spec = kwargs.get("parsl_resource_specification") or kwargs.get("resource_specification") or {}
+        record = TaskRecord(
+            next(self._tid),
+            app.executable(label, executor.working_dir),
+            app.__name__,
+            app.fn_hash if app.cache else "",
+            args,
+            kwargs,
+            label,
+            memoize=app.cache,
+            ignore_for_cache=app.ignore_for_cache,
+            join=app.kind == "join",
+            kind=app.kind,
+            resource_specification=resource_spec,
+            time_invoked=time.time(),
+        )
+        record.dfk = self
+        record.strip_kwargs = app.strip_kwargs
+        app_fu: AppFuture[Any] = AppFuture(record)
+        record.app_fu = app_fu
+        if needs_file_handling(args, kwargs):
+            prepare_files(record, self.run_dir, self.data_manager, self.config.std_autopath)
+        deps = gather_dependencies(record.args, record.kwargs, self._resolver)
+        record.depends = deps
+        with self._lock:
+            self._transition(record, _S.pending)
+            self.tasks[record.id] = record
+        pending = [d for d in deps if not d.done()] if deps else deps
+        if not pending:
+            self._trampoline.run(self._launch_if_ready, record)
+            return app_fu
+        record.outstanding = len(pending) + 1  # +1 until every callback is registered
+        callback = partial(self._dependency_done, record)
+        for dep in pending:
+            dep.add_done_callback(callback)
+        self._dependency_done(record, None)
+        return app_fu
+
+    def _choose_executor(self, wanted: str | tuple[str, ...], app_name: str) -> str:
+        choices = self._executor_choices.get(wanted)
+        if choices is None:
+            from flowlib.app.python import INTERNAL_EXECUTOR
+
+            if wanted == "all":
+                choices = [label for label in self.executors if label != INTERNAL_EXECUTOR]
+            else:
+                unknown = [label for label in wanted if label not in self.executors]
+                if unknown:
+                    known = [label for label in self.executors if label != INTERNAL_EXECUTOR]
+                    raise ValueError(f"app {app_name!r} asks for unknown executor(s) {unknown}; the known executors are {known}")
+                choices = list(wanted)
+            if not choices:
+                raise ValueError(f"app {app_name!r}: no executor to run on")
+            self._executor_choices[wanted] = choices
+        return choices[0] if len(choices) == 1 else random.choice(choices)
+
+    def _transition(self, record: TaskRecord, new: States) -> None:
+        """Move ``record`` to ``new``; the caller holds ``self._lock``."""
+        old = check_transition(record, new)
+        counts = self.task_state_counts
+        counts[old] -= 1
+        counts[new] += 1
+
+    # ------------------------------------------------------------ dependencies
+
+    def _dependency_done(self, record: TaskRecord, _fut: Future[Any] | None) -> None:
+        with self._lock:
+            record.outstanding -= 1
+            ready = record.outstanding == 0
+        if ready:
+            self._trampoline.run(self._launch_if_ready, record)
+
+    def _launch_if_ready(self, record: TaskRecord) -> None:
+        if record.status is not _S.pending:
+            return  # cancelled while waiting
+        deps = record.depends
+        if deps:
+            failures = failed_dependencies(deps)
+            if failures:
+                self._finish(record, _S.dep_fail, exception=DependencyError(failures, record.id))
+                return
+            record.args, record.kwargs = unwrap_arguments(record.args, record.kwargs, self._resolver)
+            record.depends = []
+        if record.memoize:
+            try:
+                memo_fu = self.memoizer.check_memo(record)
+            except Exception as e:
+                self._finish(record, _S.failed, exception=e)
+                return
+            if memo_fu is not None:
+                record.from_memo = True
+                memo_fu.add_done_callback(partial(self._memo_done, record))
+                return
+        self._launch(record)
+
+    def _memo_done(self, record: TaskRecord, memo_fu: Future[Any]) -> None:
+        self._trampoline.run(self._finish_from_future, record, memo_fu, _S.memo_done)
+
+    # ------------------------------------------------------------------ launch
+
+    def _launch(self, record: TaskRecord) -> None:
+        with self._lock:
+            if record.status is _S.cancelled:
+                return
+            self._transition(record, _S.launched)
+        func, kwargs = build_call(record)
+        try:
+            exec_fu = self.executors[record.executor].submit(func, record.resource_specification, *record.args, **kwargs)
+        except Exception as e:
+            self._finish(record, _S.failed, exception=e)
+            return
+        record.exec_fu = exec_fu
+        exec_fu.add_done_callback(partial(self._exec_done, record))
+
+    def _exec_done(self, record: TaskRecord, exec_fu: Future[Any]) -> None:
+        self._trampoline.run(self._handle_result, record, exec_fu)
+
+    def _handle_result(self, record: TaskRecord, exec_fu: Future[Any]) -> None:
+        if exec_fu is not record.exec_fu or record.status in FINAL_STATES:
+            return  # a stale try, or already cancelled
+        if exec_fu.cancelled():
+            self._finish(record, _S.cancelled, cancelled=True)
+            return
+        exc = exec_fu.exception()
+        result = None
+        if exc is None:
+            result = exec_fu.result()
+            if type(result) is RemoteExceptionWrapper:
+                exc = result.get_exception()
+        if exc is not None:
+            self._handle_failure(record, exc)
+        elif record.join:
+            self._start_join(record, result)
+        else:
+            self._finish(record, _S.exec_done, result=result)
+
+    def _handle_failure(self, record: TaskRecord, exc: BaseException) -> None:
+        if isinstance(exc, _NOT_RETRIED):
+            self._finish(record, _S.failed, exception=exc)
+            return
+        retry, exc = should_retry(record, exc, self.config.retries, self.config.retry_handler)
+        if not retry:
+            self._finish(record, _S.failed, exception=exc)
+            return
+        logger.info("task %s (%s) failed on try %s; retrying", record.id, record.func_name, record.try_id)
+        with self._lock:
+            self._transition(record, _S.fail_retryable)
+        record.try_id += 1
+        record.exec_fu = None
+        self._launch(record)
+
+    # -------------------------------------------------------------------- join
+
+    def _start_join(self, record: TaskRecord, returned: Any) -> None:
+        inner = list(returned) if isinstance(returned, (list, tuple)) else [returned]
+        bad = [x for x in inner if not isinstance(x, Future)]
+        if bad:
+            err = TypeError(
+                f"join_app {record.func_name} (task {record.id}) must return a Future or a list of Futures; "
+                f"it returned {type(returned).__name__} containing {type(bad[0]).__name__}"
+            )
+            self._finish(record, _S.failed, exception=err)
+            return
+        with self._lock:
+            self._transition(record, _S.joining)
+        record.joins = returned
+        record.outstanding = len(inner) + 1
+        callback = partial(self._join_dependency_done, record)
+        for fut in inner:
+            fut.add_done_callback(callback)
+        self._join_dependency_done(record, None)
+
+    def _join_dependency_done(self, record: TaskRecord, _fut: Future[Any] | None) -> None:
+        with self._lock:
+            record.outstanding -= 1
+            ready = record.outstanding == 0
+        if ready:
+            self._trampoline.run(self._finish_join, record)
+
+    def _finish_join(self, record: TaskRecord) -> None:
+        joins = record.joins
+        inner = list(joins) if isinstance(joins, (list, tuple)) else [joins]
+        failures = failed_dependencies(inner)
+        if failures:
+            self._finish(record, _S.failed, exception=JoinError(failures, record.id))
+        elif isinstance(joins, (list, tuple)):
+            self._finish(record, _S.exec_done, result=[f.result() for f in inner])
+        else:
+            self._finish(record, _S.exec_done, result=joins.result())
+
+    # ------------------------------------------------------------------ finish
+
+    def _finish_from_future(self, record: TaskRecord, fut: Future[Any], state: States) -> None:
+        if fut.cancelled():
+            from concurrent.futures import CancelledError
+
+            self._finish(record, _S.failed, exception=CancelledError("the cached task this task waited for was cancelled"))
+            return
+        exc = fut.exception()
+        if exc is not None:
+            self._finish(record, state, exception=exc)
+        else:
+            self._finish(record, state, result=fut.result())
+
+    def _finish(
+        self,
+        record: TaskRecord,
+        state: States,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+        cancelled: bool = False,
+    ) -> None:
+        """Move a task to a final state, record it for caching, and complete its future."""
+        with self._lock:
+            if record.status in FINAL_STATES:
+                return
+            self._transition(record, state)
+            self.tasks.pop(record.id, None)
+        record.time_returned = time.time()
+        app_fu = record.app_fu
+        assert app_fu is not None
+        if record.memoize and record.hashsum is not None and not record.from_memo and not cancelled:
+            try:
+                if exception is None:
+                    self.memoizer.update_memo_result(record, result)
+                else:
+                    self.memoizer.update_memo_exception(record, exception)
+            except Exception:
+                logger.exception("could not record task %s in the memo table", record.id)
+        record.exec_fu = None
+        record.joins = None
+        if cancelled:
+            app_fu._set_cancelled()
+        elif exception is not None:
+            if state is _S.dep_fail or state is _S.failed:
+                logger.info("task %s (%s) %s: %s", record.id, record.func_name, state.name, _short(exception))
+            app_fu.set_exception(exception)
+        else:
+            app_fu.set_result(result)
+
+    # ------------------------------------------------------------------ cancel
+
+    def _cancel_task(self, record: TaskRecord) -> bool:
+        """Cancel ``record`` if it has not started; see :meth:`AppFuture.cancel`."""
+        with self._lock:
+            status = record.status
+            if status is _S.pending or status is _S.unsched:
+                self._transition(record, _S.cancelled)
+                self.tasks.pop(record.id, None)
+                exec_fu = None
+            elif status is _S.launched:
+                exec_fu = record.exec_fu
+            else:
+                return status is _S.cancelled
+        if exec_fu is None:
+            if status is _S.launched:
+                return False
+            assert record.app_fu is not None
+            self._trampoline.run(record.app_fu._set_cancelled)
+            return True
+        if exec_fu.cancel():
+            return record.status is _S.cancelled
+        return False
+
+    # ------------------------------------------------------------- lifecycle
+
+    def wait_for_current_tasks(self) -> None:
+        """Block until every task submitted so far (and those they start) has finished."""
+        while True:
+            with self._lock:
+                pending = [r.app_fu for r in self.tasks.values()]
+            if not pending:
+                return
+            for fut in pending:
+                if fut is not None:
+                    try:
+                        fut.exception()
+                    except BaseException:  # cancelled futures raise here  # noqa: S110
+                        pass
+
+    def checkpoint(self) -> None:
+        """Write the results cached so far to this run's checkpoint (manual mode)."""
+        self.memoizer.checkpoint()
+
+    def cleanup(self) -> None:
+        """Shut the kernel down: executors, checkpoint store, logging.
+
+        Tasks still waiting for dependencies are failed with an error saying the
+        kernel was cleaned up, so no future is left pending forever.
+        """
+        if self.cleanup_called:
+            raise FlowlibError(f"cleanup() has already been called on the DataFlowKernel of {self.run_dir}")
+        self.cleanup_called = True
+        logger.info("DataFlowKernel cleaning up %s", self.run_dir)
+        for executor in self.executors.values():
+            try:
+                executor.shutdown()
+            except Exception:
+                logger.exception("executor %s failed to shut down", executor.label)
+        with self._lock:
+            leftover = list(self.tasks.values())
+        for record in leftover:
+            self._trampoline.run(
+                self._finish, record, _S.failed, None,
+                FlowlibError(f"task {record.id} ({record.func_name}) did not complete: its DataFlowKernel was cleaned up"),
+            )  # fmt: skip
+        try:
+            self.memoizer.close()
+        except Exception:
+            logger.exception("closing the memoizer failed")
+        if DataFlowKernelLoader._dfk is self:
+            DataFlowKernelLoader._dfk = None
+        logger.info("DataFlowKernel cleanup complete")
+        if self._stop_logging is not None:
+            self._stop_logging()
+            self._stop_logging = None
+        if self._atexit is not None:
+            atexit.unregister(self._atexit)
+            self._atexit = None
+
+    def __enter__(self) -> DataFlowKernel:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        mode = self.config.exit_mode
+        if mode == "skip":
+            return
+        if mode == "wait" and exc_type is None:
+            self.wait_for_current_tasks()
+        if not self.cleanup_called:
+            self.cleanup()
+
+    def __repr__(self) -> str:
+        return f"<DataFlowKernel {self.run_dir} tasks_in_flight={len(self.tasks)}>"
+
+
+def _short(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) < 300 else text[:297] + "..."
+
+
+def _register_atexit(dfk: DataFlowKernel) -> Callable[[], None]:
+    ref = weakref.ref(dfk)
+
+    def cleanup_at_exit() -> None:
+        kernel = ref()
+        if kernel is not None and not kernel.cleanup_called:
+            kernel.cleanup()
+
+    atexit.register(cleanup_at_exit)
+    return cleanup_at_exit
+
+
+class DataFlowKernelLoader:
+    """Holds the loaded kernel: ``flowlib.load()``, ``flowlib.dfk()``, ``flowlib.clear()``."""
+
+    _dfk: DataFlowKernel | None = None
+    _lock = threading.Lock()
+
+    @classmethod
+    def load(cls, config: Config | None = None) -> DataFlowKernel:
+        """Start a kernel for ``config`` (default: a local thread pool) and make it current."""
+        with cls._lock:
+            if cls._dfk is not None:
+                raise ConfigurationError(
+                    f"a DataFlowKernel is already loaded ({cls._dfk.run_dir}); call flowlib.clear() or "
+                    "dfk.cleanup() first, or use `with flowlib.load(config):`"
+                )
+            cls._dfk = DataFlowKernel(config)
+            return cls._dfk
+
+    @classmethod
+    def dfk(cls) -> DataFlowKernel:
+        """The loaded kernel; NoDataFlowKernelError if there is none."""
+        dfk = cls._dfk
+        if dfk is None:
+            raise NoDataFlowKernelError("Must first load config")
+        return dfk
+
+    @classmethod
+    def clear(cls) -> None:
+        """Forget the loaded kernel (without cleaning it up)."""
+        with cls._lock:
+            cls._dfk = None
+
+    @classmethod
+    def wait_for_current_tasks(cls) -> None:
+        """Wait for every task of the loaded kernel."""
+        cls.dfk().wait_for_current_tasks()

@@ -1,0 +1,199 @@
+"""AppFuture: the future an app call returns.
+
+An :class:`AppFuture` is a :class:`concurrent.futures.Future` plus the identity of
+its task. It is made lighter than a plain Future (whose ``threading.Condition``
+costs about 1.4 KB) by a slotted condition that allocates its waiter list only
+when somebody actually waits: a campaign keeps hundreds of thousands in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+from collections.abc import Callable, Generator
+from concurrent.futures import Future
+from concurrent.futures._base import PENDING
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from flowlib.dataflow.taskrecord import TaskRecord
+
+from _thread import allocate_lock
+
+T = TypeVar("T")
+
+
+class _FutureCondition:
+    """The part of ``threading.Condition`` that ``Future`` uses, in a fraction of the memory."""
+
+    __slots__ = ("_lock", "_waiters")
+
+    def __init__(self) -> None:
+        self._lock = allocate_lock()
+        self._waiters: list[Any] | None = None
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        waiter = allocate_lock()
+        waiter.acquire()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        self._lock.release()
+        got = False
+        try:
+            if timeout is None:
+                got = waiter.acquire()
+            elif timeout > 0:
+                got = waiter.acquire(True, timeout)
+            else:
+                got = waiter.acquire(False)
+            return got
+        finally:
+            self._lock.acquire()
+            if not got and self._waiters is not None:
+                try:
+                    self._waiters.remove(waiter)
+                except ValueError:
+                    pass
+
+    def notify(self, n: int = 1) -> None:
+        waiters = self._waiters
+        while waiters and n > 0:
+            waiters.pop(0).release()
+            n -= 1
+
+    def notify_all(self) -> None:
+        waiters = self._waiters
+        if waiters:
+            self._waiters = None
+            for waiter in waiters:
+                waiter.release()
+
+
+class LightFuture(Future[T]):
+    """A ``concurrent.futures.Future`` with a compact condition; behaves exactly like one."""
+
+    def __init__(self) -> None:  # Future.__init__ would build a heavy threading.Condition
+        self._condition = _FutureCondition()  # type: ignore[assignment]
+        self._state = PENDING
+        self._result = None
+        self._exception = None
+        self._waiters = []
+        self._done_callbacks = []
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return asyncio.wrap_future(self).__await__()
+
+    def __getitem__(self, key: Any) -> LiftedFuture[Any]:
+        return derive_future(self, operator.itemgetter(key))
+
+    def __getattr__(self, name: str) -> LiftedFuture[Any]:
+        # Only called for attributes that do not exist: lift them onto the result.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return derive_future(self, operator.attrgetter(name))
+
+
+class LiftedFuture(LightFuture[T]):
+    """The future of ``fut[key]`` or ``fut.attr``: resolves when its parent does."""
+
+
+def derive_future(parent: Future[Any], op: Callable[[Any], Any]) -> LiftedFuture[Any]:
+    """A future holding ``op(parent.result())``, or the parent's exception."""
+    child: LiftedFuture[Any] = LiftedFuture()
+
+    def _copy(fut: Future[Any]) -> None:
+        if fut.cancelled():
+            child.cancel()
+            return
+        exc = fut.exception()
+        if exc is not None:
+            child.set_exception(exc)
+            return
+        try:
+            child.set_result(op(fut.result()))
+        except Exception as e:
+            child.set_exception(e)
+
+    parent.add_done_callback(_copy)
+    return child
+
+
+class AppFuture(LightFuture[T]):
+    """The future returned by calling an app.
+
+    Behaves as a ``concurrent.futures.Future`` (``result()``, ``exception()``,
+    ``done()``, ``add_done_callback()``), can be awaited in asyncio code, and adds:
+
+    - ``tid``: the task id; ``task_record``: the kernel's record of the task;
+    - ``outputs``: DataFutures for the files named in ``outputs=``;
+    - ``stdout`` / ``stderr``: the stream spec as given, the generated path for
+      ``AUTO_LOGNAME``, or a DataFuture when a File was given;
+    - ``task_status()``: the name of the task's current state;
+    - ``fut["key"]`` / ``fut.attr``: a new future of that item or attribute of the result.
+
+    ``cancel()`` stops a task that has not started; see :meth:`cancel`.
+    """
+
+    _outputs: list[Any] = []
+    _stdout: Any = None
+    _stderr: Any = None
+
+    def __init__(self, task_record: TaskRecord) -> None:
+        super().__init__()
+        self.task_record = task_record
+
+    @property
+    def tid(self) -> int:
+        """The task id."""
+        return self.task_record.id
+
+    @property
+    def outputs(self) -> list[Any]:
+        """DataFutures for the files named in the call's ``outputs=`` keyword."""
+        return list(self._outputs)
+
+    @property
+    def stdout(self) -> Any:
+        """The task's stdout: the spec given, the AUTO_LOGNAME path, or a DataFuture."""
+        return self._stdout
+
+    @property
+    def stderr(self) -> Any:
+        """The task's stderr: the spec given, the AUTO_LOGNAME path, or a DataFuture."""
+        return self._stderr
+
+    def task_status(self) -> str:
+        """The name of the task's current state, e.g. ``"pending"`` or ``"exec_done"``."""
+        return self.task_record.status.name
+
+    def cancel(self) -> bool:
+        """Cancel the task if it has not started.
+
+        A task still waiting for its dependencies, or queued in its executor, is
+        cancelled: this future raises ``CancelledError`` and tasks depending on it
+        fail with ``DependencyError``. A task already running is not stopped by the
+        thread pool, and ``False`` is returned.
+        """
+        dfk = self.task_record.dfk
+        if dfk is None:
+            return super().cancel()
+        return bool(dfk._cancel_task(self.task_record))
+
+    def _set_cancelled(self) -> bool:
+        return super().cancel()
+
+    def __repr__(self) -> str:
+        return f"<AppFuture task {self.task_record.id} {self.task_record.func_name} state={self._state.lower()}>"

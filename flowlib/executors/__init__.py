@@ -1,0 +1,33 @@
+"""Executors: where tasks run. Engine executors import their engine only when used."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from flowlib.executors.base import FlowlibExecutor, ParslExecutor
+
+if TYPE_CHECKING:
+    from flowlib.executors.threads import ThreadPoolExecutor
+
+__all__ = ["FlowlibExecutor", "ParslExecutor", "ThreadPoolExecutor"]
+
+_LAZY = {
+    "ThreadPoolExecutor": "flowlib.executors.threads",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(
+            f"module 'flowlib.executors' has no attribute {name!r}"
+            + (
+                "; this executor is not available in this version of flowlib"
+                if name in {"HighThroughputExecutor", "MPIExecutor", "FluxExecutor", "RadicalPilotExecutor", "GlobusComputeExecutor"}
+                else ""
+            )
+        )
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,276 @@
+"""Choose a serialization method, and frame the messages that carry app invocations.
+
+Selection rule, tried in order, each attempt writing into the same buffer:
+
+1. stdlib pickle, unless the object refers to a function or class defined in
+   ``__main__``: pickle records those by name, and a worker's ``__main__`` is
+   not the user's script or notebook. The pickler notices such a reference the
+   moment it meets it and gives up at once, so no time is spent finishing a
+   payload that would be thrown away;
+2. cloudpickle, which ships ``__main__`` code, lambdas and closures by value;
+3. dill;
+4. otherwise :class:`SerializationError`, naming the object's type, with the
+   last method's exception as ``__cause__``.
+
+An apply message is::
+
+    b"A1\\n" | u32 big-endian n | function: n bytes | (args, kwargs): the rest
+    b"R1\\n" | u32 big-endian n | function: n bytes | (args, kwargs, resource_specification)
+
+where each part is ``header + payload`` as :func:`serialize` makes it. The
+function is a part of its own so that a failure can be blamed precisely.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, BinaryIO
+
+from flowlib.serialize.base import MAX_HEADER_LENGTH, Bytes, SerializerBase
+from flowlib.serialize.concretes import (
+    CloudpickleSerializer,
+    DillCallableSerializer,
+    DillSerializer,
+    PickleSerializer,
+    ReferencesMainModule,
+)
+from flowlib.serialize.errors import DeserializationError, SerializationError
+
+_CHAIN: tuple[SerializerBase, ...] = (
+    PickleSerializer(allow_main=False),
+    CloudpickleSerializer(),
+    DillSerializer(),
+)
+_READERS: dict[bytes, SerializerBase] = {
+    s.identifier: s
+    for s in (
+        PickleSerializer(),
+        CloudpickleSerializer(),
+        DillSerializer(),
+        DillCallableSerializer(),
+    )
+}
+
+APPLY_HEADER = b"A1\n"
+"""Header of a message made by :func:`pack_apply_message`."""
+RES_SPEC_APPLY_HEADER = b"R1\n"
+"""Header of a message made by :func:`pack_res_spec_apply_message`."""
+_LENGTH = struct.Struct("!I")
+
+Invocation = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
+def type_name(obj: Any) -> str:
+    """``module.QualName`` of ``obj``'s type, without ``builtins.``: ``"_thread.lock"``."""
+    kind = type(obj)
+    module = getattr(kind, "__module__", None)
+    if module in (None, "builtins"):
+        return kind.__qualname__
+    return f"{module}.{kind.__qualname__}"
+
+
+def _write(obj: Any, stream: BinaryIO) -> Exception | None:
+    """Append ``obj`` to ``stream`` with the first method that works; else return the last error."""
+    start = stream.tell()
+    error: Exception | None = None
+    for method in _CHAIN:
+        try:
+            method.write(obj, stream)
+        except ReferencesMainModule:
+            pass
+        except Exception as exc:  # each method fails in its own way; try the next one
+            error = exc
+        else:
+            return None
+        stream.seek(start)
+        stream.truncate()
+    return error
+
+
+def serialize(obj: Any) -> bytes:
+    """Return ``header + payload`` for ``obj``, using the first method that works.
+
+    Raises :class:`SerializationError` when none does.
+    """
+    stream = io.BytesIO()
+    error = _write(obj, stream)
+    if error is not None:
+        raise SerializationError("object", type_name=type_name(obj), reason=str(error)) from error
+    return stream.getvalue()
+
+
+def _split_header(view: memoryview) -> tuple[bytes, memoryview]:
+    head = bytes(view[:MAX_HEADER_LENGTH])
+    end = head.find(b"\n")
+    if end < 0:
+        reason = f"no header: no newline in the first bytes {head!r}" if head else "empty data"
+        raise DeserializationError(reason)
+    return head[: end + 1], view[end + 1 :]
+
+
+def _as_view(data: Bytes) -> memoryview:
+    view = memoryview(data)
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
+def deserialize(data: Bytes) -> Any:
+    """Rebuild an object from the output of :func:`serialize` (or of any serializer here).
+
+    Raises :class:`DeserializationError` for empty, truncated or corrupt data,
+    an unknown header, or a payload that cannot be rebuilt here.
+    """
+    view = _as_view(data)
+    header, _ = _split_header(view)
+    reader = _READERS.get(header)
+    if reader is None:
+        hint = ""
+        if header in (APPLY_HEADER, RES_SPEC_APPLY_HEADER):
+            hint = "; this is an apply message, read it with unpack_apply_message"
+        raise DeserializationError(f"unknown serialization method{hint}", header=header)
+    try:
+        return reader.deserialize(view)
+    except Exception as exc:
+        raise DeserializationError(f"{type(exc).__name__}: {exc}", header=header) from exc
+
+
+def _blame(
+    what: str, obj: Any, error: Exception, task_id: int | str | None, func: Any
+) -> SerializationError:
+    exc = SerializationError(
+        what,
+        type_name=type_name(obj),
+        reason=str(error),
+        task_id=task_id,
+        function_name=getattr(func, "__name__", None),
+    )
+    exc.__cause__ = error
+    return exc
+
+
+def _find_culprit(
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    extra: tuple[Any, ...],
+    error: Exception,
+    task_id: int | str | None,
+    func: Any,
+) -> SerializationError:
+    """Serialize the parts one at a time (failure path only) to name the one that fails."""
+    parts: list[tuple[str, Any]] = [(f"positional argument {i}", a) for i, a in enumerate(args)]
+    parts += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
+    parts += [("resource specification", x) for x in extra]
+    for what, obj in parts:
+        part_error = _write(obj, io.BytesIO())
+        if part_error is not None:
+            return _blame(what, obj, part_error, task_id, func)
+    return _blame("arguments", (args, kwargs, *extra), error, task_id, func)
+
+
+def _pack(
+    header: bytes,
+    func: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    extra: tuple[Any, ...],
+    task_id: int | str | None,
+) -> bytes:
+    args = tuple(args)
+    kwargs = dict(kwargs)
+    stream = io.BytesIO()
+    stream.write(header)
+    stream.write(_LENGTH.pack(0))
+    start = stream.tell()
+    error = _write(func, stream)
+    if error is not None:
+        raise _blame("the function", func, error, task_id, func)
+    func_length = stream.tell() - start
+    error = _write((args, kwargs, *extra), stream)
+    if error is not None:
+        raise _find_culprit(args, kwargs, extra, error, task_id, func)
+    stream.seek(len(header))
+    stream.write(_LENGTH.pack(func_length))
+    return stream.getvalue()
+
+
+def pack_apply_message(
+    func: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    task_id: int | str | None = None,
+) -> bytes:
+    """Serialize an invocation ``func(*args, **kwargs)`` into one message.
+
+    Raises :class:`SerializationError` naming the part that failed (the
+    function, a positional argument by index counted from 0, or a keyword
+    argument by name), its type, and ``task_id`` when given.
+    """
+    return _pack(APPLY_HEADER, func, args, kwargs, (), task_id)
+
+
+def pack_res_spec_apply_message(
+    func: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    resource_specification: Mapping[str, Any],
+    *,
+    task_id: int | str | None = None,
+) -> bytes:
+    """Like :func:`pack_apply_message`, also carrying the task's resource specification."""
+    return _pack(
+        RES_SPEC_APPLY_HEADER, func, args, kwargs, (dict(resource_specification),), task_id
+    )
+
+
+def _unpack(data: Bytes) -> tuple[bytes, Callable[..., Any], tuple[Any, ...]]:
+    view = _as_view(data)
+    header, rest = _split_header(view)
+    if header not in (APPLY_HEADER, RES_SPEC_APPLY_HEADER):
+        raise DeserializationError("not an apply message", header=header)
+    if len(rest) < _LENGTH.size:
+        raise DeserializationError("truncated apply message", header=header)
+    (func_length,) = _LENGTH.unpack(rest[: _LENGTH.size])
+    body = rest[_LENGTH.size :]
+    if len(body) <= func_length:
+        raise DeserializationError("truncated apply message", header=header)
+    func = deserialize(body[:func_length])
+    payload = deserialize(body[func_length:])
+    expected = 2 if header == APPLY_HEADER else 3
+    if not (
+        isinstance(payload, tuple)
+        and len(payload) == expected
+        and isinstance(payload[1], dict)
+        and callable(func)
+    ):
+        raise DeserializationError("malformed apply message", header=header)
+    return header, func, payload
+
+
+def unpack_apply_message(data: Bytes) -> Invocation:
+    """Return ``(func, args, kwargs)`` from a message made by :func:`pack_apply_message`.
+
+    A message that also carries a resource specification is refused; read it
+    with :func:`unpack_res_spec_apply_message`.
+    """
+    header, func, payload = _unpack(data)
+    if header != APPLY_HEADER:
+        raise DeserializationError(
+            "message carries a resource specification; read it with unpack_res_spec_apply_message",
+            header=header,
+        )
+    return func, payload[0], payload[1]
+
+
+def unpack_res_spec_apply_message(
+    data: Bytes,
+) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], dict[str, Any]]:
+    """Return ``(func, args, kwargs, resource_specification)``.
+
+    Reads messages from :func:`pack_res_spec_apply_message`, and also those from
+    :func:`pack_apply_message`, whose resource specification is then ``{}``.
+    """
+    header, func, payload = _unpack(data)
+    resource_specification = payload[2] if header == RES_SPEC_APPLY_HEADER else {}
+    return func, payload[0], payload[1], resource_specification

@@ -1,0 +1,3 @@
+"""flowlib's version."""
+
+VERSION = "0.1.0"

@@ -38,7 +38,6 @@ _LAZY = {
     "DataFlowKernelLoader": "flowlib.dataflow.dflow",
     "set_stream_logger": "flowlib.log_utils",
     "set_file_logger": "flowlib.log_utils",
-    "app": "flowlib.app",
 }
 
 __all__ = [
@@ -76,9 +75,7 @@ def __getattr__(name: str) -> Any:
     if module_name is None:
         raise AttributeError(f"module 'flowlib' has no attribute {name!r}")
     module = importlib.import_module(module_name)
-    value = module if name == "app" else getattr(module, name)
-    if name == "app":
-        importlib.import_module("flowlib.app.errors")
+    value = getattr(module, name)
     globals()[name] = value
     return value
 

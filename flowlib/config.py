@@ -71,7 +71,7 @@ class Config(RepresentationMixin):
         from flowlib.executors.base import FlowlibExecutor
         from flowlib.logconfigs.base import LoggingConfig
 
-        if executors is not None and not isinstance(executors, (str, bytes)):
+        if isinstance(executors, Iterable) and not isinstance(executors, (str, bytes, dict)):
             executors = list(executors)
         validate_arguments(
             "Config",

@@ -180,6 +180,7 @@ class DataFlowKernel:
         deps = gather_dependencies(record.args, record.kwargs, self._resolver)
         record.depends = deps
         with self._lock:
+            self.task_state_counts[_S.unsched] += 1
             self._transition(record, _S.pending)
             self.tasks[record.id] = record
         pending = [d for d in deps if not d.done()] if deps else deps
@@ -377,9 +378,11 @@ class DataFlowKernel:
         record.time_returned = time.time()
         app_fu = record.app_fu
         assert app_fu is not None
-        if record.memoize and record.hashsum is not None and not record.from_memo and not cancelled:
+        if record.memoize and record.hashsum is not None and not record.from_memo:
             try:
-                if exception is None:
+                if cancelled:
+                    self.memoizer.discard(record)
+                elif exception is None:
                     self.memoizer.update_memo_result(record, result)
                 else:
                     self.memoizer.update_memo_exception(record, exception)
@@ -458,10 +461,8 @@ class DataFlowKernel:
         with self._lock:
             leftover = list(self.tasks.values())
         for record in leftover:
-            self._trampoline.run(
-                self._finish, record, _S.failed, None,
-                FlowlibError(f"task {record.id} ({record.func_name}) did not complete: its DataFlowKernel was cleaned up"),
-            )  # fmt: skip
+            error = FlowlibError(f"task {record.id} ({record.func_name}) did not complete: its DataFlowKernel was cleaned up")
+            self._trampoline.run(partial(self._finish, record, _S.failed, exception=error))
         try:
             self.memoizer.close()
         except Exception:

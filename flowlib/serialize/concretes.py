@@ -25,6 +25,7 @@ import pickle
 import threading
 import types
 import weakref
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from flowlib.serialize.base import Bytes, SerializerBase
@@ -48,14 +49,16 @@ def _rebuild_memoryview(data: Bytes, fmt: str, shape: tuple[int, ...]) -> memory
     view = memoryview(data)
     if fmt == "B" and len(shape) == 1:
         return view
-    return view.cast("B").cast(fmt, shape)
+    flat: Any = view.cast("B")  # Any: typeshed accepts only literal formats
+    return flat.cast(fmt, shape)
 
 
 def _reduce_memoryview(view: memoryview) -> tuple[Any, tuple[Any, ...]]:
     """Reduce ``view`` so that protocol 5 writes its bytes without a copy."""
     if view.c_contiguous:
+        flat: Any = view.cast("B")
         try:
-            view.cast("B").cast(view.format, view.shape)
+            flat.cast(view.format, view.shape)
         except (TypeError, ValueError):
             pass  # a format that cast() cannot restore: ship plain bytes below
         else:
@@ -144,7 +147,7 @@ class PickleSerializer(SerializerBase):
 
 
 @functools.cache
-def _cloudpickler_class() -> type[pickle.Pickler]:
+def _cloudpickler_class() -> Callable[..., pickle.Pickler]:
     import cloudpickle
 
     base: type[pickle.Pickler] = cloudpickle.Pickler
@@ -181,7 +184,7 @@ class CloudpickleSerializer(SerializerBase):
 
 
 @functools.cache
-def _dill_pickler_class() -> type[pickle.Pickler]:
+def _dill_pickler_class() -> Callable[..., pickle.Pickler]:
     import dill
 
     base: type[pickle.Pickler] = dill.Pickler

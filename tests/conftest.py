@@ -1,0 +1,89 @@
+"""Shared fixtures: executors to parametrize over, a loaded kernel, and leak checks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import flowlib
+from flowlib.config import Config
+from flowlib.dataflow.dflow import DataFlowKernel, DataFlowKernelLoader
+from flowlib.executors.base import FlowlibExecutor
+from flowlib.executors.threads import ThreadPoolExecutor
+
+
+def make_threads(tmp_path: Any) -> FlowlibExecutor:
+    return ThreadPoolExecutor(label="exec", max_threads=4)
+
+
+# Executors the behavioural suite runs on: name -> factory(tmp_path).
+# Later executors (the high-throughput executor, engines) add themselves here.
+EXECUTOR_FACTORIES: dict[str, Callable[[Any], FlowlibExecutor]] = {
+    "threads": make_threads,
+}
+
+
+def try_assert(check: Callable[[], bool], timeout: float = 10.0, message: str = "") -> None:
+    """Poll ``check`` until it is true; fail with ``message`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(message or f"condition not met within {timeout} s")
+        time.sleep(0.01)
+
+
+@pytest.fixture(params=sorted(EXECUTOR_FACTORIES))
+def executor_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_config(tmp_path: Any, executor_name: str) -> Callable[..., Config]:
+    """Build a Config on the parametrized executor with a private run_dir."""
+
+    def build(**kwargs: Any) -> Config:
+        kwargs.setdefault("run_dir", str(tmp_path / "runinfo"))
+        kwargs.setdefault("executors", [EXECUTOR_FACTORIES[executor_name](tmp_path)])
+        return Config(**kwargs)
+
+    return build
+
+
+@pytest.fixture
+def dfk(make_config: Callable[..., Config]) -> Iterator[DataFlowKernel]:
+    """A loaded kernel on the parametrized executor, cleaned up after the test."""
+    kernel = flowlib.load(make_config())
+    try:
+        yield kernel
+    finally:
+        if not kernel.cleanup_called:
+            kernel.cleanup()
+        flowlib.clear()
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_kernel() -> Iterator[None]:
+    yield
+    leftover = DataFlowKernelLoader._dfk
+    if leftover is not None:
+        if not leftover.cleanup_called:
+            leftover.cleanup()
+        DataFlowKernelLoader.clear()
+        pytest.fail("the test left a DataFlowKernel loaded")
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads() -> Iterator[None]:
+    before = set(threading.enumerate())
+    yield
+    def leaked() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t not in before and t.is_alive() and t.name.startswith("flowlib")]
+
+    deadline = time.monotonic() + 5
+    while leaked() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not leaked(), f"threads leaked by the test: {[t.name for t in leaked()]}"

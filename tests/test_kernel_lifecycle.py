@@ -1,0 +1,193 @@
+"""load/dfk/clear, context-manager exit modes, run directories and the run log."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+
+import pytest
+
+import flowlib
+from flowlib import python_app
+from flowlib.config import Config
+from flowlib.dataflow.dflow import DataFlowKernel
+from flowlib.errors import ConfigurationError, FlowlibError, NoDataFlowKernelError
+from flowlib.executors.threads import ThreadPoolExecutor
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@python_app
+def add(a, b):
+    return a + b
+
+
+@python_app
+def wait_for(gate_future):
+    return gate_future
+
+
+def test_app_before_load_raises_no_dfk():
+    with pytest.raises(NoDataFlowKernelError, match="Must first load config"):
+        add(1, 2)
+    with pytest.raises(NoDataFlowKernelError):
+        flowlib.dfk()
+
+
+def test_load_returns_kernel_and_context_manager_cleans_up(tmp_path):
+    with flowlib.load(Config(run_dir=str(tmp_path))) as dfk:
+        assert flowlib.dfk() is dfk
+        assert add(1, 2).result() == 3
+    assert dfk.cleanup_called
+    with pytest.raises(NoDataFlowKernelError, match="Must first load config"):
+        flowlib.dfk()
+
+
+def test_load_twice_is_a_clear_error(tmp_path):
+    dfk = flowlib.load(Config(run_dir=str(tmp_path)))
+    try:
+        with pytest.raises(ConfigurationError, match="already loaded"):
+            flowlib.load(Config(run_dir=str(tmp_path)))
+    finally:
+        dfk.cleanup()
+    assert flowlib.load(Config(run_dir=str(tmp_path))).cleanup() is None
+
+
+def test_clear_forgets_without_cleanup(tmp_path):
+    dfk = flowlib.load(Config(run_dir=str(tmp_path)))
+    flowlib.clear()
+    with pytest.raises(NoDataFlowKernelError):
+        flowlib.dfk()
+    assert not dfk.cleanup_called
+    dfk.cleanup()
+
+
+def test_cleanup_twice_raises(tmp_path):
+    dfk = DataFlowKernel(Config(run_dir=str(tmp_path)))
+    dfk.cleanup()
+    with pytest.raises(FlowlibError, match="already been called"):
+        dfk.cleanup()
+
+
+def test_submit_after_cleanup_raises(tmp_path):
+    dfk = DataFlowKernel(Config(run_dir=str(tmp_path)))
+    dfk.cleanup()
+    app = python_app(lambda: 1, data_flow_kernel=dfk)
+    with pytest.raises(NoDataFlowKernelError, match="cleaned up"):
+        app()
+
+
+def test_direct_kernel_with_data_flow_kernel_option(tmp_path):
+    dfk = DataFlowKernel(config=Config(run_dir=str(tmp_path)))
+    try:
+        app = python_app(data_flow_kernel=dfk)(lambda x: x * 3)
+        assert app(4).result() == 12
+    finally:
+        dfk.cleanup()
+
+
+def test_run_directories_are_numbered(tmp_path):
+    base = tmp_path / "runs"
+    dirs = []
+    for _ in range(3):
+        dfk = DataFlowKernel(Config(run_dir=str(base)))
+        dirs.append(dfk.run_dir)
+        dfk.cleanup()
+    assert [os.path.basename(d) for d in dirs] == ["000", "001", "002"]
+    (base / "999").mkdir()
+    dfk = DataFlowKernel(Config(run_dir=str(base)))
+    dfk.cleanup()
+    assert os.path.basename(dfk.run_dir) == "1000"
+
+
+def test_run_log_is_info_and_removed_at_cleanup(tmp_path):
+    dfk = DataFlowKernel(Config(run_dir=str(tmp_path)))
+    app = python_app(lambda: 1, data_flow_kernel=dfk)
+    for _ in range(50):
+        app().result()
+    dfk.cleanup()
+    log = Path(dfk.run_dir, "flowlib.log").read_text()
+    assert "DataFlowKernel starting" in log and "cleanup complete" in log
+    assert "DEBUG" not in log
+    # no per-task lines at INFO: the log stays small however many tasks ran
+    assert len(log.splitlines()) < 20
+    handlers = logging.getLogger("flowlib").handlers
+    assert not any(getattr(h, "baseFilename", "").startswith(dfk.run_dir) for h in handlers)
+
+
+def test_initialize_logging_false_writes_no_log(tmp_path):
+    dfk = DataFlowKernel(Config(run_dir=str(tmp_path), initialize_logging=False))
+    dfk.cleanup()
+    assert not os.path.exists(os.path.join(dfk.run_dir, "flowlib.log"))
+
+
+def test_json_logging(tmp_path):
+    import json
+
+    from flowlib.logconfigs.json import JSONLogging
+
+    dfk = DataFlowKernel(Config(run_dir=str(tmp_path), initialize_logging=JSONLogging()))
+    dfk.cleanup()
+    lines = Path(dfk.run_dir, "flowlib.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert any("starting" in r["message"] for r in records)
+
+
+def test_exit_mode_wait_waits_for_tasks(tmp_path):
+    gate: Future[int] = Future()
+    with flowlib.load(Config(run_dir=str(tmp_path), exit_mode="wait")):
+        fut = wait_for(gate)
+        threading.Timer(0.2, gate.set_result, args=(7,)).start()
+    assert fut.result(timeout=0) == 7
+
+
+def test_exit_mode_skip_leaves_kernel_running(tmp_path):
+    with flowlib.load(Config(run_dir=str(tmp_path), exit_mode="skip")) as dfk:
+        pass
+    assert not dfk.cleanup_called
+    assert add(2, 2).result() == 4
+    dfk.cleanup()
+
+
+def test_cleanup_fails_tasks_still_waiting(tmp_path):
+    gate: Future[int] = Future()
+    dfk = flowlib.load(Config(run_dir=str(tmp_path)))
+    fut = wait_for(gate)
+    dfk.cleanup()
+    with pytest.raises(FlowlibError, match="cleaned up"):
+        fut.result(timeout=5)
+
+
+def test_dependency_on_future_of_a_cleaned_up_kernel(tmp_path):
+    gate: Future[int] = Future()
+    first = DataFlowKernel(Config(run_dir=str(tmp_path)))
+    stuck = python_app(data_flow_kernel=first)(lambda g: g)(gate)
+    second = DataFlowKernel(Config(run_dir=str(tmp_path)))
+    try:
+        downstream = python_app(data_flow_kernel=second)(lambda x: x)(stuck)
+        first.cleanup()
+        with pytest.raises(flowlib.dataflow.errors.DependencyError, match=f"task {stuck.tid}"):
+            downstream.result(timeout=5)
+    finally:
+        second.cleanup()
+
+
+def test_loading_does_not_change_config(tmp_path):
+    config = Config(run_dir=str(tmp_path), executors=[ThreadPoolExecutor(label="t")])
+    before = repr(config)
+    with flowlib.load(config):
+        pass
+    assert repr(config) == before
+
+
+def test_wait_for_current_tasks(tmp_path):
+    with flowlib.load(Config(run_dir=str(tmp_path))) as dfk:
+        gate: Future[int] = Future()
+        futs = [wait_for(gate) for _ in range(5)]
+        threading.Timer(0.1, gate.set_result, args=(1,)).start()
+        flowlib.wait_for_current_tasks()
+        assert all(f.done() for f in futs)
+        assert dfk.tasks == {}

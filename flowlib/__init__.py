@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from flowlib.app.special import AUTO_LOGNAME
 from flowlib.version import VERSION
 
 __version__ = VERSION
@@ -59,7 +60,6 @@ __all__ = [
     "wait_for_current_tasks",
 ]
 
-from flowlib.app.special import AUTO_LOGNAME
 
 if TYPE_CHECKING:
     from flowlib.app.app import bash_app, join_app, python_app

@@ -97,13 +97,17 @@ class Config(RepresentationMixin):
         if retries < 0:
             raise ValueError(f"Config argument 'retries' must be >= 0, got {retries}")
         if internal_tasks_max_threads < 1:
-            raise ValueError(f"Config argument 'internal_tasks_max_threads' must be >= 1, got {internal_tasks_max_threads}")
+            raise ValueError(
+                f"Config argument 'internal_tasks_max_threads' must be >= 1, got {internal_tasks_max_threads}"
+            )
         if strategy not in _STRATEGIES:
             raise ValueError(f"Config argument 'strategy' must be one of {_STRATEGIES}, got {strategy!r}")
         if strategy_period <= 0:
             raise ValueError(f"Config argument 'strategy_period' must be > 0, got {strategy_period}")
         if monitoring is not None:
-            raise ValueError("Config argument 'monitoring': monitoring is not available in this version of flowlib; pass None")
+            raise ValueError(
+                "Config argument 'monitoring': monitoring is not available in this version of flowlib; pass None"
+            )
         if executors is None:
             from flowlib.executors.threads import ThreadPoolExecutor
 

@@ -20,7 +20,9 @@ def validate_arguments(owner: str, arguments: dict[str, tuple[Any, Any]]) -> Non
     """
     for name, (value, annotation) in arguments.items():
         try:
-            typeguard.check_type(value, annotation, collection_check_strategy=typeguard.CollectionCheckStrategy.ALL_ITEMS)
+            typeguard.check_type(
+                value, annotation, collection_check_strategy=typeguard.CollectionCheckStrategy.ALL_ITEMS
+            )
         except typeguard.TypeCheckError:
             shown = repr(value)
             if len(shown) > 60:

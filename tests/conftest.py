@@ -80,6 +80,7 @@ def _no_leftover_kernel() -> Iterator[None]:
 def _no_leaked_threads() -> Iterator[None]:
     before = set(threading.enumerate())
     yield
+
     def leaked() -> list[threading.Thread]:
         return [t for t in threading.enumerate() if t not in before and t.is_alive() and t.name.startswith("flowlib")]
 

@@ -37,7 +37,7 @@ def test_cancel_pending_task_fails_dependents(dfk):
         waiting.result()
     with pytest.raises(DependencyError) as info:
         downstream.result(timeout=5)
-    (exc, name), = info.value.dependent_exceptions_tids
+    ((exc, name),) = info.value.dependent_exceptions_tids
     assert name == f"task {waiting.tid}" and isinstance(exc, CancelledError)
     gate.set_result(1)  # the gate firing later must not resurrect the task
     assert dfk.task_state_counts[States.cancelled] == 1

@@ -72,9 +72,7 @@ class Recorder(Staging):
     def can_stage_out(self, file: File) -> bool:
         return file.scheme == self.scheme
 
-    def stage_in(
-        self, dm: DataManager, executor: str, file: File, parent_fut: Future[Any] | None
-    ) -> DataFuture | None:
+    def stage_in(self, dm: DataManager, executor: str, file: File, parent_fut: Future[Any] | None) -> DataFuture | None:
         self.calls.append(("stage_in", executor, file, parent_fut))
         if self.replace_input:
             done: Future[None] = Future()
@@ -88,9 +86,7 @@ class Recorder(Staging):
         self.calls.append(("replace_task", executor, file))
         return StagingWrapper(func) if self.wrap else None
 
-    def stage_out(
-        self, dm: DataManager, executor: str, file: File, app_fu: Future[Any]
-    ) -> Future[Any] | None:
+    def stage_out(self, dm: DataManager, executor: str, file: File, app_fu: Future[Any]) -> Future[Any] | None:
         self.calls.append(("stage_out", executor, file, app_fu))
         return app_fu if self.replace_input else None
 
@@ -229,9 +225,7 @@ def test_staging_base_defaults() -> None:
 def test_noop_claims_only_file_scheme() -> None:
     noop = NoOpFileStaging()
     assert noop.can_stage_in(File("a.txt")) and noop.can_stage_out(File("file:///a.txt"))
-    assert not noop.can_stage_in(File("http://h/a")) and not noop.can_stage_out(
-        File("zip:/a.zip/b")
-    )
+    assert not noop.can_stage_in(File("http://h/a")) and not noop.can_stage_out(File("zip:/a.zip/b"))
 
 
 # ---------------------------------------------------------------- helpers
@@ -248,9 +242,7 @@ def test_wrapper_keeps_name_and_order() -> None:
     def step(tag: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         events.append(tag)
 
-    w = StagingWrapper(
-        work, before=lambda a, k: step("before", a, k), after=lambda a, k: step("after", a, k)
-    )
+    w = StagingWrapper(work, before=lambda a, k: step("before", a, k), after=lambda a, k: step("after", a, k))
     assert w.__name__ == "work" and w.__doc__ == "Doc of work." and w.__wrapped__ is work
     assert w(21) == 42
     assert events == ["before", "func", "after"]
@@ -419,10 +411,7 @@ def test_rsync_stage_in_and_out(tmp_path: pathlib.Path, fake_rsync: pathlib.Path
 
 def test_rsync_url_with_host_is_passed_verbatim() -> None:
     r = RSyncStaging("submit-host")
-    assert (
-        r.remote_spec(File("rsync://mirror.example.org/module/a.txt"))
-        == "rsync://mirror.example.org/module/a.txt"
-    )
+    assert r.remote_spec(File("rsync://mirror.example.org/module/a.txt")) == "rsync://mirror.example.org/module/a.txt"
     assert r.remote_spec(File("rsync:/data/a.txt")) == "submit-host:/data/a.txt"
     assert RSyncStaging("").remote_spec(File("/data/a.txt")) == "/data/a.txt"
     assert not r.can_stage_in(File("http://h/a"))

@@ -201,9 +201,7 @@ def test_imports_stay_light() -> None:
         "import flowlib.data_provider.data_manager\n"
         "print(heavy())\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=25
-    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=25)
     assert out.stdout.split("\n")[:2] == ["[]", "[]"]
 
 

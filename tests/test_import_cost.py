@@ -14,7 +14,7 @@ HEAVY = ["zmq", "paramiko", "sqlalchemy", "cloudpickle", "dill", "typeguard", "c
 
 
 def test_import_flowlib_loads_no_heavy_module():
-    code = "import sys, flowlib; print(','.join(m for m in %r if m in sys.modules))" % HEAVY
+    code = f"import sys, flowlib; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"import flowlib imported {out}"
 

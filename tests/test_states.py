@@ -41,7 +41,9 @@ def test_illegal_transition_raises_with_history():
     check_transition(record, States.pending)
     check_transition(record, States.launched)
     check_transition(record, States.exec_done)
-    with pytest.raises(InternalConsistencyError, match="exec_done -> launched; history: unsched -> pending -> launched -> exec_done"):
+    with pytest.raises(
+        InternalConsistencyError, match="exec_done -> launched; history: unsched -> pending -> launched -> exec_done"
+    ):
         check_transition(record, States.launched)
 
 

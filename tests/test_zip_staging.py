@@ -126,9 +126,7 @@ def test_stage_out_appends_member(dm: DataManager, tmp_path: pathlib.Path) -> No
         assert zf.read("results/a.txt") == b"alpha"
 
 
-def test_stage_out_wrapper_pickles_and_finds_the_copied_file(
-    dm: DataManager, tmp_path: pathlib.Path
-) -> None:
+def test_stage_out_wrapper_pickles_and_finds_the_copied_file(dm: DataManager, tmp_path: pathlib.Path) -> None:
     archive = tmp_path / "out.zip"
     f = File(f"zip:{archive}/m.txt")
     func = dm.replace_task_stage_out(f, write_output, "ex")
@@ -312,9 +310,7 @@ def test_zip_through_the_kernel(tmp_path: pathlib.Path, monkeypatch: pytest.Monk
     config_mod = pytest.importorskip("flowlib.config")
     threads = pytest.importorskip("flowlib.executors.threads")
     monkeypatch.chdir(tmp_path)
-    config = config_mod.Config(
-        executors=[threads.ThreadPoolExecutor(label="local")], run_dir=str(tmp_path / "runinfo")
-    )
+    config = config_mod.Config(executors=[threads.ThreadPoolExecutor(label="local")], run_dir=str(tmp_path / "runinfo"))
 
     with flowlib.load(config):
 

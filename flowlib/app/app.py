@@ -97,8 +97,16 @@ class AppBase(Generic[P, R]):
             for k in ("stdout", "stderr", "walltime", "label")
             if k in params and params[k].default is not inspect.Parameter.empty
         }
-        self.inputs = params["inputs"].default if "inputs" in params and params["inputs"].default is not inspect.Parameter.empty else []
-        self.outputs = params["outputs"].default if "outputs" in params and params["outputs"].default is not inspect.Parameter.empty else []
+        self.inputs = (
+            params["inputs"].default
+            if "inputs" in params and params["inputs"].default is not inspect.Parameter.empty
+            else []
+        )
+        self.outputs = (
+            params["outputs"].default
+            if "outputs" in params and params["outputs"].default is not inspect.Parameter.empty
+            else []
+        )
         self.defaults_to_fill = tuple(
             (name, p.default)
             for name, p in params.items()
@@ -177,7 +185,9 @@ def python_app(
     from flowlib.app.python import PythonApp
 
     def decorator(func: Callable[P, R]) -> PythonApp[P, R]:
-        return PythonApp(func, data_flow_kernel=data_flow_kernel, cache=cache, executors=executors, ignore_for_cache=ignore_for_cache)
+        return PythonApp(
+            func, data_flow_kernel=data_flow_kernel, cache=cache, executors=executors, ignore_for_cache=ignore_for_cache
+        )
 
     if function is not None:
         return decorator(function)
@@ -218,7 +228,9 @@ def bash_app(
     from flowlib.app.bash import BashApp
 
     def decorator(func: Callable[P, str]) -> BashApp[P]:
-        return BashApp(func, data_flow_kernel=data_flow_kernel, cache=cache, executors=executors, ignore_for_cache=ignore_for_cache)
+        return BashApp(
+            func, data_flow_kernel=data_flow_kernel, cache=cache, executors=executors, ignore_for_cache=ignore_for_cache
+        )
 
     if function is not None:
         return decorator(function)

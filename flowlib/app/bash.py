@@ -15,7 +15,14 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from flowlib.app.app import AppBase, P
-from flowlib.app.errors import AppBadFormatting, AppTimeout, BadStdStreamFile, BashAppNoReturn, BashExitFailure, MissingOutputs
+from flowlib.app.errors import (
+    AppBadFormatting,
+    AppTimeout,
+    BadStdStreamFile,
+    BashAppNoReturn,
+    BashExitFailure,
+    MissingOutputs,
+)
 from flowlib.app.special import SPECIAL_KEYWORDS
 
 _WRITE_MODES = ("w", "a", "w+", "a+")
@@ -63,6 +70,7 @@ def execute_bash_app(
     func_name: str,
     accepted: frozenset[str],
     working_dir: str | None,
+    /,
     *args: Any,
     **kwargs: Any,
 ) -> int:
@@ -78,7 +86,9 @@ def execute_bash_app(
     except (IndexError, KeyError) as e:
         raise AppBadFormatting(f"bash_app {func_name} failed to build its command: {e!r}") from e
     if not isinstance(command, str):
-        raise BashAppNoReturn(f"bash_app {func_name} must return a command string, but returned {type(command).__name__} ({command!r:.80})")
+        shown = repr(command)[:80]
+        kind = type(command).__name__
+        raise BashAppNoReturn(f"bash_app {func_name} must return a command string, but returned {kind} ({shown})")
 
     walltime = kwargs.get("walltime")
     stdout = _open_stream("stdout", kwargs.get("stdout"), working_dir)
@@ -123,7 +133,9 @@ def _run(command: str, stdout: Any, stderr: Any, cwd: str | None, walltime: floa
         return proc.wait(timeout=walltime)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
-        raise AppTimeout(f"bash_app {func_name} exceeded its walltime of {walltime} s; its process group was killed") from None
+        raise AppTimeout(
+            f"bash_app {func_name} exceeded its walltime of {walltime} s; its process group was killed"
+        ) from None
     except BaseException:
         _kill_group(proc)
         raise

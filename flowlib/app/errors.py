@@ -113,13 +113,12 @@ class RemoteExceptionWrapper:
 def wrap_error(func: Any) -> Any:
     """Wrap ``func`` so that any exception it raises is returned as a RemoteExceptionWrapper."""
     import functools
-    import sys
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except Exception:
-            return RemoteExceptionWrapper(*sys.exc_info())  # type: ignore[arg-type]
+        except Exception as exc:
+            return RemoteExceptionWrapper(type(exc), exc, exc.__traceback__)
 
     return wrapper

@@ -34,9 +34,7 @@ class DataFuture(Future[File]):
     def __init__(self, fut: Future[Any], file_obj: File, tid: int | None = None) -> None:
         super().__init__()
         if not isinstance(fut, Future):
-            raise TypeError(
-                f"DataFuture needs a concurrent.futures.Future as parent, not {type(fut).__name__}"
-            )
+            raise TypeError(f"DataFuture needs a concurrent.futures.Future as parent, not {type(fut).__name__}")
         if not isinstance(file_obj, File):
             raise TypeError(f"DataFuture needs a File, not {type(file_obj).__name__}")
         self._tid = tid

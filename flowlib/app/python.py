@@ -39,7 +39,13 @@ class JoinApp(AppBase[P, R]):
         cache: bool = False,
         ignore_for_cache: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(func, data_flow_kernel=data_flow_kernel, executors=(INTERNAL_EXECUTOR,), cache=cache, ignore_for_cache=ignore_for_cache)
+        super().__init__(
+            func,
+            data_flow_kernel=data_flow_kernel,
+            executors=(INTERNAL_EXECUTOR,),
+            cache=cache,
+            ignore_for_cache=ignore_for_cache,
+        )
 
     def executable(self, executor_label: str, working_dir: str | None) -> Callable[..., Any]:
         """The join function itself, run on the internal executor."""
@@ -47,4 +53,3 @@ class JoinApp(AppBase[P, R]):
 
 
 __all__ = ["JoinApp", "PythonApp", "INTERNAL_EXECUTOR"]
-

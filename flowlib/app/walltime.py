@@ -25,7 +25,7 @@ def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc else None)
 
 
-def run_with_walltime(func: Callable[..., Any], walltime: float, *args: Any, **kwargs: Any) -> Any:
+def run_with_walltime(func: Callable[..., Any], walltime: float, /, *args: Any, **kwargs: Any) -> Any:
     """Call ``func(*args, **kwargs)``; raise AppTimeout if it runs longer than ``walltime`` seconds."""
     message = f"{getattr(func, '__name__', 'app')} exceeded its walltime of {walltime} s"
     if walltime <= 0:

@@ -65,9 +65,7 @@ class DataManager:
         try:
             ex = self.dfk.executors[executor]
         except KeyError:
-            raise ValueError(
-                f"No executor labelled {executor!r} (known: {sorted(self.dfk.executors)})"
-            ) from None
+            raise ValueError(f"No executor labelled {executor!r} (known: {sorted(self.dfk.executors)})") from None
         storage = getattr(ex, "storage_access", None)
         return list(storage) if storage is not None else default_staging
 
@@ -123,16 +121,12 @@ class DataManager:
         new_input = self._stager_in(file, executor).stage_in(self, executor, file, parent)
         return new_input if new_input is not None else input
 
-    def replace_task(
-        self, file: File, func: Callable[..., Any], executor: str
-    ) -> Callable[..., Any]:
+    def replace_task(self, file: File, func: Callable[..., Any], executor: str) -> Callable[..., Any]:
         """Return ``func``, wrapped for in-task stage-in of ``file`` if its plugin does that."""
         new_func = self._stager_in(file, executor).replace_task(self, executor, file, func)
         return new_func or func
 
-    def replace_task_stage_out(
-        self, file: File, func: Callable[..., Any], executor: str
-    ) -> Callable[..., Any]:
+    def replace_task_stage_out(self, file: File, func: Callable[..., Any], executor: str) -> Callable[..., Any]:
         """Return ``func``, wrapped for in-task stage-out of ``file`` if its plugin does that.
 
         Raises:

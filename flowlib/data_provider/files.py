@@ -70,15 +70,10 @@ class File:
         elif isinstance(url, os.PathLike):
             text = os.fspath(url)
             if not isinstance(text, str):
-                raise TypeError(
-                    f"File() needs a str path or URL; the PathLike {url!r} "
-                    f"gave {type(text).__name__}"
-                )
+                raise TypeError(f"File() needs a str path or URL; the PathLike {url!r} gave {type(text).__name__}")
             scheme, netloc, path = "file", "", text
         else:
-            raise TypeError(
-                f"File() takes a str URL or an os.PathLike, not {type(url).__name__}: {url!r}"
-            )
+            raise TypeError(f"File() takes a str URL or an os.PathLike, not {type(url).__name__}: {url!r}")
         if not text:
             raise ValueError("File() needs a non-empty path or URL")
         self.url = text

@@ -80,9 +80,7 @@ def ftp_stage_in(url: str, local_path: str, timeout: float, parent: Any = None) 
     download_ftp(url, local_path, timeout)
 
 
-def _in_task_step(
-    url: str, local_path: str, timeout: float, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> None:
+def _in_task_step(url: str, local_path: str, timeout: float, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     download_ftp(url, local_path, timeout)
     set_local_path(url, local_path, args, kwargs)
 
@@ -101,15 +99,11 @@ class FTPSeparateTaskStaging(Staging):
         """True for the ``ftp`` scheme."""
         return file.scheme == "ftp"
 
-    def stage_in(
-        self, dm: DataManager, executor: str, file: File, parent_fut: Future[Any] | None
-    ) -> DataFuture | None:
+    def stage_in(self, dm: DataManager, executor: str, file: File, parent_fut: Future[Any] | None) -> DataFuture | None:
         """Submit the download task; sets ``file.local_path`` to where it will write."""
         local = local_path_for(file, executor_working_dir(dm, executor))
         file.local_path = local
-        return submit_staging_task(
-            dm, executor, ftp_stage_in, file, parent_fut, file.url, local, self.timeout
-        )
+        return submit_staging_task(dm, executor, ftp_stage_in, file, parent_fut, file.url, local, self.timeout)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(timeout={self.timeout})"

@@ -31,8 +31,7 @@ def _require_globus_sdk() -> None:
     except ImportError:
         raise OptionalModuleMissing(
             ["globus_sdk"],
-            "GlobusStaging needs the Globus SDK to move globus:// files; "
-            "install it with 'pip install globus-sdk'",
+            "GlobusStaging needs the Globus SDK to move globus:// files; install it with 'pip install globus-sdk'",
         ) from None
 
 
@@ -73,9 +72,7 @@ class GlobusStaging(Staging):
         """True for the ``globus`` scheme."""
         return file.scheme == "globus"
 
-    def stage_in(
-        self, dm: DataManager, executor: str, file: File, parent_fut: Future[Any] | None
-    ) -> DataFuture | None:
+    def stage_in(self, dm: DataManager, executor: str, file: File, parent_fut: Future[Any] | None) -> DataFuture | None:
         """Not implemented; raises (``OptionalModuleMissing`` without ``globus_sdk``)."""
         _require_globus_sdk()
         raise NotImplementedError(
@@ -83,9 +80,7 @@ class GlobusStaging(Staging):
             "subclass GlobusStaging and implement stage_in with the Globus SDK"
         )
 
-    def stage_out(
-        self, dm: DataManager, executor: str, file: File, app_fu: Future[Any]
-    ) -> Future[Any] | None:
+    def stage_out(self, dm: DataManager, executor: str, file: File, app_fu: Future[Any]) -> Future[Any] | None:
         """Not implemented; raises (``OptionalModuleMissing`` without ``globus_sdk``)."""
         _require_globus_sdk()
         raise NotImplementedError(

@@ -56,9 +56,7 @@ def run_rsync(url: str, source: str, dest: str, timeout: int) -> None:
     """
     cmd = ["rsync", f"--timeout={timeout}", source, dest]
     try:
-        proc = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
-        )
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
     except FileNotFoundError:
         raise StagingError(url, "the rsync command is not installed (not on PATH)") from None
     if proc.returncode != 0:
@@ -112,9 +110,7 @@ class RSyncStaging(Staging):
         if not isinstance(hostname, str):
             raise TypeError(f"hostname must be a str, not {type(hostname).__name__}")
         if isinstance(timeout, bool) or not isinstance(timeout, int):
-            raise TypeError(
-                f"timeout must be an int number of seconds, not {type(timeout).__name__}"
-            )
+            raise TypeError(f"timeout must be an int number of seconds, not {type(timeout).__name__}")
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
         self.hostname = hostname

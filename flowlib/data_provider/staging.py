@@ -94,9 +94,7 @@ class Staging:
         """Whether this plugin stages ``file`` out."""
         return False
 
-    def stage_in(
-        self, dm: DataManager, executor: str, file: File, parent_fut: Future[Any] | None
-    ) -> DataFuture | None:
+    def stage_in(self, dm: DataManager, executor: str, file: File, parent_fut: Future[Any] | None) -> DataFuture | None:
         """Start a separate transfer of ``file`` towards ``executor``.
 
         ``parent_fut`` is the future that produces the file, when the app got a
@@ -106,9 +104,7 @@ class Staging:
         """
         return None
 
-    def stage_out(
-        self, dm: DataManager, executor: str, file: File, app_fu: Future[Any]
-    ) -> Future[Any] | None:
+    def stage_out(self, dm: DataManager, executor: str, file: File, app_fu: Future[Any]) -> Future[Any] | None:
         """Start a separate transfer of ``file`` out, after ``app_fu`` completes.
 
         Return a future that completes when the file is in place (the app's
@@ -216,9 +212,7 @@ def _iter_files(obj: Any, depth: int) -> Iterable[File]:
             yield from _iter_files(item, depth - 1)
 
 
-def set_local_path(
-    url: str, local_path: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> None:
+def set_local_path(url: str, local_path: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Set ``local_path`` on every ``File`` for ``url`` in a task's arguments.
 
     Looks in positional and keyword arguments and in containers nested up to four
@@ -229,9 +223,7 @@ def set_local_path(
             file.local_path = local_path
 
 
-def prepare_output_step(
-    url: str, local_path: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> None:
+def prepare_output_step(url: str, local_path: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """In-task stage-out ``before`` step: make the output's directory, point the app at it."""
     directory = os.path.dirname(local_path)
     if directory:

@@ -81,9 +81,7 @@ def zip_path_split(path: str) -> tuple[str, str]:
             archive = "/".join(parts[: i + 1])
             member = "/".join(p for p in parts[i + 1 :] if p)
             if not member:
-                raise ValueError(
-                    f"zip path {path!r} names the archive {archive!r} but no member inside it"
-                )
+                raise ValueError(f"zip path {path!r} names the archive {archive!r} but no member inside it")
             return archive, member
     raise ValueError(f"zip path {path!r} has no component ending in '.zip'")
 
@@ -230,9 +228,7 @@ class ZipFileStaging(Staging):
         """Wrap ``func`` to extract the member to a local file before it runs."""
         archive, member = _split_url(file)
         local = local_path_for(file, executor_working_dir(dm, executor))
-        return StagingWrapper(
-            func, before=partial(_stage_in_step, file.url, archive, member, local)
-        )
+        return StagingWrapper(func, before=partial(_stage_in_step, file.url, archive, member, local))
 
     def replace_task_stage_out(
         self, dm: DataManager, executor: str, file: File, func: Callable[..., Any]

@@ -43,8 +43,8 @@ from flowlib.dataflow.launch import build_call
 from flowlib.dataflow.retries import should_retry
 from flowlib.dataflow.rundir import make_rundir
 from flowlib.dataflow.states import FINAL_STATES, States
-from flowlib.dataflow.taskrecord import TaskRecord, check_transition
 from flowlib.dataflow.task_files import needs_file_handling, prepare_files
+from flowlib.dataflow.taskrecord import TaskRecord, check_transition
 from flowlib.dataflow.trampoline import Trampoline
 from flowlib.errors import ConfigurationError, FlowlibError, NoDataFlowKernelError
 
@@ -92,9 +92,9 @@ class DataFlowKernel:
         self.memoizer = config.memoizer if config.memoizer is not None else BasicMemoizer()
         self.memoizer.start(run_dir=self.run_dir)
 
+        from flowlib.app.python import INTERNAL_EXECUTOR
         from flowlib.data_provider.data_manager import DataManager
         from flowlib.executors.threads import ThreadPoolExecutor
-        from flowlib.app.python import INTERNAL_EXECUTOR
 
         self.executors: dict[str, FlowlibExecutor] = {}
         internal = ThreadPoolExecutor(label=INTERNAL_EXECUTOR, max_threads=config.internal_tasks_max_threads)
@@ -104,7 +104,7 @@ class DataFlowKernel:
             executor.start()
             self.executors[executor.label] = executor
         self.data_manager = DataManager(self)
-        self._atexit = _register_atexit(self)
+        self._atexit: Callable[[], None] | None = _register_atexit(self)
 
     @staticmethod
     def _check_labels(executors: Sequence[FlowlibExecutor]) -> None:
@@ -146,13 +146,17 @@ class DataFlowKernel:
         if join:
             app = JoinApp(func, data_flow_kernel=self, cache=cache, ignore_for_cache=ignore_for_cache)
         else:
-            app = PythonApp(func, data_flow_kernel=self, executors=executors, cache=cache, ignore_for_cache=ignore_for_cache)
+            app = PythonApp(
+                func, data_flow_kernel=self, executors=executors, cache=cache, ignore_for_cache=ignore_for_cache
+            )
         return app(*app_args, **(app_kwargs or {}))
 
     def submit_app(self, app: AppBase[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> AppFuture[Any]:
         """Create the task for one call of ``app`` and return its future."""
         if self.cleanup_called:
-            raise NoDataFlowKernelError(f"cannot submit {app.__name__}: this DataFlowKernel ({self.run_dir}) has been cleaned up")
+            raise NoDataFlowKernelError(
+                f"cannot submit {app.__name__}: this DataFlowKernel ({self.run_dir}) has been cleaned up"
+            )
         label = self._choose_executor(app.executors, app.__name__)
         executor = self.executors[label]
         resource_spec = kwargs.get("parsl_resource_specification") or kwargs.get("resource_specification") or {}
@@ -205,7 +209,9 @@ class DataFlowKernel:
                 unknown = [label for label in wanted if label not in self.executors]
                 if unknown:
                     known = [label for label in self.executors if label != INTERNAL_EXECUTOR]
-                    raise ValueError(f"app {app_name!r} asks for unknown executor(s) {unknown}; the known executors are {known}")
+                    raise ValueError(
+                        f"app {app_name!r} asks for unknown executor(s) {unknown}; the known executors are {known}"
+                    )
                 choices = list(wanted)
             if not choices:
                 raise ValueError(f"app {app_name!r}: no executor to run on")
@@ -263,7 +269,9 @@ class DataFlowKernel:
             self._transition(record, _S.launched)
         func, kwargs = build_call(record)
         try:
-            exec_fu = self.executors[record.executor].submit(func, record.resource_specification, *record.args, **kwargs)
+            exec_fu = self.executors[record.executor].submit(
+                func, record.resource_specification, *record.args, **kwargs
+            )
         except Exception as e:
             self._finish(record, _S.failed, exception=e)
             return
@@ -352,7 +360,9 @@ class DataFlowKernel:
         if fut.cancelled():
             from concurrent.futures import CancelledError
 
-            self._finish(record, _S.failed, exception=CancelledError("the cached task this task waited for was cancelled"))
+            self._finish(
+                record, _S.failed, exception=CancelledError("the cached task this task waited for was cancelled")
+            )
             return
         exc = fut.exception()
         if exc is not None:
@@ -461,7 +471,9 @@ class DataFlowKernel:
         with self._lock:
             leftover = list(self.tasks.values())
         for record in leftover:
-            error = FlowlibError(f"task {record.id} ({record.func_name}) did not complete: its DataFlowKernel was cleaned up")
+            error = FlowlibError(
+                f"task {record.id} ({record.func_name}) did not complete: its DataFlowKernel was cleaned up"
+            )
             self._trampoline.run(partial(self._finish, record, _S.failed, exception=error))
         try:
             self.memoizer.close()

@@ -30,7 +30,8 @@ class DependencyError(DataFlowException):
         super().__init__(self.dependent_exceptions_tids, task_id)
 
     def __str__(self) -> str:
-        return f"Dependency failure for task {self.task_id}. The failed dependencies are {_describe(self.dependent_exceptions_tids)}"
+        failed = _describe(self.dependent_exceptions_tids)
+        return f"Dependency failure for task {self.task_id}. The failed dependencies are {failed}"
 
 
 class JoinError(DataFlowException):
@@ -42,7 +43,8 @@ class JoinError(DataFlowException):
         super().__init__(self.dependent_exceptions_tids, task_id)
 
     def __str__(self) -> str:
-        return f"Join failure for task {self.task_id} with failed join dependencies from {_describe(self.dependent_exceptions_tids)}"
+        failed = _describe(self.dependent_exceptions_tids)
+        return f"Join failure for task {self.task_id} with failed join dependencies from {failed}"
 
 
 class BadCheckpoint(DataFlowException):

@@ -91,6 +91,8 @@ def prepare_files(
             elif isinstance(item, DataFuture):
                 data_futures.append(DataFuture(app_fu, item.file_obj, tid=record.id))
             else:
-                raise TypeError(f"outputs= must hold File objects; task {record.id} got {type(item).__name__} ({item!r})")
+                raise TypeError(
+                    f"outputs= must hold File objects; task {record.id} got {type(item).__name__} ({item!r})"
+                )
         app_fu._outputs = data_futures
     record.func = func

@@ -24,7 +24,14 @@ def __getattr__(name: str) -> Any:
             f"module 'flowlib.executors' has no attribute {name!r}"
             + (
                 "; this executor is not available in this version of flowlib"
-                if name in {"HighThroughputExecutor", "MPIExecutor", "FluxExecutor", "RadicalPilotExecutor", "GlobusComputeExecutor"}
+                if name
+                in {
+                    "HighThroughputExecutor",
+                    "MPIExecutor",
+                    "FluxExecutor",
+                    "RadicalPilotExecutor",
+                    "GlobusComputeExecutor",
+                }
                 else ""
             )
         )

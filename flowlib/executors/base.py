@@ -61,7 +61,7 @@ class FlowlibExecutor(metaclass=abc.ABCMeta):
 
     @abc.abstractmethod
     def submit(
-        self, func: Callable[..., Any], resource_specification: dict[str, Any], *args: Any, **kwargs: Any
+        self, func: Callable[..., Any], resource_specification: dict[str, Any], /, *args: Any, **kwargs: Any
     ) -> Future[Any]:
         """Run ``func(*args, **kwargs)``; return a future of its result.
 

@@ -86,7 +86,7 @@ class ThreadPoolExecutor(FlowlibExecutor):
                 self._threads.append(t)
 
     def submit(
-        self, func: Callable[..., Any], resource_specification: dict[str, Any], *args: Any, **kwargs: Any
+        self, func: Callable[..., Any], resource_specification: dict[str, Any], /, *args: Any, **kwargs: Any
     ) -> Future[Any]:
         """Queue ``func(*args, **kwargs)``; the returned future completes with its outcome."""
         if resource_specification:
@@ -138,9 +138,7 @@ class ThreadPoolExecutor(FlowlibExecutor):
 
     def statistics(self) -> ExecutorStatistics:
         """Tasks submitted and completed so far, and the number of threads."""
-        return ExecutorStatistics(
-            self.label, _peek(self._submitted), _peek(self._completed), len(self._threads)
-        )
+        return ExecutorStatistics(self.label, _peek(self._submitted), _peek(self._completed), len(self._threads))
 
 
 def _peek(counter: itertools.count[int]) -> int:

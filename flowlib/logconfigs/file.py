@@ -8,7 +8,9 @@ from collections.abc import Callable
 
 from flowlib.logconfigs.base import LoggingConfig
 
-DEFAULT_FORMAT = "%(asctime)s.%(msecs)03d %(name)s:%(lineno)d %(processName)s(%(process)d) %(threadName)s %(levelname)s: %(message)s"
+DEFAULT_FORMAT = (
+    "%(asctime)s.%(msecs)03d %(name)s:%(lineno)d %(processName)s(%(process)d) %(threadName)s %(levelname)s: %(message)s"
+)
 
 
 class FileLogging(LoggingConfig):
@@ -21,7 +23,9 @@ class FileLogging(LoggingConfig):
         format_string: a ``logging.Formatter`` format.
     """
 
-    def __init__(self, level: int = logging.INFO, filename: str = "flowlib.log", format_string: str | None = None) -> None:
+    def __init__(
+        self, level: int = logging.INFO, filename: str = "flowlib.log", format_string: str | None = None
+    ) -> None:
         self.level = level
         self.filename = filename
         self.format_string = format_string or DEFAULT_FORMAT

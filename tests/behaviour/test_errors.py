@@ -98,7 +98,7 @@ def test_dependency_error_message_names_failed_tasks(dfk):
         fut.result(timeout=10)
     message = str(info.value)
     assert f"task {first.tid}" in message
-    assert str(fut.tid) in message
+    assert f"task {fut.tid}" in message
     with pytest.raises(DependencyError) as info:
         both.result(timeout=10)
     message = str(info.value)

@@ -227,7 +227,10 @@ def main(argv: list[str]) -> int:
     names = {lib: f"{lib} {runs[lib][0]['version']}" for lib in libs}
     baseline = BASELINE if BASELINE in libs else libs[0]
     candidate = CANDIDATE if CANDIDATE in libs else libs[-1]
-    rows = report.compare(medians[baseline], medians[candidate])
+    if candidate == baseline:  # one library alone: show its numbers, compare nothing
+        candidate = CANDIDATE if baseline != CANDIDATE else BASELINE
+        names[candidate] = f"{candidate} (not run)"
+    rows = report.compare(medians[baseline], medians.get(candidate, []))
 
     title = (
         f"{args.executor} executor, median of {args.rounds} round(s)"

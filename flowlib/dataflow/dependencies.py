@@ -58,9 +58,10 @@ def dependency_name(fut: Future[Any]) -> str:
     """How a failed dependency is named in DependencyError: ``"task N"`` or the future's repr."""
     if isinstance(fut, AppFuture):
         return f"task {fut.tid}"
-    tid = getattr(fut, "tid", None)
-    if tid is not None:
-        return f"task {tid}"
+    from flowlib.app.futures import DataFuture
+
+    if isinstance(fut, DataFuture) and fut.tid is not None:
+        return f"task {fut.tid}"
     return repr(fut)
 
 

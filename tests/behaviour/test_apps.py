@@ -226,3 +226,8 @@ def test_pool_executor_over_kernel(dfk):
     assert double(3).result(timeout=10) == 6
     with pytest.raises(RuntimeError):
         pool.submit(add, 1, 2)
+
+
+def test_walltime_is_not_a_decorator_option():
+    with pytest.raises(TypeError):
+        python_app(walltime=1)  # type: ignore[call-overload]

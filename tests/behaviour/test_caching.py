@@ -58,6 +58,16 @@ def cached_describe(counter, thing):
     return repr(thing.value) if hasattr(thing, "value") else repr(thing)
 
 
+@python_app(cache=True)
+def fails_once_cached(counter, marker_dir, x):
+    note_run(counter, x)
+    os.makedirs(marker_dir, exist_ok=True)
+    if not os.listdir(marker_dir):
+        open(os.path.join(marker_dir, "failed-once"), "w").close()
+        raise RuntimeError("first try fails")
+    return 10 * x
+
+
 class NoKeyFunction:
     def __init__(self, value):
         self.value = value
@@ -134,6 +144,51 @@ def test_registered_key_function_makes_a_type_cacheable(dfk, tmp_path):
     assert runs(counter) == ["describe"]
     assert cached_describe(counter, KeyedThing([3])).result(timeout=10) == "[3]"
     assert runs(counter) == ["describe", "describe"]
+
+
+def test_key_uses_the_value_of_a_future_argument(dfk, tmp_path):
+    counter = str(tmp_path / "counter")
+    plain = uncached(str(tmp_path / "other"), 5)  # returns 6
+    assert cached_square(counter, plain).result(timeout=10) == 36
+    assert cached_square(counter, uncached(str(tmp_path / "other"), 5)).result(timeout=10) == 36
+    assert cached_square(counter, 6).result(timeout=10) == 36
+    assert runs(counter) == ["6"]
+
+
+def test_edited_function_is_a_cache_miss(dfk, tmp_path):
+    counter = str(tmp_path / "counter")
+
+    def make_first():
+        @python_app(cache=True)
+        def compute(counter, x):
+            note_run(counter, "first")
+            return x + 1
+
+        return compute
+
+    def make_second():
+        @python_app(cache=True)
+        def compute(counter, x):
+            note_run(counter, "second")
+            return x + 2
+
+        return compute
+
+    first, second = make_first(), make_second()
+    assert first.__name__ == second.__name__ == "compute"
+    assert first(counter, 1).result(timeout=10) == 2
+    assert second(counter, 1).result(timeout=10) == 3
+    assert first(counter, 1).result(timeout=10) == 2
+    assert runs(counter) == ["first", "second"]
+
+
+def test_retried_result_is_cached(make_config, tmp_path):
+    counter = str(tmp_path / "counter")
+    markers = str(tmp_path / "markers")
+    with flowlib.load(make_config(retries=2)):
+        assert fails_once_cached(counter, markers, 3).result(timeout=10) == 30
+        assert fails_once_cached(counter, markers, 3).result(timeout=10) == 30
+    assert runs(counter) == ["3", "3"]  # one failed try, one good one, then the cache
 
 
 def test_no_cache_by_default(dfk, tmp_path):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future
 
-import flowlib
 import pytest
 
+import flowlib
 from flowlib import python_app
 from flowlib.dataflow.dependency_resolvers import DEEP_DEPENDENCY_RESOLVER
 from flowlib.dataflow.errors import DependencyError
@@ -174,6 +175,23 @@ def test_dependency_error_propagates_down_a_chain(dfk):
     assert isinstance(info.value.dependent_exceptions_tids[0][0], DependencyError)
 
 
+@python_app
+def fail_with_dict():
+    raise KeyError("no mapping today")
+
+
+def test_failed_lifted_future_dependency_is_named(dfk):
+    parent = fail_with_dict()
+    lifted = parent["k"]
+    fut = inc(lifted)
+    with pytest.raises(DependencyError) as info:
+        fut.result(timeout=10)
+    ((exc, name),) = info.value.dependent_exceptions_tids
+    assert isinstance(exc, KeyError)
+    # a lifted future is not an app future: it is named by its repr (or by its parent task)
+    assert name in (repr(lifted), f"task {parent.tid}"), name
+
+
 def test_several_failed_dependencies_are_all_named(dfk):
     a = fail("a")
     b = fail("b")
@@ -210,3 +228,23 @@ def test_failure_at_head_of_1000_chain(dfk):
     assert [name for _, name in exc.dependent_exceptions_tids] == [f"task {futs[-2].tid}"]
     assert isinstance(head.exception(timeout=10), ValueError)
     assert all(isinstance(f.exception(timeout=10), DependencyError) for f in futs)
+
+
+def test_submissions_from_several_threads(dfk):
+    tails = {}
+
+    def build(k):
+        fut = inc(k * 1000)
+        for _ in range(99):
+            fut = inc(fut)
+        tails[k] = fut
+
+    threads = [threading.Thread(target=build, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {k: f.result(timeout=30) for k, f in tails.items()} == {k: k * 1000 + 100 for k in range(6)}
+    dfk.wait_for_current_tasks()
+    counts = {state.name: n for state, n in dfk.task_state_counts.items() if n}
+    assert counts == {"exec_done": 600}

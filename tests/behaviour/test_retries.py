@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 
-import flowlib
 import pytest
 
+import flowlib
 from flowlib import python_app
 from flowlib.dataflow.errors import DependencyError
 

@@ -1,0 +1,1 @@
+"""The high-throughput executor: an interchange process feeding worker pools over ZeroMQ."""

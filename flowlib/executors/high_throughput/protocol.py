@@ -1,0 +1,284 @@
+"""The wire protocol between the executor client, the interchange and worker pools.
+
+Every message is a ZeroMQ multipart message. Its first frame is a 4-byte header::
+
+    b"FL" | protocol version (1 byte) | message kind (1 byte)
+
+followed by the frames of that kind. Task ids travel as arrays of unsigned 64-bit
+integers (one frame), per-task resource requests as one JSON frame, and task
+payloads (serialized functions and results) as one opaque frame each, which the
+interchange forwards without ever deserializing.
+
+A message that is not well formed — wrong magic, unknown kind, wrong number of
+frames, ids that do not match the payloads, invalid JSON — raises
+:class:`ProtocolError` from :func:`decode`; receivers log and drop it.
+
+Compatibility: peers must speak the same ``PROTOCOL_VERSION``; flowlib and Python
+patch releases may differ. A worker pool of another protocol version is refused
+at registration with a REJECT message whose layout never changes.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import struct
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+PROTOCOL_VERSION = 1
+MAGIC = b"FL"
+_HEADER = struct.Struct("!2sBB")
+HEADER_SIZE = _HEADER.size
+
+Frame = Union[bytes, memoryview, Any]  # zmq.Frame is accepted too (it supports the buffer protocol)
+
+
+class ProtocolError(Exception):
+    """A message that does not follow this protocol; the receiver drops it."""
+
+
+class Kind(enum.IntEnum):
+    """Message kinds. Direction: C client, I interchange, M manager (worker pool)."""
+
+    SUBMIT = 1
+    """C->I: tasks to run."""
+    CANCEL = 2
+    """C->I, I->M: cancel these task ids."""
+    RESULTS = 3
+    """M->I, I->C: outcomes of tasks (a status byte and a payload each)."""
+    FAILURES = 4
+    """I->C, M->I: tasks that failed outside user code (worker or manager lost, bad request)."""
+    REGISTER = 5
+    """M->I: a worker pool introduces itself."""
+    REGISTERED = 6
+    """I->M: registration accepted."""
+    HEARTBEAT = 7
+    """M<->I: liveness, when there is no other traffic."""
+    TASKS = 8
+    """I->M: tasks for a worker pool."""
+    DRAIN = 10
+    """I->M: finish running tasks, accept no more, then exit."""
+    SHUTDOWN = 12
+    """C->I, I->M: stop now."""
+    COMMAND = 13
+    """C->I: a query or control request."""
+    COMMAND_REPLY = 14
+    """I->C: the answer to COMMAND."""
+    EVENT = 15
+    """I->C: manager registered, lost or refused; authentication failures."""
+    REJECT = 255
+    """I->M: registration refused; the frame after the header is a UTF-8 reason."""
+
+
+class TaskStatus(enum.IntEnum):
+    """The outcome carried for each task in a RESULTS message."""
+
+    OK = 0
+    """The payload is the serialized return value."""
+    EXCEPTION = 1
+    """The payload is a serialized RemoteExceptionWrapper."""
+    CANCELLED = 2
+    """The task was cancelled; the payload is empty."""
+
+
+def header(kind: Kind) -> bytes:
+    """The first frame of a message of ``kind``."""
+    return _HEADER.pack(MAGIC, PROTOCOL_VERSION, kind)
+
+
+_HEADERS = {kind: header(kind) for kind in Kind}
+
+
+def parse_header(frame: Frame) -> tuple[int, Kind]:
+    """Return ``(version, kind)`` of a message's first frame; ProtocolError if malformed."""
+    raw = bytes(frame)
+    if len(raw) != HEADER_SIZE:
+        raise ProtocolError(f"header frame has {len(raw)} bytes, expected {HEADER_SIZE}")
+    magic, version, kind = _HEADER.unpack(raw)
+    if magic != MAGIC:
+        raise ProtocolError(f"bad magic {magic!r}")
+    try:
+        return version, Kind(kind)
+    except ValueError:
+        raise ProtocolError(f"unknown message kind {kind}") from None
+
+
+def pack_ids(ids: Sequence[int]) -> bytes:
+    """Task ids as one frame of big-endian-neutral native uint64 values."""
+    return array("Q", ids).tobytes()
+
+
+def unpack_ids(frame: Frame) -> list[int]:
+    """The task ids of an ids frame; ProtocolError if its length is not a multiple of 8."""
+    raw = memoryview(frame).cast("B")
+    if len(raw) % 8:
+        raise ProtocolError(f"ids frame of {len(raw)} bytes is not a multiple of 8")
+    ids = array("Q")
+    ids.frombytes(raw)
+    return ids.tolist()
+
+
+def pack_json(value: Any) -> bytes:
+    """A JSON frame."""
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def unpack_json(frame: Frame, expected: type = dict) -> Any:
+    """Decode a JSON frame; ProtocolError if invalid or not of the ``expected`` type."""
+    try:
+        value = json.loads(bytes(frame))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ProtocolError(f"invalid JSON frame: {e}") from None
+    if not isinstance(value, expected):
+        raise ProtocolError(f"JSON frame is {type(value).__name__}, expected {expected.__name__}")
+    return value
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass
+class TaskBatch:
+    """SUBMIT (client to interchange) or TASKS (interchange to manager).
+
+    ``specs`` maps the index of a task in the batch to its resource request; tasks
+    without one are absent, so a plain batch carries ``{}``.
+    """
+
+    ids: list[int]
+    payloads: list[Frame]
+    specs: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def encode(self, kind: Kind) -> list[Frame]:
+        specs = pack_json({str(k): v for k, v in self.specs.items()}) if self.specs else b""
+        return [_HEADERS[kind], pack_ids(self.ids), specs, *self.payloads]
+
+    @classmethod
+    def decode(cls, frames: Sequence[Frame]) -> TaskBatch:
+        if len(frames) < 3:
+            raise ProtocolError(f"task batch has {len(frames)} frames, expected at least 3")
+        ids = unpack_ids(frames[1])
+        payloads = list(frames[3:])
+        if len(payloads) != len(ids):
+            raise ProtocolError(f"task batch has {len(ids)} ids but {len(payloads)} payloads")
+        specs: dict[int, dict[str, Any]] = {}
+        if len(memoryview(frames[2])):
+            raw = unpack_json(frames[2])
+            try:
+                specs = {int(k): v for k, v in raw.items() if isinstance(v, dict)}
+            except ValueError:
+                raise ProtocolError("resource specification keys must be task indexes") from None
+            if any(not 0 <= k < len(ids) for k in specs):
+                raise ProtocolError("resource specification for a task index outside the batch")
+        return cls(ids, payloads, specs)
+
+
+@dataclass
+class ResultBatch:
+    """RESULTS: a status byte and a payload per task."""
+
+    ids: list[int]
+    statuses: bytes
+    payloads: list[Frame]
+
+    def encode(self) -> list[Frame]:
+        return [_HEADERS[Kind.RESULTS], pack_ids(self.ids), self.statuses, *self.payloads]
+
+    @classmethod
+    def decode(cls, frames: Sequence[Frame]) -> ResultBatch:
+        if len(frames) < 3:
+            raise ProtocolError(f"result batch has {len(frames)} frames, expected at least 3")
+        ids = unpack_ids(frames[1])
+        statuses = bytes(frames[2])
+        payloads = list(frames[3:])
+        if not len(ids) == len(statuses) == len(payloads):
+            raise ProtocolError(f"result batch sizes differ: {len(ids)} ids, {len(statuses)} statuses, {len(payloads)} payloads")
+        if any(s > max(TaskStatus) for s in statuses):
+            raise ProtocolError("unknown task status in result batch")
+        return cls(ids, statuses, payloads)
+
+
+def encode_json(kind: Kind, value: Any) -> list[Frame]:
+    """A message of ``kind`` carrying one JSON frame (REGISTER, FAILURES, COMMAND, EVENT, ...)."""
+    return [_HEADERS[kind], pack_json(value)]
+
+
+def encode_ids(kind: Kind, ids: Sequence[int]) -> list[Frame]:
+    """A message of ``kind`` carrying one ids frame (CANCEL)."""
+    return [_HEADERS[kind], pack_ids(ids)]
+
+
+def encode_empty(kind: Kind) -> list[Frame]:
+    """A message of ``kind`` with no body (HEARTBEAT, DRAIN, SHUTDOWN)."""
+    return [_HEADERS[kind]]
+
+
+def encode_reject(reason: str) -> list[Frame]:
+    """A REJECT message; its layout is the same in every protocol version."""
+    return [_HEADERS[Kind.REJECT], reason.encode()]
+
+
+def body_json(frames: Sequence[Frame], expected: type = dict) -> Any:
+    """The JSON body of a one-JSON-frame message."""
+    if len(frames) != 2:
+        raise ProtocolError(f"expected 2 frames, got {len(frames)}")
+    return unpack_json(frames[1], expected)
+
+
+def body_ids(frames: Sequence[Frame]) -> list[int]:
+    """The ids of a one-ids-frame message."""
+    if len(frames) != 2:
+        raise ProtocolError(f"expected 2 frames, got {len(frames)}")
+    return unpack_ids(frames[1])
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What a worker pool says about itself when it registers."""
+
+    protocol_version: int
+    flowlib_version: str
+    python_version: str
+    hostname: str
+    block_id: str
+    pool_id: str
+    worker_count: int
+    prefetch_capacity: int
+    cores: float
+    memory_mb: float
+    accelerators: list[str]
+    pid: int
+
+    def encode(self) -> list[Frame]:
+        return encode_json(Kind.REGISTER, self.__dict__)
+
+    @classmethod
+    def decode(cls, frames: Sequence[Frame]) -> Registration:
+        raw = body_json(frames)
+        try:
+            reg = cls(
+                protocol_version=int(raw["protocol_version"]),
+                flowlib_version=str(raw["flowlib_version"]),
+                python_version=str(raw["python_version"]),
+                hostname=str(raw["hostname"]),
+                block_id=str(raw["block_id"]),
+                pool_id=str(raw["pool_id"]),
+                worker_count=int(raw["worker_count"]),
+                prefetch_capacity=int(raw["prefetch_capacity"]),
+                cores=float(raw["cores"]),
+                memory_mb=float(raw["memory_mb"]),
+                accelerators=[str(a) for a in raw["accelerators"]],
+                pid=int(raw["pid"]),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ProtocolError(f"bad registration: {e!r}") from None
+        if reg.worker_count < 0 or reg.prefetch_capacity < 0:
+            raise ProtocolError("bad registration: negative worker count or prefetch")
+        return reg
+
+
+RESOURCE_KEYS = frozenset({"priority", "cores", "memory", "gpus", "running_time", "num_nodes", "ranks_per_node", "num_ranks"})
+"""Resource-specification keys the high-throughput executors understand."""

@@ -1,0 +1,1 @@
+"""Jobs and blocks: job states shared by every provider, and block scaling."""

@@ -10,8 +10,9 @@
 #   PARSL_VERSION   Parsl release to install (default: 2026.10.26)
 #   PARSL_VENV      where to create the venv (default: benchmarks/.parsl-venv)
 #
-# Idempotent: if the venv exists, has the wanted Parsl version and imports
-# flowlib from this repository, nothing is installed.
+# Idempotent: if the venv exists, has the wanted Parsl version, finds flowlib
+# in this repository and was set up from the current pyproject.toml, nothing
+# is installed.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -53,8 +54,13 @@ print("ok" if ok else "incomplete")
 EOF
 }
 
+# flowlib's dependencies come from pyproject.toml: reinstall when it changes.
+stamp="$venv/.flowlib-pyproject.sha256"
+want_stamp="$(sha256sum "$repo/pyproject.toml" | cut -d' ' -f1)"
+have_stamp="$(cat "$stamp" 2>/dev/null || true)"
+
 state="$(venv_state)"
-if [ "$state" = "ok" ]; then
+if [ "$state" = "ok" ] && [ "$have_stamp" = "$want_stamp" ]; then
     echo "parsl venv ready: $venv (parsl==$parsl_version, flowlib from $repo)"
     exit 0
 fi
@@ -66,6 +72,7 @@ fi
 "$vpy" -m pip install --quiet --upgrade pip
 "$vpy" -m pip install --quiet "parsl==$parsl_version"
 "$vpy" -m pip install --quiet -e "$repo"
+echo "$want_stamp" >"$stamp"
 
 state="$(venv_state)"
 if [ "$state" != "ok" ]; then

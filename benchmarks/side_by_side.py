@@ -120,12 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=f"{BASELINE},{CANDIDATE}",
         help="libraries to run (default: parsl,flowlib; one alone gives no comparison)",
     )
-    parser.add_argument(
-        "--workloads", default="all", help="workloads to run (default: all, see flowlib-perf)"
-    )
-    parser.add_argument(
-        "--out", default=str(RESULTS_DIR), help="results directory (default: benchmarks/results)"
-    )
+    parser.add_argument("--workloads", default="all", help="workloads to run (default: all, see flowlib-perf)")
+    parser.add_argument("--out", default=str(RESULTS_DIR), help="results directory (default: benchmarks/results)")
     parser.add_argument(
         "--run-timeout",
         type=float,
@@ -151,9 +147,7 @@ def check_importable(python: str, lib: str) -> str | None:
     return lines[-1] if lines else f"exit status {done.returncode}"
 
 
-def run_one(
-    python: str, lib: str, perf_args: list[str], executor: str, timeout: float
-) -> dict[str, Any]:
+def run_one(python: str, lib: str, perf_args: list[str], executor: str, timeout: float) -> dict[str, Any]:
     """Run one library's benchmark in a fresh subprocess and return its results."""
     with tempfile.TemporaryDirectory(prefix=f"side-by-side-{lib}-") as workdir:
         out = Path(workdir) / "results.json"
@@ -199,9 +193,7 @@ def main(argv: list[str]) -> int:
         raise SystemExit("side_by_side: need at least one round and one library")
     python = args.python
     if not Path(python).exists():
-        raise SystemExit(
-            f"side_by_side: no interpreter at {python}; run bash benchmarks/setup_parsl_venv.sh"
-        )
+        raise SystemExit(f"side_by_side: no interpreter at {python}; run bash benchmarks/setup_parsl_venv.sh")
     for lib in libs:
         problem = check_importable(python, lib)
         if problem is not None:
@@ -221,8 +213,7 @@ def main(argv: list[str]) -> int:
             runs[lib].append(run_one(python, lib, perf_args, args.executor, args.run_timeout))
 
     medians = {
-        lib: report.median_metrics([report.headline_metrics(r) for r in results])
-        for lib, results in runs.items()
+        lib: report.median_metrics([report.headline_metrics(r) for r in results]) for lib, results in runs.items()
     }
     names = {lib: f"{lib} {runs[lib][0]['version']}" for lib in libs}
     baseline = BASELINE if BASELINE in libs else libs[0]
@@ -232,10 +223,7 @@ def main(argv: list[str]) -> int:
         names[candidate] = f"{candidate} (not run)"
     rows = report.compare(medians[baseline], medians.get(candidate, []))
 
-    title = (
-        f"{args.executor} executor, median of {args.rounds} round(s)"
-        f"{' (quick)' if args.quick else ''}"
-    )
+    title = f"{args.executor} executor, median of {args.rounds} round(s){' (quick)' if args.quick else ''}"
     print(f"\n{title}\n")
     print(report.text_table(rows, names[baseline], names[candidate]))
 
@@ -260,9 +248,7 @@ def main(argv: list[str]) -> int:
     json_path = out_dir / f"{stem}.json"
     md_path = out_dir / f"{stem}.md"
     json_path.write_text(json.dumps(summary, indent=2) + "\n")
-    md_path.write_text(
-        _markdown(summary, title, report.markdown_table(rows, names[baseline], names[candidate]))
-    )
+    md_path.write_text(_markdown(summary, title, report.markdown_table(rows, names[baseline], names[candidate])))
     print(f"\nresults: {json_path}\nmarkdown: {md_path}")
     return 0
 
@@ -290,13 +276,11 @@ def _markdown(summary: dict[str, Any], title: str, table: str) -> str:
         summary["command"],
         "```",
         "",
-        f"{title}; {machine['cpus']} CPUs, {machine['platform']}, "
-        f"Python {machine['python']}, {summary['started']}.",
+        f"{title}; {machine['cpus']} CPUs, {machine['platform']}, Python {machine['python']}, {summary['started']}.",
         "",
         table,
         "",
-        "flowlib/parsl is the ratio of the medians; speedup is how many times faster "
-        "flowlib is (higher is better).",
+        "flowlib/parsl is the ratio of the medians; speedup is how many times faster flowlib is (higher is better).",
         "",
     ]
     return "\n".join(lines)

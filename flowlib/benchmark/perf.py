@@ -140,9 +140,7 @@ def build_parser(prog: str = "flowlib-perf") -> argparse.ArgumentParser:
         help="longest wait for the tasks of one measurement (default: 600)",
     )
     parser.add_argument("--json", metavar="FILE", help="write all results as JSON to FILE")
-    parser.add_argument(
-        "--quiet", action="store_true", help="print only the summary, not each measurement"
-    )
+    parser.add_argument("--quiet", action="store_true", help="print only the summary, not each measurement")
     return parser
 
 

@@ -116,10 +116,7 @@ def median_metrics(runs: Iterable[Sequence[Metric]]) -> list[Metric]:
         for metric in run:
             first.setdefault(metric.key, metric)
             values.setdefault(metric.key, []).append(metric.value)
-    return [
-        Metric(key, metric.label, metric.unit, metric.kind, median(values[key]))
-        for key, metric in first.items()
-    ]
+    return [Metric(key, metric.label, metric.unit, metric.kind, median(values[key])) for key, metric in first.items()]
 
 
 def compare(baseline: Sequence[Metric], candidate: Sequence[Metric]) -> list[Comparison]:

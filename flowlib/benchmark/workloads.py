@@ -332,8 +332,7 @@ def _submit(context: _Context) -> dict[str, Any]:
     submit_s, total_s = _batch(context, tasks)
     rate = tasks / submit_s
     context.progress(
-        f"submit: {tasks} submissions in {submit_s:.3f} s = {rate:,.0f} tasks/s "
-        f"(all done after {total_s:.3f} s)"
+        f"submit: {tasks} submissions in {submit_s:.3f} s = {rate:,.0f} tasks/s (all done after {total_s:.3f} s)"
     )
     return {
         "tasks": tasks,
@@ -366,8 +365,7 @@ def _latency(context: _Context) -> dict[str, Any]:
         "verified": True,
     }
     context.progress(
-        f"latency: {samples} round trips, median {result['median_ms']:.3f} ms, "
-        f"p95 {result['p95_ms']:.3f} ms"
+        f"latency: {samples} round trips, median {result['median_ms']:.3f} ms, p95 {result['p95_ms']:.3f} ms"
     )
     return result
 
@@ -458,9 +456,7 @@ def _memory(context: _Context) -> dict[str, Any]:
     return result
 
 
-def _settled_traced_memory(
-    *, tolerance: int, poll: float = 0.05, quiet_polls: int = 3, limit: float = 5.0
-) -> int:
+def _settled_traced_memory(*, tolerance: int, poll: float = 0.05, quiet_polls: int = 3, limit: float = 5.0) -> int:
     """Traced bytes once the library's threads have let go of finished tasks.
 
     A library may still hold the last finished task for a moment (a worker's
@@ -483,10 +479,7 @@ def _settled_traced_memory(
 
 
 _IMPORT_PROBE = (
-    "import sys, time\n"
-    "start = time.perf_counter()\n"
-    "__import__(sys.argv[1])\n"
-    "print(repr(time.perf_counter() - start))\n"
+    "import sys, time\nstart = time.perf_counter()\n__import__(sys.argv[1])\nprint(repr(time.perf_counter() - start))\n"
 )
 
 

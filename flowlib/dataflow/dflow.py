@@ -104,7 +104,22 @@ class DataFlowKernel:
             executor.start()
             self.executors[executor.label] = executor
         self.data_manager = DataManager(self)
+        self._poller = self._start_job_status_poller()
         self._atexit: Callable[[], None] | None = _register_atexit(self)
+
+    def _start_job_status_poller(self) -> Any:
+        from flowlib.executors.block_provider import BlockProviderExecutor
+
+        block_executors = [e for e in self.executors.values() if isinstance(e, BlockProviderExecutor)]
+        if not block_executors:
+            return None
+        from flowlib.jobs.job_status_poller import JobStatusPoller
+        from flowlib.jobs.strategy import Strategy
+
+        strategy = Strategy(strategy=self.config.strategy, max_idletime=self.config.max_idletime)
+        poller = JobStatusPoller(block_executors, strategy, self.config.strategy_period)
+        poller.start()
+        return poller
 
     @staticmethod
     def _check_labels(executors: Sequence[FlowlibExecutor]) -> None:
@@ -273,7 +288,7 @@ class DataFlowKernel:
                 func, record.resource_specification, *record.args, **kwargs
             )
         except Exception as e:
-            self._finish(record, _S.failed, exception=e)
+            self._finish(record, _S.failed, exception=_name_task(e, record))
             return
         record.exec_fu = exec_fu
         exec_fu.add_done_callback(partial(self._exec_done, record))
@@ -463,6 +478,8 @@ class DataFlowKernel:
             raise FlowlibError(f"cleanup() has already been called on the DataFlowKernel of {self.run_dir}")
         self.cleanup_called = True
         logger.info("DataFlowKernel cleaning up %s", self.run_dir)
+        if self._poller is not None:
+            self._poller.close()
         for executor in self.executors.values():
             try:
                 executor.shutdown()
@@ -503,6 +520,17 @@ class DataFlowKernel:
 
     def __repr__(self) -> str:
         return f"<DataFlowKernel {self.run_dir} tasks_in_flight={len(self.tasks)}>"
+
+
+def _name_task(exc: Exception, record: TaskRecord) -> Exception:
+    """Attach the task's id and app name to a SerializationError raised at submit."""
+    from flowlib.serialize.errors import SerializationError
+
+    if isinstance(exc, SerializationError) and exc.task_id is None:
+        exc.task_id = record.id
+        if exc.function_name is None:
+            exc.function_name = record.func_name
+    return exc
 
 
 def _short(exc: BaseException) -> str:

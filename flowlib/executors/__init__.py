@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Any
 from flowlib.executors.base import FlowlibExecutor, ParslExecutor
 
 if TYPE_CHECKING:
+    from flowlib.executors.high_throughput.executor import HighThroughputExecutor
     from flowlib.executors.threads import ThreadPoolExecutor
 
-__all__ = ["FlowlibExecutor", "ParslExecutor", "ThreadPoolExecutor"]
+__all__ = ["FlowlibExecutor", "HighThroughputExecutor", "ParslExecutor", "ThreadPoolExecutor"]
 
 _LAZY = {
     "ThreadPoolExecutor": "flowlib.executors.threads",
+    "HighThroughputExecutor": "flowlib.executors.high_throughput.executor",
 }
 
 

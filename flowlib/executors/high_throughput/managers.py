@@ -42,9 +42,7 @@ class ManagerRecord:
     def could_ever_fit(self, task: QueuedTask) -> bool:
         """Room for ``task`` on an idle pool of this size."""
         reg = self.registration
-        return (
-            task.cores <= reg.cores and task.memory <= reg.memory_mb and task.gpus <= len(reg.accelerators or ())
-        ) or (task.gpus == 0 and task.cores <= reg.cores and task.memory <= reg.memory_mb)
+        return task.cores <= reg.cores and task.memory <= reg.memory_mb and task.gpus <= len(reg.accelerators)
 
     def take(self, task: QueuedTask) -> None:
         self.free_slots -= 1

@@ -195,7 +195,9 @@ class ResultBatch:
         statuses = bytes(frames[2])
         payloads = list(frames[3:])
         if not len(ids) == len(statuses) == len(payloads):
-            raise ProtocolError(f"result batch sizes differ: {len(ids)} ids, {len(statuses)} statuses, {len(payloads)} payloads")
+            raise ProtocolError(
+                f"result batch sizes differ: {len(ids)} ids, {len(statuses)} statuses, {len(payloads)} payloads"
+            )
         if any(s > max(TaskStatus) for s in statuses):
             raise ProtocolError("unknown task status in result batch")
         return cls(ids, statuses, payloads)
@@ -280,5 +282,7 @@ class Registration:
         return reg
 
 
-RESOURCE_KEYS = frozenset({"priority", "cores", "memory", "gpus", "running_time", "num_nodes", "ranks_per_node", "num_ranks"})
+RESOURCE_KEYS = frozenset(
+    {"priority", "cores", "memory", "gpus", "running_time", "num_nodes", "ranks_per_node", "num_ranks"}
+)
 """Resource-specification keys the high-throughput executors understand."""

@@ -1,0 +1,878 @@
+"""The SSH channel: run commands and move files on a login node, over one paramiko connection.
+
+::
+
+    user's machine                                     login node (sshd)
+    SSHChannel ── one SSH connection (paramiko Transport) ──> sshd
+      execute_wait  ── a session per command ─────────────>  $SHELL -c '<command>'
+      push/pull, makedirs, isdir, abspath ── SFTP session ─>  sftp subsystem
+      SSHTunnel (tunnel.py) <── forwarded-tcpip channels ──  127.0.0.1:<remote port>
+
+The constructor does no I/O. The first operation connects: TCP (``connect_timeout``), SSH
+handshake, host-key check against known_hosts (unknown hosts are refused unless
+``known_hosts_policy`` says otherwise; a CHANGED key is always refused), then
+authentication (GSSAPI if asked, key files, ssh-agent keys, default keys in ``~/.ssh``,
+password). Every later operation first checks that the connection is alive and reconnects
+if not; an operation that fails because the connection broke before it started is retried
+once on a fresh connection. A command is never re-run once it may have started: a
+connection lost while a command runs is reported, not retried (think ``sbatch``).
+
+paramiko is imported on first use (the ``ssh`` extra: ``pip install 'flowlib[ssh]'``).
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import hashlib
+import logging
+import os
+import posixpath
+import re
+import select
+import shlex
+import socket
+import stat
+import threading
+import time
+from collections.abc import Callable, Sequence
+from types import ModuleType, TracebackType
+from typing import Any, TypeVar
+
+from flowlib.channels.base import Channel
+from flowlib.channels.errors import (
+    AuthenticationError,
+    ChannelClosedError,
+    ChannelConnectError,
+    ChannelError,
+    ChannelTimeout,
+    FileCopyError,
+    HostKeyError,
+)
+from flowlib.errors import OptionalModuleMissing
+from flowlib.utils import RepresentationMixin
+
+logger = logging.getLogger(__name__)
+
+KNOWN_HOSTS_POLICIES = ("reject", "warn", "auto-add")
+"""``reject``: refuse hosts not in known_hosts (the default, like ``StrictHostKeyChecking=yes``).
+``warn``: log a warning and connect (the key is trusted for the channel's lifetime only).
+``auto-add``: trust and remember the key: in ``host_keys_filename`` if given, else in memory
+(like ``StrictHostKeyChecking=accept-new``). No policy accepts a CHANGED key."""
+
+DEFAULT_KEY_FILES = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
+USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
+
+# The first line a command prints on stderr: the remote shell's pid, which is also its
+# process group (sshd runs each session's shell with setsid), so a walltime kill can take
+# the whole tree down. Stripped from what execute_wait returns.
+_PGID_MARK = b"FLOWLIB-SSH-PGID "
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+ForwardHandler = Callable[[Any, tuple[str, int]], None]
+"""Called from paramiko's thread with ``(channel, (origin_host, origin_port))`` for each
+connection made to a remote forwarded port; it must not block."""
+
+_T = TypeVar("_T")
+
+
+def import_paramiko() -> ModuleType:
+    """paramiko, or OptionalModuleMissing naming the ``ssh`` extra."""
+    try:
+        import paramiko
+    except ImportError as e:
+        raise OptionalModuleMissing(
+            ["paramiko"], "SSH channels need paramiko; install it with: pip install 'flowlib[ssh]'"
+        ) from e
+    return paramiko
+
+
+def key_fingerprint(key: Any) -> str:
+    """OpenSSH's fingerprint of a paramiko key: ``SHA256:`` + unpadded base64 of the digest."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+def describe_os_error(e: BaseException) -> str:
+    """``[Errno 111] Connection refused`` style text, including the timeout case."""
+    if isinstance(e, socket.timeout):
+        return f"timed out ({e})" if str(e) else "timed out"
+    return str(e) or type(e).__name__
+
+
+class Deadline:
+    """Run ``on_expiry`` (from a timer thread) if the ``with`` block outlasts ``seconds``.
+
+    For paramiko calls that wait without a timeout of their own (a channel request, a
+    global request): ``on_expiry`` closes the channel or the connection, which wakes them.
+    """
+
+    def __init__(self, seconds: float, on_expiry: Callable[[], object]) -> None:
+        self.seconds = seconds
+        self.on_expiry = on_expiry
+        self.expired = False
+        self._timer: threading.Timer | None = None
+
+    def _fire(self) -> None:
+        self.expired = True
+        try:
+            self.on_expiry()
+        except Exception:  # the caller sees .expired; this is only clean-up
+            logger.debug("clean-up after a deadline failed", exc_info=True)
+
+    def __enter__(self) -> Deadline:
+        self._timer = threading.Timer(self.seconds, self._fire)
+        self._timer.name = "flowlib-ssh-deadline"
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._timer is not None
+        self._timer.cancel()
+        self._timer.join()
+
+
+class SSHChannel(Channel, RepresentationMixin):
+    """Run commands and move files on a remote host over SSH (paramiko).
+
+    :param hostname: the host to log in to (a login node).
+    :param username: the remote user; default: the local user name.
+    :param password: the password, used for password authentication and to decrypt an
+        encrypted key file. Never shown in ``repr``.
+    :param script_dir: where providers write submit scripts on the remote side.
+    :param envs: environment variables set for every command.
+    :param gssapi_auth: try GSSAPI (Kerberos) authentication and key exchange first.
+    :param skip_auth: do not authenticate with keys, agent or password; only the "none"
+        method is tried (subclasses authenticate in their own way).
+    :param port: the SSH port.
+    :param key_filename: a private key file, or a list of them. When given, the default
+        keys in ``~/.ssh`` are not tried (ssh-agent keys still are).
+    :param host_keys_filename: a known_hosts file read in addition to ``~/.ssh/known_hosts``;
+        with ``known_hosts_policy='auto-add'`` new host keys are appended to it.
+    :param known_hosts_policy: what to do with a host that no known_hosts file lists:
+        ``'reject'`` (default), ``'warn'`` or ``'auto-add'``; see :data:`KNOWN_HOSTS_POLICIES`.
+    :param connect_timeout: seconds allowed for the TCP connection, the SSH handshake, each
+        authentication step and opening each session.
+    :param keepalive: seconds between keepalive packets (0: none); keeps idle connections
+        through NAT and firewalls.
+    :param io_timeout: seconds an SFTP operation may wait for an answer from the server.
+    """
+
+    def __init__(
+        self,
+        hostname: str,
+        username: str | None = None,
+        password: str | None = None,
+        script_dir: str | None = None,
+        envs: dict[str, str] | None = None,
+        gssapi_auth: bool = False,
+        skip_auth: bool = False,
+        port: int = 22,
+        key_filename: str | Sequence[str] | None = None,
+        host_keys_filename: str | None = None,
+        known_hosts_policy: str = "reject",
+        connect_timeout: float = 10,
+        keepalive: float = 30,
+        io_timeout: float = 60,
+    ) -> None:
+        if not isinstance(hostname, str) or not hostname:
+            raise ValueError(f"hostname must be a non-empty string, not {hostname!r}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"port must be an integer in 1..65535, not {port!r}")
+        if known_hosts_policy not in KNOWN_HOSTS_POLICIES:
+            raise ValueError(f"known_hosts_policy must be one of {KNOWN_HOSTS_POLICIES}, not {known_hosts_policy!r}")
+        for name, value in (("connect_timeout", connect_timeout), ("io_timeout", io_timeout)):
+            if not value > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+        if not keepalive >= 0:
+            raise ValueError(f"keepalive must be >= 0 seconds, not {keepalive!r}")
+        for key in envs or {}:
+            if not _ENV_NAME.match(key):
+                raise ValueError(f"invalid environment variable name in envs: {key!r}")
+        self.hostname = hostname
+        self.username = username
+        self._password = password
+        self.script_dir = script_dir
+        self.envs: dict[str, str] = dict(envs or {})
+        self.gssapi_auth = gssapi_auth
+        self.skip_auth = skip_auth
+        self.port = port
+        self.key_filename = key_filename
+        self.host_keys_filename = host_keys_filename
+        self.known_hosts_policy = known_hosts_policy
+        self.connect_timeout = connect_timeout
+        self.keepalive = keepalive
+        self.io_timeout = io_timeout
+        self.auth_timeout: float = connect_timeout
+        """Seconds each authentication step may take (longer for a human at a prompt)."""
+
+        self.connections = 0
+        """How many SSH connections this channel has made (1 + the reconnections)."""
+
+        self._lock = threading.RLock()  # guards the fields below; held while connecting
+        self._transport: Any = None
+        self._sftp: Any = None
+        self._sftp_lock = threading.Lock()  # one SFTP request/response exchange at a time
+        self._home: str | None = None
+        self._accepted_keys: Any = None  # paramiko.HostKeys trusted by 'warn'/'auto-add'
+        self._forwards: dict[int, ForwardHandler] = {}  # remote port -> handler
+        self._forwarded_on: set[int] = set()  # ports the current connection forwards
+        self._closed = False
+
+    # ----------------------------------------------------------------- connecting
+
+    @property
+    def is_connected(self) -> bool:
+        """True if the channel holds a live, authenticated connection (no I/O)."""
+        t = self._transport
+        return t is not None and t.is_active() and t.is_authenticated()
+
+    def _user(self) -> str:
+        return self.username or getpass.getuser()
+
+    def _connection(self) -> Any:
+        """The live transport, connecting (again) if there is none or it died."""
+        with self._lock:
+            if self._closed:
+                raise ChannelClosedError(f"the SSH channel to {self.hostname}:{self.port} is closed", self.hostname)
+            t = self._transport
+            if t is not None and t.is_active() and t.is_authenticated():
+                return t
+            if t is not None:
+                logger.info("SSH connection to %s:%d was lost; reconnecting", self.hostname, self.port)
+                self._forget(t)
+            t = self._connect()
+            self._transport = t
+            self.connections += 1
+            self._restore_forwards(t)
+            return t
+
+    def _forget(self, t: Any) -> None:
+        """Drop ``t`` (if it is still the current connection) and close it."""
+        with self._lock:
+            if self._transport is t:
+                self._transport = None
+                self._sftp = None
+                self._home = None
+                self._forwarded_on = set()
+        t.close()
+
+    def _connect(self) -> Any:
+        paramiko = import_paramiko()
+        addr = f"{self.hostname}:{self.port}"
+        logger.debug("connecting to %s", addr)
+        try:
+            sock = socket.create_connection((self.hostname, self.port), timeout=self.connect_timeout)
+        except OSError as e:
+            raise ChannelConnectError(self.hostname, self.port, describe_os_error(e)) from e
+        try:
+            if self.gssapi_auth:
+                t = paramiko.Transport(sock, gss_kex=True, gss_deleg_creds=True)
+            else:
+                t = paramiko.Transport(sock)
+        except Exception as e:
+            sock.close()
+            raise ChannelConnectError(self.hostname, self.port, f"cannot set up SSH: {e}") from e
+        try:
+            t.banner_timeout = self.connect_timeout
+            t.handshake_timeout = self.connect_timeout
+            t.auth_timeout = self.auth_timeout
+            t.channel_timeout = self.connect_timeout
+            known = self._load_known_hosts(paramiko)
+            self._prefer_known_key_types(t, known)
+            try:
+                t.start_client(timeout=self.connect_timeout)
+            except (paramiko.SSHException, EOFError, OSError) as e:
+                raise ChannelConnectError(
+                    self.hostname, self.port, f"SSH handshake failed: {describe_os_error(e)}"
+                ) from e
+            self._check_host_key(paramiko, t, known)
+            if self.keepalive:
+                t.set_keepalive(int(max(1, self.keepalive)))
+            self._authenticate(paramiko, t, self._user())
+        except BaseException:
+            t.close()
+            raise
+        logger.info("connected to %s@%s", self._user(), addr)
+        return t
+
+    # ----------------------------------------------------------------- host keys
+
+    def _host_key_name(self) -> str:
+        return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
+
+    def _load_known_hosts(self, paramiko: ModuleType) -> list[tuple[str, Any]]:
+        """``[(file, HostKeys)]`` for ~/.ssh/known_hosts and host_keys_filename, re-read on each connect."""
+        found = []
+        candidates = [(os.path.expanduser(USER_KNOWN_HOSTS), False)]
+        if self.host_keys_filename:
+            candidates.append((os.path.expanduser(self.host_keys_filename), True))
+        for path, explicit in candidates:
+            if not os.path.exists(path):
+                if explicit and self.known_hosts_policy != "auto-add":
+                    logger.warning("host_keys_filename %s does not exist", path)
+                continue
+            keys = paramiko.HostKeys()
+            try:
+                keys.load(path)
+            except (OSError, paramiko.SSHException, ValueError) as e:
+                if explicit:
+                    raise ChannelError(f"cannot read known_hosts file {path}: {e}", self.hostname) from e
+                logger.warning("ignoring unreadable known_hosts file %s: %s", path, e)
+                continue
+            found.append((path, keys))
+        if self._accepted_keys is not None:
+            found.append(("(keys accepted earlier by this channel)", self._accepted_keys))
+        return found
+
+    def _prefer_known_key_types(self, t: Any, known: list[tuple[str, Any]]) -> None:
+        """Ask the server for a host key of a type we already know, so a known host verifies."""
+        types: set[str] = set()
+        for _, keys in known:
+            entry = keys.lookup(self._host_key_name())
+            if entry:
+                types.update(entry.keys())
+        if not types:
+            return
+        if "ssh-rsa" in types:
+            types.update(("rsa-sha2-512", "rsa-sha2-256"))
+        options = t.get_security_options()
+        current = list(options.key_types)
+        options.key_types = [k for k in current if k in types] + [k for k in current if k not in types]
+
+    def _check_host_key(self, paramiko: ModuleType, t: Any, known: list[tuple[str, Any]]) -> None:
+        key = t.get_remote_server_key()
+        key_type = key.get_name()
+        name = self._host_key_name()
+        fingerprint = key_fingerprint(key)
+        other: tuple[str, Any] | None = None  # (file, a known key that does not match)
+        for path, keys in known:
+            entry = keys.lookup(name)
+            if not entry:
+                continue
+            if key_type in entry and entry[key_type].asbytes() == key.asbytes():
+                logger.debug("host key of %s (%s %s) found in %s", name, key_type, fingerprint, path)
+                return
+            if other is None:
+                known_key = entry[key_type] if key_type in entry else next(iter(entry.values()))
+                other = (path, known_key)
+        files = [path for path, _ in known]
+        if other is not None:
+            path, known_key = other
+            raise HostKeyError(
+                self.hostname,
+                self.port,
+                key_type,
+                fingerprint,
+                "changed",
+                [path],
+                f"{known_key.get_name()} {key_fingerprint(known_key)}",
+            )
+        if self.known_hosts_policy == "reject":
+            raise HostKeyError(self.hostname, self.port, key_type, fingerprint, "unknown", files)
+        if self._accepted_keys is None:
+            self._accepted_keys = paramiko.HostKeys()
+        self._accepted_keys.add(name, key_type, key)
+        if self.known_hosts_policy == "warn":
+            logger.warning(
+                "connecting to %s although its host key is unknown (%s %s); known_hosts_policy='warn'",
+                name,
+                key_type,
+                fingerprint,
+            )
+            return
+        logger.warning("adding the host key of %s to the trusted keys: %s %s", name, key_type, fingerprint)
+        if self.host_keys_filename:
+            path = os.path.expanduser(self.host_keys_filename)
+            try:
+                os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                with os.fdopen(fd, "a") as f:
+                    f.write(f"{name} {key_type} {key.get_base64()}\n")
+            except OSError as e:
+                logger.warning("cannot record the host key of %s in %s: %s", name, path, e)
+
+    # ----------------------------------------------------------------- authentication
+
+    def _authenticate(self, paramiko: ModuleType, t: Any, username: str) -> None:
+        """Try the configured methods in turn until the server accepts; else AuthenticationError."""
+        tried: list[str] = []
+        allowed: set[str] = set()
+        if self.skip_auth:
+            self._try_auth(paramiko, t, tried, allowed, "none", lambda: t.auth_none(username))
+        else:
+            if self.gssapi_auth:
+                self._try_auth(
+                    paramiko,
+                    t,
+                    tried,
+                    allowed,
+                    "gssapi-with-mic",
+                    lambda: t.auth_gssapi_with_mic(username, self.hostname, True),
+                )
+            if not t.is_authenticated():
+                self._try_key_files(paramiko, t, username, tried, allowed, self._key_files(), explicit=True)
+            if not t.is_authenticated():
+                self._try_agent(paramiko, t, username, tried, allowed)
+            if not t.is_authenticated() and self.key_filename is None:
+                defaults = [p for p in (os.path.expanduser(f) for f in DEFAULT_KEY_FILES) if os.path.exists(p)]
+                self._try_key_files(paramiko, t, username, tried, allowed, defaults, explicit=False)
+            if not t.is_authenticated() and self._password is not None:
+                self._try_auth(
+                    paramiko, t, tried, allowed, "password", lambda: t.auth_password(username, self._password)
+                )
+        if not t.is_authenticated():
+            raise AuthenticationError(username, self.hostname, self.port, tried, sorted(allowed))
+
+    def _key_files(self) -> list[str]:
+        if self.key_filename is None:
+            return []
+        files = [self.key_filename] if isinstance(self.key_filename, str) else list(self.key_filename)
+        return [os.path.expanduser(f) for f in files]
+
+    def _try_auth(
+        self, paramiko: ModuleType, t: Any, tried: list[str], allowed: set[str], label: str, attempt: Callable[[], Any]
+    ) -> None:
+        """Run one authentication attempt; record it in ``tried``; raise only if the connection broke."""
+        try:
+            remaining = attempt()
+        except paramiko.BadAuthenticationType as e:
+            allowed.update(e.allowed_types)
+            tried.append(f"{label} (not offered by the server)")
+            return
+        except paramiko.AuthenticationException as e:
+            tried.append(f"{label} (refused)" if str(e) in ("", "Authentication failed.") else f"{label} ({e})")
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            if not t.is_active():
+                raise ChannelConnectError(
+                    self.hostname, self.port, f"connection lost during authentication: {describe_os_error(e)}"
+                ) from e
+            tried.append(f"{label} (failed: {describe_os_error(e)})")
+            return
+        else:
+            if t.is_authenticated():
+                tried.append(label)
+                logger.debug("authenticated to %s with %s", self.hostname, label)
+            else:
+                tried.append(f"{label} (accepted; the server requires more: {', '.join(remaining or [])})")
+                allowed.update(remaining or [])
+        if not t.is_active():
+            raise ChannelConnectError(self.hostname, self.port, f"the server closed the connection after {label}")
+
+    def _try_key_files(
+        self,
+        paramiko: ModuleType,
+        t: Any,
+        username: str,
+        tried: list[str],
+        allowed: set[str],
+        files: Sequence[str],
+        explicit: bool,
+    ) -> None:
+        for path in files:
+            if t.is_authenticated():
+                return
+            label = f"publickey (key file {path})"
+            try:
+                key = paramiko.PKey.from_path(path, self._password)
+            except paramiko.PasswordRequiredException:
+                tried.append(f"{label}: encrypted; pass its passphrase as password=, or load it into ssh-agent")
+                continue
+            except (OSError, paramiko.SSHException, ValueError) as e:
+                if explicit:
+                    tried.append(f"{label}: cannot load it: {e}")
+                else:
+                    logger.debug("skipping default key %s: %s", path, e)
+                continue
+            self._try_auth(paramiko, t, tried, allowed, label, lambda k=key: t.auth_publickey(username, k))
+
+    def _try_agent(self, paramiko: ModuleType, t: Any, username: str, tried: list[str], allowed: set[str]) -> None:
+        if not os.environ.get("SSH_AUTH_SOCK"):
+            return
+        try:
+            agent = paramiko.Agent()
+        except (paramiko.SSHException, OSError) as e:
+            logger.debug("ssh-agent not usable: %s", e)
+            return
+        try:
+            keys = agent.get_keys()
+            for number, key in enumerate(keys, 1):
+                if t.is_authenticated():
+                    return
+                label = f"publickey (ssh-agent key {number} of {len(keys)}: {key_fingerprint(key)})"
+                self._try_auth(paramiko, t, tried, allowed, label, lambda k=key: t.auth_publickey(username, k))
+        finally:
+            agent.close()
+
+    # ----------------------------------------------------------------- commands
+
+    def _command_script(self, cmd: str, envs: dict[str, str] | None) -> str:
+        merged = dict(self.envs)
+        merged.update(envs or {})
+        lines = [f"printf '{_PGID_MARK.decode()}%s\\n' $$ >&2"]
+        for key, value in merged.items():
+            if not _ENV_NAME.match(key):
+                raise ValueError(f"invalid environment variable name: {key!r}")
+            lines.append(f"export {key}={shlex.quote(str(value))}")
+        lines.append(cmd)
+        return "\n".join(lines)
+
+    def _open_session(self) -> tuple[Any, Any]:
+        """``(transport, session)``; a failure to open is retried once on a fresh connection."""
+        paramiko = import_paramiko()
+        for attempt in (1, 2):
+            t = self._connection()
+            try:
+                return t, t.open_session(timeout=self.connect_timeout)
+            except (paramiko.SSHException, EOFError, OSError) as e:
+                self._forget(t)
+                if attempt == 2:
+                    raise ChannelConnectError(
+                        self.hostname, self.port, f"cannot open an SSH session: {describe_os_error(e)}"
+                    ) from e
+                logger.info("opening an SSH session on %s failed (%s); reconnecting once", self.hostname, e)
+        raise AssertionError("unreachable")
+
+    def execute_wait(
+        self, cmd: str, walltime: float | None = None, envs: dict[str, str] | None = None
+    ) -> tuple[int, str, str]:
+        """Run ``cmd`` with the remote login shell (a POSIX shell); return ``(exit_code, stdout, stderr)``.
+
+        ``envs`` (added to the channel's ``envs``) are exported first. Past ``walltime``
+        seconds the command's process group is killed and ChannelTimeout raised.
+        """
+        paramiko = import_paramiko()
+        script = self._command_script(cmd, envs)
+        t, chan = self._open_session()
+        try:
+            with Deadline(self.connect_timeout, chan.close) as deadline:
+                try:
+                    chan.exec_command(script)
+                except (paramiko.SSHException, EOFError, OSError) as e:
+                    if deadline.expired:
+                        raise ChannelTimeout(f"starting {cmd!r}", self.connect_timeout, self.hostname) from e
+                    if not t.is_active():
+                        self._forget(t)
+                    raise ChannelError(
+                        f"cannot start {cmd!r} on {self.hostname}: {describe_os_error(e)} (it may or may not have run)",
+                        self.hostname,
+                    ) from e
+            return self._collect(t, chan, cmd, walltime)
+        finally:
+            chan.close()
+
+    def _collect(self, t: Any, chan: Any, cmd: str, walltime: float | None) -> tuple[int, str, str]:
+        deadline = None if walltime is None else time.monotonic() + walltime
+        out = bytearray()
+        err = bytearray()
+        pgid: int | None = None
+        fd = chan.fileno()
+        while True:
+            while chan.recv_ready():
+                out += chan.recv(65536)
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(65536)
+            if pgid is None and err.startswith(_PGID_MARK) and b"\n" in err:
+                line, _, rest = bytes(err).partition(b"\n")
+                pgid = int(line[len(_PGID_MARK) :].strip() or b"0") or None
+                err = bytearray(rest)
+            got_status = chan.status_event.is_set() and chan.exit_status != -1
+            if chan.closed or (got_status and chan.eof_received):
+                if not got_status and not t.is_active():
+                    self._forget(t)
+                    raise ChannelError(
+                        f"the connection to {self.hostname}:{self.port} was lost while {cmd!r} ran "
+                        f"(it may or may not have finished); output so far: {_decode(out)!r}",
+                        self.hostname,
+                    )
+                break  # closed without a status: the remote shell died of a signal; exit code -1
+            wait = 1.0
+            if deadline is not None:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    assert walltime is not None
+                    self._kill_remote(pgid)
+                    raise ChannelTimeout(cmd, walltime, self.hostname, _decode(out), _decode(_strip_mark(err)))
+                wait = min(wait, 1.0)
+            if chan.eof_received:
+                chan.status_event.wait(wait)  # the output is complete; the exit status follows
+            else:
+                select.select([fd], [], [], wait)
+        return chan.exit_status, _decode(out), _decode(_strip_mark(err))
+
+    def _kill_remote(self, pgid: int | None) -> None:
+        """Best effort: SIGKILL the remote process group of a command that ran out of time."""
+        if pgid is None or pgid <= 1:
+            logger.warning("cannot kill a timed-out command on %s: its process group is unknown", self.hostname)
+            return
+        try:
+            t, chan = self._open_session()
+            try:
+                with Deadline(self.connect_timeout, chan.close):
+                    chan.exec_command(f"kill -KILL -- -{pgid} 2>/dev/null; true")
+                    chan.status_event.wait(self.connect_timeout)
+            finally:
+                chan.close()
+        except Exception as e:  # the timeout is what the caller must hear about
+            logger.warning("could not kill process group %d on %s: %s", pgid, self.hostname, e)
+
+    # ----------------------------------------------------------------- files (SFTP)
+
+    def _sftp_client(self) -> Any:
+        paramiko = import_paramiko()
+        with self._lock:
+            t = self._connection()
+            if self._sftp is not None and not self._sftp.get_channel().closed:
+                return self._sftp
+            t, chan = self._open_session()
+            chan.settimeout(self.io_timeout)
+            with Deadline(self.connect_timeout, chan.close) as deadline:
+                try:
+                    chan.invoke_subsystem("sftp")
+                except (paramiko.SSHException, EOFError, OSError) as e:
+                    if deadline.expired:
+                        raise ChannelTimeout("starting SFTP", self.connect_timeout, self.hostname) from e
+                    raise
+            self._sftp = paramiko.SFTPClient(chan)
+            self._home = self._sftp.normalize(".")
+            return self._sftp
+
+    def _sftp_call(self, what: str, op: Callable[[Any], _T]) -> _T:
+        """Run ``op(sftp)``; retry once on a fresh connection if the connection broke.
+
+        File errors (``OSError`` such as FileNotFoundError) reach the caller unchanged.
+        """
+        paramiko = import_paramiko()
+        for attempt in (1, 2):
+            with self._sftp_lock:
+                sftp = self._sftp_client()
+                try:
+                    return op(sftp)
+                except TimeoutError as e:  # socket.timeout: the server did not answer in io_timeout
+                    self._drop_current()
+                    raise ChannelTimeout(what, self.io_timeout, self.hostname) from e
+                except (paramiko.SSHException, EOFError, OSError) as e:
+                    broken = sftp.get_channel().closed or not sftp.get_channel().get_transport().is_active()
+                    if isinstance(e, OSError) and not broken:
+                        raise  # a file error: missing, not allowed, exists...
+                    self._drop_current()
+                    if attempt == 2:
+                        raise ChannelConnectError(
+                            self.hostname, self.port, f"connection lost during {what}: {describe_os_error(e)}"
+                        ) from e
+                    logger.info("%s on %s failed (%s); reconnecting once", what, self.hostname, e)
+        raise AssertionError("unreachable")
+
+    def _drop_current(self) -> None:
+        t = self._transport
+        if t is not None:
+            self._forget(t)
+
+    def _remote_path(self, path: str) -> str:
+        """``path`` with ``~`` expanded and made absolute against the remote home directory."""
+        home = self._home or "."
+        if path == "~" or path.startswith("~/"):
+            path = home + path[1:]
+        return posixpath.normpath(posixpath.join(home, path))
+
+    def push_file(self, source: str, dest_dir: str) -> str:
+        """Copy local ``source`` into remote ``dest_dir`` (created if missing), keeping its mode.
+
+        Returns the remote path. Raises FileCopyError naming both ends.
+        """
+        dest = posixpath.join(dest_dir, os.path.basename(source))
+        try:
+            mode = stat.S_IMODE(os.stat(source).st_mode)
+        except OSError as e:
+            raise FileCopyError(source, f"{self.hostname}:{dest}", f"cannot read the local file: {e}") from e
+
+        def op(sftp: Any) -> str:
+            remote_dir = self._remote_path(dest_dir)
+            self._sftp_makedirs(sftp, remote_dir, 0o700, exist_ok=True)
+            remote = posixpath.join(remote_dir, os.path.basename(source))
+            sftp.put(source, remote, confirm=True)
+            sftp.chmod(remote, mode)
+            return remote
+
+        try:
+            self._sftp_call(f"push_file {source} -> {dest}", op)
+        except OSError as e:
+            raise FileCopyError(source, f"{self.hostname}:{dest}", str(e), self.hostname) from e
+        return dest
+
+    def pull_file(self, remote_source: str, local_dir: str) -> str:
+        """Copy remote ``remote_source`` into local ``local_dir`` (created if missing), keeping its mode."""
+        local = os.path.join(local_dir, posixpath.basename(remote_source))
+        try:
+            os.makedirs(local_dir, exist_ok=True)
+        except OSError as e:
+            raise FileCopyError(f"{self.hostname}:{remote_source}", local, str(e), self.hostname) from e
+
+        def op(sftp: Any) -> None:
+            remote = self._remote_path(remote_source)
+            mode = stat.S_IMODE(sftp.stat(remote).st_mode or 0o600)
+            sftp.get(remote, local)
+            os.chmod(local, mode)
+
+        try:
+            self._sftp_call(f"pull_file {remote_source} -> {local}", op)
+        except OSError as e:
+            raise FileCopyError(f"{self.hostname}:{remote_source}", local, str(e), self.hostname) from e
+        return local
+
+    @staticmethod
+    def _sftp_isdir(sftp: Any, path: str) -> bool:
+        try:
+            return stat.S_ISDIR(sftp.stat(path).st_mode or 0)
+        except FileNotFoundError:
+            return False
+
+    def _sftp_makedirs(self, sftp: Any, path: str, mode: int, exist_ok: bool) -> None:
+        try:
+            st = sftp.stat(path)
+        except FileNotFoundError:
+            pass
+        else:
+            if stat.S_ISDIR(st.st_mode or 0) and exist_ok:
+                return
+            raise FileExistsError(17, f"exists on {self.hostname}", path)
+        parent = posixpath.dirname(path)
+        if parent and parent != path and not self._sftp_isdir(sftp, parent):
+            self._sftp_makedirs(sftp, parent, mode, exist_ok=True)
+        try:
+            sftp.mkdir(path, mode)
+        except OSError:
+            if not (exist_ok and self._sftp_isdir(sftp, path)):  # created meanwhile by someone else?
+                raise
+
+    def makedirs(self, path: str, mode: int = 0o700, exist_ok: bool = False) -> None:
+        """Create remote ``path`` and missing parents (each with ``mode``, less the server's umask).
+
+        Raises ``FileExistsError`` like ``os.makedirs``; other refusals as ``OSError``.
+        """
+        self._sftp_call(
+            f"makedirs {path}", lambda sftp: self._sftp_makedirs(sftp, self._remote_path(path), mode, exist_ok)
+        )
+
+    def isdir(self, path: str) -> bool:
+        """True if remote ``path`` is a directory (False if missing or not accessible)."""
+
+        def op(sftp: Any) -> bool:
+            try:
+                return self._sftp_isdir(sftp, self._remote_path(path))
+            except PermissionError:
+                return False
+
+        return self._sftp_call(f"isdir {path}", op)
+
+    def abspath(self, path: str) -> str:
+        """``path`` made absolute on the remote side: relative paths start at the remote home."""
+        return self._sftp_call(f"abspath {path}", lambda sftp: self._remote_path(path))
+
+    # ----------------------------------------------------------------- remote port forwards
+
+    def add_remote_forward(self, remote_port: int, handler: ForwardHandler) -> int:
+        """Ask sshd to listen on remote ``127.0.0.1:remote_port`` (0: any free port) for us.
+
+        Each connection made there arrives as a paramiko channel passed to ``handler``
+        (from paramiko's thread; it must not block). Returns the remote port. The forward
+        is requested again after a reconnection. Used by :mod:`flowlib.channels.tunnel`.
+        """
+        with self._lock:
+            t = self._connection()
+            port = self._request_forward(t, remote_port)
+            self._forwards[port] = handler
+            self._forwarded_on.add(port)
+            return port
+
+    def remove_remote_forward(self, remote_port: int) -> None:
+        """Stop forwarding ``remote_port``; connections still open are left to their handler."""
+        with self._lock:
+            self._forwards.pop(remote_port, None)
+            self._forwarded_on.discard(remote_port)
+            t = self._transport
+        if t is not None and t.is_active():
+            try:  # no reply awaited: a lost answer must not hang us
+                t.global_request("cancel-tcpip-forward", ("127.0.0.1", remote_port), wait=False)
+            except Exception as e:
+                logger.debug("cancelling the forward of remote port %d failed: %s", remote_port, e)
+
+    def ensure_forwards(self) -> None:
+        """Reconnect if needed and re-request any forward the current connection lacks."""
+        with self._lock:
+            t = self._connection()
+            self._restore_forwards(t)
+
+    def _restore_forwards(self, t: Any) -> None:
+        for port in list(self._forwards):
+            if port in self._forwarded_on:
+                continue
+            try:
+                self._request_forward(t, port)
+            except ChannelError as e:
+                logger.error("cannot forward remote port %d on %s again: %s", port, self.hostname, e)
+            else:
+                self._forwarded_on.add(port)
+                logger.info("forwarding remote port %d on %s again", port, self.hostname)
+
+    def _request_forward(self, t: Any, remote_port: int) -> int:
+        paramiko = import_paramiko()
+        with Deadline(self.connect_timeout, t.close) as deadline:
+            try:
+                port: int = t.request_port_forward("127.0.0.1", remote_port, handler=self._dispatch_forward)
+            except (paramiko.SSHException, EOFError, OSError) as e:
+                if deadline.expired:
+                    raise ChannelTimeout(
+                        f"forwarding remote port {remote_port}", self.connect_timeout, self.hostname
+                    ) from e
+                raise ChannelError(
+                    f"{self.hostname} refused to listen on 127.0.0.1:{remote_port} for a tunnel: {e} "
+                    f"(is the port taken, or AllowTcpForwarding off in sshd_config?)",
+                    self.hostname,
+                ) from e
+        return port
+
+    def _dispatch_forward(self, chan: Any, origin: tuple[str, int], server: tuple[str, int]) -> None:
+        handler = self._forwards.get(server[1])
+        if handler is None:
+            chan.close()
+            return
+        handler(chan, origin)
+
+    # ----------------------------------------------------------------- lifetime
+
+    def close(self) -> None:
+        """Close the connection; the channel cannot be used afterwards. Idempotent."""
+        with self._lock:
+            self._closed = True
+            t, self._transport = self._transport, None
+            sftp, self._sftp = self._sftp, None
+            self._forwards.clear()
+            self._forwarded_on = set()
+        if sftp is not None:
+            try:
+                sftp.close()
+            except Exception:
+                logger.debug("closing SFTP failed", exc_info=True)
+        if t is not None:
+            t.close()
+
+    def __enter__(self) -> SSHChannel:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _decode(data: bytes | bytearray) -> str:
+    return bytes(data).decode("utf-8", errors="replace")
+
+
+def _strip_mark(err: bytearray) -> bytearray:
+    if err.startswith(_PGID_MARK):
+        _, _, rest = bytes(err).partition(b"\n")
+        return bytearray(rest)
+    return err

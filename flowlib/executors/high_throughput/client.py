@@ -1,0 +1,295 @@
+"""The executor's side of the interchange: start it, feed it tasks, collect results.
+
+::
+
+    submit() threads --deque + wake pipe--> I/O thread --DEALER--> interchange process
+    futures <-- on_results / on_failures <--/
+
+One I/O thread owns the ZeroMQ socket (sockets are not thread-safe). Submitting
+threads append to a deque and poke a pipe only when the I/O thread is not already
+awake, so a burst of submissions becomes a few large SUBMIT messages.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import logging
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import zmq
+
+from flowlib.executors.high_throughput import protocol as p
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH_TASKS = 2048
+MAX_BATCH_BYTES = 64 << 20
+
+
+class InterchangeClient:
+    """Owns the interchange process and the connection to it.
+
+    The callbacks run on the I/O thread: ``on_results(ids, statuses, payloads)``,
+    ``on_failures({tid: {"error", "message"}})``, ``on_event(dict)`` and
+    ``on_lost(reason)`` (the interchange died; called once).
+    """
+
+    def __init__(
+        self,
+        label: str,
+        options: dict[str, Any],
+        logdir: str,
+        cert_dir: str | None,
+        on_results: Callable[[list[int], bytes, list[Any]], None],
+        on_failures: Callable[[dict[str, dict[str, str]]], None],
+        on_event: Callable[[dict[str, Any]], None],
+        on_lost: Callable[[str], None],
+    ) -> None:
+        self.label = label
+        self.options = options
+        self.logdir = logdir
+        self.cert_dir = cert_dir
+        self.on_results = on_results
+        self.on_failures = on_failures
+        self.on_event = on_event
+        self.on_lost = on_lost
+        self.process: subprocess.Popen[bytes] | None = None
+        self.client_port: int | None = None
+        self.worker_port: int | None = None
+        self._outbox: collections.deque[tuple[int, dict[str, Any] | None, bytes]] = collections.deque()
+        self._control: collections.deque[list[Any]] = collections.deque()
+        self._replies: dict[int, Future[Any]] = {}
+        self._command_ids = itertools.count(1)
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._awake = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._context: zmq.Context[Any] | None = None
+        self.lost_reason: str | None = None
+
+    # ---------------------------------------------------------------- start
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the interchange, learn its ports, connect, start the I/O thread."""
+        os.makedirs(self.logdir, exist_ok=True)
+        stderr = open(os.path.join(self.logdir, "interchange.stderr"), "ab")  # noqa: SIM115 - owned by the child
+        options = {**self.options, "logdir": self.logdir, "cert_dir": self.cert_dir, "parent_pid": os.getpid()}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flowlib.executors.high_throughput.interchange"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            start_new_session=True,
+            close_fds=True,
+        )
+        stderr.close()
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(options).encode() + b"\n")
+        self.process.stdin.close()
+        line = self._read_ports_line(timeout)
+        ports = json.loads(line)
+        self.client_port, self.worker_port = int(ports["client_port"]), int(ports["worker_port"])
+        self._context = zmq.Context()
+        sock = self._context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        if self.cert_dir:
+            from flowlib.executors.high_throughput.security import apply_client, client_keys
+
+            apply_client(sock, client_keys(self.cert_dir))
+        address = self.options.get("client_address", "127.0.0.1")
+        sock.connect(f"tcp://{address}:{self.client_port}")
+        self._thread = threading.Thread(
+            target=self._io_loop, args=(sock,), name=f"flowlib-htex-io-{self.label}", daemon=True
+        )
+        self._thread.start()
+
+    def _read_ports_line(self, timeout: float) -> bytes:
+        assert self.process is not None and self.process.stdout is not None
+        fd = self.process.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        buffer = b""
+        while b"\n" not in buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.process.poll() is not None:
+                self.process.kill()
+                self.process.wait()
+                raise RuntimeError(
+                    f"the interchange for executor {self.label!r} did not start "
+                    f"(exit code {self.process.returncode}); see {self.logdir}/interchange.stderr and interchange.log"
+                )
+            ready, _, _ = select.select([fd], [], [], min(remaining, 0.5))
+            if ready:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    continue
+                buffer += chunk
+        return buffer.split(b"\n", 1)[0]
+
+    # ------------------------------------------------------------ interface
+
+    def submit(self, tid: int, spec: dict[str, Any] | None, payload: bytes) -> None:
+        """Queue one task for the interchange (thread-safe, non-blocking)."""
+        self._outbox.append((tid, spec, payload))
+        if not self._awake:
+            self._wake()
+
+    def cancel(self, ids: list[int]) -> None:
+        """Ask the interchange to cancel tasks."""
+        self._control.append(p.encode_ids(p.Kind.CANCEL, ids))
+        self._wake()
+
+    def command(self, op: str, timeout: float = 10.0, **args: Any) -> Any:
+        """Send a COMMAND and wait for its reply; TimeoutError if none comes."""
+        if self.lost_reason is not None:
+            raise RuntimeError(self.lost_reason)
+        cid = next(self._command_ids)
+        fut: Future[Any] = Future()
+        self._replies[cid] = fut
+        self._control.append(p.encode_json(p.Kind.COMMAND, {"id": cid, "op": op, **args}))
+        self._wake()
+        try:
+            return fut.result(timeout)
+        finally:
+            self._replies.pop(cid, None)
+
+    def _wake(self) -> None:
+        self._awake = True
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:  # the pipe is full: the I/O thread is awake anyway
+            pass
+
+    # --------------------------------------------------------------- I/O loop
+
+    def _io_loop(self, sock: zmq.Socket[Any]) -> None:
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        try:
+            while True:
+                events = dict(poller.poll(100))
+                if self._wake_r in events:
+                    self._drain_wake_pipe()
+                self._send_control(sock)
+                self._send_tasks(sock)
+                if events.get(sock):
+                    self._receive(sock)
+                if self._stopping and not self._outbox and not self._control:
+                    return
+                if self.process is not None and self.process.poll() is not None:
+                    self._interchange_died()
+                    return
+        except Exception:
+            logger.exception("the I/O thread of executor %s failed", self.label)
+            self._interchange_died("the executor's I/O thread failed; see the log")
+        finally:
+            sock.close(linger=0)
+
+    def _drain_wake_pipe(self) -> None:
+        self._awake = False  # cleared before the outbox is drained: a later submit wakes us again
+        try:
+            while os.read(self._wake_r, 65536):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _send_control(self, sock: zmq.Socket[Any]) -> None:
+        control = self._control
+        while control:
+            sock.send_multipart(control.popleft())
+
+    def _send_tasks(self, sock: zmq.Socket[Any]) -> None:
+        outbox = self._outbox
+        while outbox:
+            ids: list[int] = []
+            payloads: list[bytes] = []
+            specs: dict[int, dict[str, Any]] = {}
+            size = 0
+            while outbox and len(ids) < MAX_BATCH_TASKS and size < MAX_BATCH_BYTES:
+                tid, spec, payload = outbox.popleft()
+                if spec:
+                    specs[len(ids)] = spec
+                ids.append(tid)
+                payloads.append(payload)
+                size += len(payload)
+            sock.send_multipart(p.TaskBatch(ids, payloads, specs).encode(p.Kind.SUBMIT), copy=False)
+
+    def _receive(self, sock: zmq.Socket[Any]) -> None:
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            try:
+                _, kind = p.parse_header(frames[0])
+                if kind is p.Kind.RESULTS:
+                    batch = p.ResultBatch.decode(frames)
+                    self.on_results(batch.ids, batch.statuses, batch.payloads)
+                elif kind is p.Kind.FAILURES:
+                    self.on_failures(p.body_json(frames))
+                elif kind is p.Kind.EVENT:
+                    self.on_event(p.body_json(frames))
+                elif kind is p.Kind.COMMAND_REPLY:
+                    reply = p.body_json(frames)
+                    fut = self._replies.get(reply.get("id"))
+                    if fut is not None and not fut.done():
+                        fut.set_result(reply.get("result"))
+                else:
+                    raise p.ProtocolError(f"unexpected {kind.name} from the interchange")
+            except p.ProtocolError as e:
+                logger.warning("dropped a malformed message from the interchange: %s", e)
+
+    def _interchange_died(self, reason: str | None = None) -> None:
+        if self.lost_reason is not None:
+            return
+        proc = self.process
+        if reason is None:
+            code = proc.returncode if proc is not None else None
+            reason = (
+                f"the interchange of executor {self.label!r} (pid {proc.pid if proc else '?'}) exited unexpectedly "
+                f"with code {code}; see {self.logdir}/interchange.log"
+            )
+        self.lost_reason = reason
+        for fut in list(self._replies.values()):
+            if not fut.done():
+                fut.set_exception(RuntimeError(reason))
+        self.on_lost(reason)
+
+    # ------------------------------------------------------------------ stop
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Tell the interchange to shut down, wait for it, and stop the I/O thread."""
+        if self.process is None:
+            return
+        if self.lost_reason is None and self.process.poll() is None:
+            self._control.append(p.encode_empty(p.Kind.SHUTDOWN))
+        self._stopping = True
+        self._wake()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            logger.warning("the interchange did not stop within %s s; killing it", timeout)
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        if self._context is not None:
+            self._context.term()
+            self._context = None
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -1,0 +1,366 @@
+"""HighThroughputExecutor: tasks run in worker processes fed by an interchange.
+
+::
+
+    user process                      interchange process           each node (a block)
+    DataFlowKernel -> executor ==ZMQ==> interchange ==ZMQ==> worker pool -> worker processes
+                      (client.py)       (interchange.py)     (worker_pool.py)  (worker.py)
+
+Tasks and results are serialized once in the user process and once on the
+worker; the interchange forwards them untouched. Traffic is encrypted and
+authenticated with CurveZMQ unless ``encrypted=False``; keys are made per run in
+the run directory with owner-only permissions. Workers come from the provider in
+blocks; the first ``init_blocks`` blocks are requested in ``start()``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import shlex
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError, Future
+from typing import Any
+
+from flowlib.dataflow.futures import LightFuture
+from flowlib.executors.block_provider import BlockErrorHandler, BlockProviderExecutor
+from flowlib.executors.errors import BadStateException, InvalidResourceSpecification
+from flowlib.executors.high_throughput.errors import ManagerLost, WorkerLost
+from flowlib.executors.high_throughput.options import HTEXOptions
+from flowlib.providers.base import ExecutionProvider
+
+logger = logging.getLogger(__name__)
+
+_ACCEPTED_KEYS = frozenset({"priority", "cores", "memory", "gpus", "running_time"})
+
+
+class HTEXFuture(LightFuture[Any]):
+    """The executor's future for one task; ``cancel()`` reaches the running worker."""
+
+    def __init__(self, executor: HighThroughputExecutor, tid: int) -> None:
+        super().__init__()
+        self._executor = executor
+        self._tid = tid
+
+    def cancel(self) -> bool:
+        """Cancel the task: dropped if queued, its worker killed and replaced if running."""
+        if self.done():
+            return self.cancelled()
+        self._executor._cancel([self._tid])
+        return super().cancel()
+
+
+class HighThroughputExecutor(BlockProviderExecutor):
+    """flowlib's own distributed executor for one facility.
+
+    Accepts Parsl's keywords; the most used are ``label``, ``provider`` (default a
+    ``LocalProvider``), ``max_workers_per_node``, ``cores_per_worker``,
+    ``mem_per_worker``, ``address`` and ``encrypted`` (default True). See the
+    documentation page "High-throughput executor" for every option.
+    """
+
+    def __init__(
+        self,
+        label: str = "HighThroughputExecutor",
+        provider: ExecutionProvider | None = None,
+        launch_cmd: str | None = None,
+        interchange_launch_cmd: Sequence[str] | None = None,
+        address: str | None = None,
+        loopback_address: str = "127.0.0.1",
+        worker_ports: tuple[int, int] | None = None,
+        worker_port_range: tuple[int, int] = (54000, 55000),
+        interchange_port_range: tuple[int, int] = (55000, 56000),
+        storage_access: list[Any] | None = None,
+        working_dir: str | None = None,
+        worker_debug: bool = False,
+        cores_per_worker: float = 1.0,
+        mem_per_worker: float | None = None,
+        max_workers_per_node: int | float | None = None,
+        cpu_affinity: str = "none",
+        available_accelerators: int | Sequence[str] = (),
+        prefetch_capacity: int = 0,
+        heartbeat_threshold: int | float = 120,
+        heartbeat_period: int | float = 30,
+        drain_period: int | float | None = None,
+        poll_period: int = 10,
+        address_probe_timeout: int | float | None = None,
+        worker_logdir_root: str | None = None,
+        manager_selector: Any = None,
+        block_error_handler: bool | BlockErrorHandler = True,
+        encrypted: bool = True,
+    ) -> None:
+        if provider is None:
+            from flowlib.providers.local import LocalProvider
+
+            provider = LocalProvider()
+        super().__init__(provider=provider, block_error_handler=block_error_handler)
+        self.label = label
+        self.launch_cmd = launch_cmd
+        self.address = address
+        self.loopback_address = loopback_address
+        self.worker_ports = worker_ports
+        self.worker_port_range = worker_port_range
+        self.interchange_port_range = interchange_port_range
+        self.worker_debug = worker_debug
+        self.cores_per_worker = cores_per_worker
+        self.mem_per_worker = mem_per_worker
+        self.max_workers_per_node = max_workers_per_node
+        self.cpu_affinity = cpu_affinity
+        self.available_accelerators = available_accelerators
+        self.prefetch_capacity = prefetch_capacity
+        self.heartbeat_threshold = heartbeat_threshold
+        self.heartbeat_period = heartbeat_period
+        self.drain_period = drain_period
+        self.poll_period = poll_period
+        self.address_probe_timeout = address_probe_timeout
+        self.worker_logdir_root = worker_logdir_root
+        self.encrypted = encrypted
+        self.options = self._validated_options()
+        self.storage_access = storage_access
+        self.working_dir = working_dir
+        self.interchange_launch_cmd = interchange_launch_cmd
+        self.manager_selector = manager_selector
+        self._futures: dict[int, HTEXFuture] = {}
+        self._tids = itertools.count()
+        self._client: Any = None
+        self._connected: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._started = False
+        self._shutdown = False
+        self.cert_dir: str | None = None
+        self.logdir: str | None = None
+
+    def _validated_options(self) -> HTEXOptions:
+        # Parsl lets attributes such as poll_period be changed after construction
+        # and before start(), so they are validated here and again at start().
+        return HTEXOptions.build(**{name: getattr(self, name) for name in HTEXOptions.FIELDS})
+
+    # ----------------------------------------------------------------- start
+
+    def start(self) -> None:
+        """Generate keys, start the interchange, and request the first blocks."""
+        from flowlib.executors.high_throughput.client import InterchangeClient
+
+        self.options = self._validated_options()
+        self._started = True
+        base = os.path.join(self.run_dir, "htex", self.label)
+        self.logdir = base
+        os.makedirs(base, exist_ok=True)
+        if self.options.encrypted:
+            from flowlib.executors.high_throughput.security import create_keys
+
+            self.cert_dir = create_keys(os.path.join(base, "keys"))
+        opts = self.options
+        self._client = InterchangeClient(
+            self.label,
+            {
+                "client_address": opts.loopback_address,
+                "worker_address": opts.bind_address(self.provider),
+                "worker_port": opts.worker_ports[0] if opts.worker_ports else None,
+                "worker_port_range": list(opts.worker_port_range),
+                "heartbeat_period": opts.heartbeat_period,
+                "heartbeat_threshold": opts.heartbeat_threshold,
+                "poll_period_ms": opts.poll_period,
+                "debug": opts.worker_debug,
+            },
+            logdir=base,
+            cert_dir=self.cert_dir,
+            on_results=self._on_results,
+            on_failures=self._on_failures,
+            on_event=self._on_event,
+            on_lost=self._on_interchange_lost,
+        )
+        self._client.start()
+        if self.provider is not None:
+            self.provider.script_dir = os.path.join(base, "submit_scripts")
+            os.makedirs(self.provider.script_dir, exist_ok=True)
+            if self.provider.init_blocks:
+                self.scale_out(self.provider.init_blocks)
+
+    def launch_command(self, block_id: str) -> str:
+        """The worker-pool command for one block."""
+        assert self._client is not None
+        return self.options.pool_command(
+            block_id=block_id,
+            worker_port=self._client.worker_port,
+            addresses=self.options.worker_addresses(self.provider),
+            cert_dir=self.cert_dir,
+            logdir=self.options.worker_logdir_root or os.path.join(self.logdir or ".", "workers"),
+            python=shlex.quote(sys.executable),
+        )
+
+    # ---------------------------------------------------------------- submit
+
+    def submit(
+        self, func: Callable[..., Any], resource_specification: dict[str, Any], /, *args: Any, **kwargs: Any
+    ) -> Future[Any]:
+        """Serialize the task and hand it to the interchange; return its future."""
+        if self.bad_state_is_set:
+            raise BadStateException(self, str(self.executor_exception))
+        if self._shutdown or self._client is None:
+            raise BadStateException(self, "the executor is not running")
+        spec = resource_specification or None
+        if spec:
+            unknown = set(spec) - _ACCEPTED_KEYS
+            if unknown:
+                raise InvalidResourceSpecification(
+                    unknown,
+                    f"unknown resource specification key(s) {sorted(unknown)}; accepted: {sorted(_ACCEPTED_KEYS)}",
+                )
+        from flowlib.serialize import pack_res_spec_apply_message
+
+        payload = pack_res_spec_apply_message(func, args, kwargs, spec or {})
+        tid = next(self._tids)
+        fut = HTEXFuture(self, tid)
+        self._futures[tid] = fut
+        self._client.submit(tid, spec, payload)
+        return fut
+
+    def _cancel(self, ids: list[int]) -> None:
+        for tid in ids:
+            self._futures.pop(tid, None)
+        if self._client is not None and self._client.lost_reason is None:
+            self._client.cancel(ids)
+
+    # ------------------------------------------------------ results (I/O thread)
+
+    def _on_results(self, ids: list[int], statuses: bytes, payloads: list[Any]) -> None:
+        from flowlib.serialize import deserialize
+
+        futures = self._futures
+        for tid, status, payload in zip(ids, statuses, payloads, strict=True):
+            fut = futures.pop(tid, None)
+            if fut is None or fut.done():
+                continue
+            if status == 2:  # cancelled
+                Future.cancel(fut)
+                continue
+            try:
+                value = deserialize(payload.buffer if hasattr(payload, "buffer") else payload)
+            except Exception as e:
+                fut.set_exception(e)
+                continue
+            if status == 0:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value.get_exception() if hasattr(value, "get_exception") else value)
+
+    def _on_failures(self, failures: dict[str, dict[str, str]]) -> None:
+        for tid_text, info in failures.items():
+            fut = self._futures.pop(int(tid_text), None)
+            if fut is None or fut.done():
+                continue
+            kind, message = info.get("error"), info.get("message", "")
+            exc: BaseException
+            if kind == "WorkerLost":
+                exc = WorkerLost(message)
+            elif kind == "ManagerLost":
+                exc = ManagerLost(message)
+            elif kind == "InvalidResourceSpecification":
+                exc = InvalidResourceSpecification(set(), message)
+            else:
+                exc = BadStateException(self, f"{kind}: {message}")
+            fut.set_exception(exc)
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        pool = str(event.get("pool_id"))
+        if kind == "registered":
+            self.ever_connected = True
+            with self._lock:
+                self._connected[pool] = event
+        elif kind == "lost":
+            with self._lock:
+                self._connected.pop(pool, None)
+        elif kind == "rejected":
+            logger.error("executor %s refused a worker pool: %s", self.label, event.get("reason"))
+        elif kind == "auth_failures":
+            logger.error(
+                "executor %s: %s connection attempts failed authentication (workers with the wrong keys?)",
+                self.label,
+                event.get("count"),
+            )
+        logger.info("executor %s: %s", self.label, event)
+
+    def _on_interchange_lost(self, reason: str) -> None:
+        if self._shutdown:
+            return
+        self.set_bad_state_and_fail_all(BadStateException(self, reason))
+
+    def fail_all_outstanding(self, exc: BaseException) -> None:
+        """Fail every task still waiting for a result."""
+        futures, self._futures = self._futures, {}
+        for fut in futures.values():
+            if not fut.done():
+                try:
+                    fut.set_exception(exc)
+                except Exception:  # raced with a result  # noqa: S110
+                    pass
+
+    # ------------------------------------------------------------ scaling API
+
+    @property
+    def outstanding(self) -> int:
+        """Tasks submitted and not yet finished."""
+        return len(self._futures)
+
+    @property
+    def connected_workers(self) -> int:
+        """Workers in registered worker pools."""
+        with self._lock:
+            return sum(int(e.get("worker_count", 0)) for e in self._connected.values())
+
+    @property
+    def connected_managers(self) -> list[dict[str, Any]]:
+        """What the interchange reports about each registered worker pool."""
+        if self._client is None or self._client.lost_reason is not None:
+            return []
+        return list(self._client.command("managers"))
+
+    @property
+    def workers_per_node(self) -> float:
+        """Workers per node, from connected pools, else estimated from the options."""
+        with self._lock:
+            counts = [int(e.get("worker_count", 0)) for e in self._connected.values()]
+        if counts:
+            return max(1.0, sum(counts) / len(counts))
+        return self.options.expected_workers_per_node(self.provider)
+
+    def idle_blocks(self) -> dict[str, float]:
+        """Blocks whose pools are all idle, with the shortest idle time among their pools."""
+        idle: dict[str, float] = {}
+        busy: set[str] = set()
+        for manager in self.connected_managers:
+            block = str(manager["block_id"])
+            if manager["outstanding"] or manager["idle_seconds"] is None:
+                busy.add(block)
+            else:
+                idle[block] = min(idle.get(block, math.inf), float(manager["idle_seconds"]))
+        return {b: t for b, t in idle.items() if b not in busy}
+
+    def drain_blocks(self, block_ids: list[str]) -> None:
+        """Ask the pools of these blocks to finish and exit."""
+        if self._client is not None and self._client.lost_reason is None:
+            try:
+                self._client.command("drain_blocks", block_ids=list(block_ids))
+            except Exception:
+                logger.exception("executor %s could not drain blocks %s", self.label, block_ids)
+
+    # --------------------------------------------------------------- shutdown
+
+    def shutdown(self) -> None:
+        """Stop the interchange (which stops the pools) and release every block."""
+        if self._shutdown:
+            return
+        self._shutdown = True
+        if self._client is not None:
+            self._client.stop()
+        self.release_all_blocks()
+        self.fail_all_outstanding(CancelledError(f"executor {self.label} shut down before the task finished"))
+
+    def __repr__(self) -> str:
+        return f"HighThroughputExecutor(label={self.label!r}, provider={self.provider!r})"

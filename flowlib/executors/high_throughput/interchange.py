@@ -1,0 +1,487 @@
+"""The interchange: one process between the executor client and the worker pools.
+
+::
+
+    executor client                 interchange                          worker pools
+    DEALER ---SUBMIT/CANCEL/COMMAND---> ROUTER (client)                  (one per node)
+           <--RESULTS/FAILURES/EVENT---        \\
+                                                task queue --TASKS-->  ROUTER (workers) <--> DEALER
+                                                manager table <--RESULTS/FAILURES/HEARTBEAT--
+
+It never deserializes a task or a result: payload frames are forwarded as they
+arrive. Each pass of the loop runs one named step per concern. A malformed or
+unknown message is logged and dropped; only authenticated peers (CurveZMQ) get
+through at all when encryption is on.
+
+Started by the executor as ``python -m flowlib.executors.high_throughput.interchange``
+with a JSON configuration on stdin; it answers with one JSON line on stdout
+giving the ports it bound, then logs to ``<logdir>/interchange.log``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from flowlib.executors.high_throughput import protocol as p
+from flowlib.executors.high_throughput.managers import ManagerRecord, ManagerTable
+from flowlib.executors.high_throughput.task_queue import QueuedTask, TaskQueue
+
+logger = logging.getLogger("flowlib.interchange")
+
+
+@dataclass(frozen=True)
+class InterchangeOptions:
+    """What the executor tells the interchange at start."""
+
+    client_address: str = "127.0.0.1"
+    worker_address: str = "127.0.0.1"
+    worker_port: int | None = None
+    worker_port_range: tuple[int, int] = (54000, 55000)
+    cert_dir: str | None = None
+    heartbeat_period: float = 30.0
+    heartbeat_threshold: float = 120.0
+    poll_period_ms: int = 10
+    logdir: str = "."
+    debug: bool = False
+    max_message_size: int = 1 << 30
+    parent_pid: int | None = None
+
+
+class _KeyChecker:
+    """ZAP callback: accept only the executor's client key; count refusals."""
+
+    def __init__(self, allowed: bytes) -> None:
+        self.allowed = allowed
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        import zmq.utils.z85
+
+        ok = key == self.allowed or zmq.utils.z85.encode(key) == self.allowed
+        if not ok:
+            with self._lock:
+                self.refused += 1
+        return ok
+
+
+class Interchange:
+    """The interchange's state and event loop."""
+
+    def __init__(self, options: InterchangeOptions) -> None:
+        self.options = options
+        self.context = zmq.Context()
+        self.queue = TaskQueue()
+        self.managers = ManagerTable()
+        self.client_identity: bytes | None = None
+        self.running = True
+        self.auth: Any = None
+        self.key_checker: _KeyChecker | None = None
+        self.reported_refusals = 0
+        self.last_heartbeat_sent = time.monotonic()
+        self.client = self.context.socket(zmq.ROUTER)
+        self.workers = self.context.socket(zmq.ROUTER)
+        self._setup_security()
+        for sock in (self.client, self.workers):
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.MAXMSGSIZE, options.max_message_size)
+            sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self.client_port = self.client.bind_to_random_port(f"tcp://{options.client_address}")
+        if options.worker_port:
+            self.workers.bind(f"tcp://{options.worker_address}:{options.worker_port}")
+            self.worker_port = options.worker_port
+        else:
+            low, high = options.worker_port_range
+            self.worker_port = self.workers.bind_to_random_port(
+                f"tcp://{options.worker_address}", min_port=low, max_port=high, max_tries=200
+            )
+        self.poller = zmq.Poller()
+        self.poller.register(self.client, zmq.POLLIN)
+        self.poller.register(self.workers, zmq.POLLIN)
+
+    def _setup_security(self) -> None:
+        cert_dir = self.options.cert_dir
+        if not cert_dir:
+            return
+        from zmq.auth.thread import ThreadAuthenticator
+
+        from flowlib.executors.high_throughput.security import allowed_client_key, apply_server, server_keys
+
+        self.key_checker = _KeyChecker(allowed_client_key(cert_dir))
+        self.auth = ThreadAuthenticator(self.context, log=logging.getLogger("flowlib.interchange.auth"))
+        self.auth.start()
+        self.auth.configure_curve_callback(domain="*", credentials_provider=self.key_checker)
+        keys = server_keys(cert_dir)
+        for sock in (self.client, self.workers):
+            apply_server(sock, keys)
+            sock.zap_domain = b"flowlib"
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> None:
+        """Serve until the client says SHUTDOWN or goes away."""
+        poll_ms = self.options.poll_period_ms
+        while self.running:
+            events = dict(self.poller.poll(poll_ms))
+            now = time.monotonic()
+            if events.get(self.client):
+                self.receive_from_client(now)
+            if events.get(self.workers):
+                self.receive_from_managers(now)
+            self.dispatch_tasks()
+            self.expire_managers(now)
+            self.send_heartbeats(now)
+            self.report_refused_peers()
+            self.check_parent()
+        self.stop()
+
+    # ---------------------------------------------------------------- client
+
+    def receive_from_client(self, now: float) -> None:
+        while True:
+            try:
+                frames = self.client.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            identity, body = frames[0].bytes, frames[1:]
+            try:
+                version, kind = p.parse_header(body[0])
+                if version != p.PROTOCOL_VERSION:
+                    raise p.ProtocolError(f"client speaks protocol {version}, interchange {p.PROTOCOL_VERSION}")
+                self.client_identity = identity
+                self.handle_client_message(kind, body)
+            except (p.ProtocolError, IndexError) as e:
+                logger.warning("dropped a malformed message from the client: %s", e)
+
+    def handle_client_message(self, kind: p.Kind, frames: Sequence[Any]) -> None:
+        if kind is p.Kind.SUBMIT:
+            self.queue_tasks(p.TaskBatch.decode(frames))
+        elif kind is p.Kind.CANCEL:
+            self.cancel_tasks(p.body_ids(frames))
+        elif kind is p.Kind.COMMAND:
+            self.run_command(p.body_json(frames))
+        elif kind is p.Kind.SHUTDOWN:
+            logger.info("shutdown requested by the client")
+            self.running = False
+        else:
+            raise p.ProtocolError(f"a client may not send {kind.name}")
+
+    def queue_tasks(self, batch: p.TaskBatch) -> None:
+        failures: dict[str, dict[str, str]] = {}
+        specs = batch.specs
+        for index, (tid, payload) in enumerate(zip(batch.ids, batch.payloads, strict=True)):
+            spec = specs.get(index) if specs else None
+            if spec is None:
+                self.queue.push(QueuedTask(tid, payload, None, 0.0, 0.0, 0.0))
+                continue
+            try:
+                task, priority = _task_with_spec(tid, payload, spec)
+            except ValueError as e:
+                failures[str(tid)] = {"error": "InvalidResourceSpecification", "message": str(e)}
+                continue
+            if len(self.managers) and not self.managers.largest_fit(task):
+                failures[str(tid)] = {
+                    "error": "InvalidResourceSpecification",
+                    "message": f"task {tid} asks for {_describe_request(task)}, more than any connected pool has",
+                }
+                continue
+            self.queue.push(task, priority)
+        if failures:
+            self.send_to_client(p.encode_json(p.Kind.FAILURES, failures))
+
+    def cancel_tasks(self, ids: list[int]) -> None:
+        cancelled_here = [tid for tid in ids if self.queue.remove(tid) is not None]
+        if cancelled_here:
+            self.send_to_client(
+                p.ResultBatch(
+                    cancelled_here, bytes([p.TaskStatus.CANCELLED]) * len(cancelled_here), [b""] * len(cancelled_here)
+                ).encode()
+            )
+        remaining = set(ids) - set(cancelled_here)
+        if not remaining:
+            return
+        for record in self.managers.all.values():
+            mine = [tid for tid in remaining if tid in record.tasks]
+            if mine:
+                self.workers.send_multipart([record.identity, *p.encode_ids(p.Kind.CANCEL, mine)])
+
+    def run_command(self, request: dict[str, Any]) -> None:
+        op = request.get("op")
+        result: Any
+        if op == "managers":
+            result = [r.describe() for r in self.managers.all.values()]
+        elif op == "outstanding":
+            result = len(self.queue) + sum(len(r.tasks) for r in self.managers.all.values())
+        elif op == "drain_blocks":
+            blocks = {str(b) for b in request.get("block_ids", [])}
+            drained = []
+            for record in self.managers.all.values():
+                if record.registration.block_id in blocks and not record.draining:
+                    self.drain(record)
+                    drained.append(record.registration.pool_id)
+            result = drained
+        elif op == "ping":
+            result = "pong"
+        else:
+            result = {"error": f"unknown command {op!r}"}
+        self.send_to_client(p.encode_json(p.Kind.COMMAND_REPLY, {"id": request.get("id"), "result": result}))
+
+    def send_to_client(self, frames: list[Any]) -> None:
+        if self.client_identity is None:
+            logger.warning("no client connected; dropped a %d-frame message", len(frames))
+            return
+        self.client.send_multipart([self.client_identity, *frames], copy=False)
+
+    def send_event(self, event: dict[str, Any]) -> None:
+        self.send_to_client(p.encode_json(p.Kind.EVENT, event))
+
+    # -------------------------------------------------------------- managers
+
+    def receive_from_managers(self, now: float) -> None:
+        while True:
+            try:
+                frames = self.workers.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            identity, body = frames[0].bytes, frames[1:]
+            try:
+                version, kind = p.parse_header(body[0])
+                if kind is p.Kind.REGISTER:
+                    self.register(identity, version, body, now)
+                    continue
+                if version != p.PROTOCOL_VERSION:
+                    raise p.ProtocolError(f"protocol version {version}")
+                record = self.managers.get(identity)
+                if record is None:
+                    logger.warning("dropped %s from an unregistered peer %r", kind.name, identity[:32])
+                    continue
+                record.last_seen = now
+                self.handle_manager_message(record, kind, body)
+            except (p.ProtocolError, IndexError) as e:
+                logger.warning("dropped a malformed message from %r: %s", identity[:32], e)
+
+    def register(self, identity: bytes, version: int, frames: Sequence[Any], now: float) -> None:
+        if version != p.PROTOCOL_VERSION:
+            reason = (
+                f"VersionMismatch: worker pool speaks protocol version {version}, "
+                f"the interchange speaks {p.PROTOCOL_VERSION}"
+            )
+            logger.warning("refused a worker pool: %s", reason)
+            self.workers.send_multipart([identity, *p.encode_reject(reason)])
+            self.send_event({"event": "rejected", "reason": reason})
+            return
+        reg = p.Registration.decode(frames)
+        if reg.protocol_version != p.PROTOCOL_VERSION:
+            reason = (
+                f"VersionMismatch: worker pool protocol version {reg.protocol_version}, "
+                f"interchange {p.PROTOCOL_VERSION}"
+            )
+            self.workers.send_multipart([identity, *p.encode_reject(reason)])
+            self.send_event({"event": "rejected", "reason": reason})
+            return
+        if identity in self.managers.all:
+            logger.warning("pool %s registered twice; keeping the first registration", reg.pool_id)
+            return
+        record = ManagerRecord(
+            identity=identity,
+            registration=reg,
+            free_slots=reg.worker_count + reg.prefetch_capacity,
+            free_cores=reg.cores,
+            free_memory=reg.memory_mb,
+            free_gpus=float(len(reg.accelerators)),
+            last_seen=now,
+        )
+        self.managers.add(record)
+        self.workers.send_multipart(
+            [identity, *p.encode_json(p.Kind.REGISTERED, {"heartbeat_period": self.options.heartbeat_period})]
+        )
+        logger.info(
+            "registered pool %s (block %s, %s, %d workers, flowlib %s, Python %s)",
+            reg.pool_id, reg.block_id, reg.hostname, reg.worker_count, reg.flowlib_version, reg.python_version,
+        )  # fmt: skip
+        self.send_event({"event": "registered", **record.describe()})
+
+    def handle_manager_message(self, record: ManagerRecord, kind: p.Kind, frames: Sequence[Any]) -> None:
+        if kind is p.Kind.RESULTS:
+            batch = p.ResultBatch.decode(frames)
+            for tid in batch.ids:
+                record.release(tid)
+            self.managers.refresh(record)
+            self.send_to_client(list(frames))
+        elif kind is p.Kind.FAILURES:
+            failures = p.body_json(frames)
+            for tid in list(failures):
+                try:
+                    record.release(int(tid))
+                except ValueError:
+                    raise p.ProtocolError(f"bad task id {tid!r} in FAILURES") from None
+            self.managers.refresh(record)
+            self.send_to_client(p.encode_json(p.Kind.FAILURES, failures))
+        elif kind is p.Kind.HEARTBEAT:
+            pass
+        elif kind is p.Kind.DRAIN:
+            record.draining = True
+            self.managers.refresh(record)
+            self.send_event({"event": "draining", **record.describe()})
+        else:
+            raise p.ProtocolError(f"a worker pool may not send {kind.name}")
+
+    def drain(self, record: ManagerRecord) -> None:
+        record.draining = True
+        self.managers.refresh(record)
+        self.workers.send_multipart([record.identity, *p.encode_empty(p.Kind.DRAIN)])
+
+    def dispatch_tasks(self) -> None:
+        queue, managers = self.queue, self.managers
+        if not len(queue) or not managers.available:
+            return
+        batches: dict[bytes, tuple[ManagerRecord, list[QueuedTask]]] = {}
+        unplaced: list[tuple[float, QueuedTask]] = []
+        while managers.available:
+            task = queue.pop()
+            if task is None:
+                break
+            record = managers.choose(task)
+            if record is None:
+                priority = float(task.spec.get("priority", 0)) if task.spec else 0.0
+                unplaced.append((priority, task))
+                if len(unplaced) > 1000:
+                    break
+                continue
+            record.take(task)
+            if record.free_slots <= 0:
+                managers.refresh(record)
+            entry = batches.get(record.identity)
+            if entry is None:
+                batches[record.identity] = (record, [task])
+            else:
+                entry[1].append(task)
+        if unplaced:
+            queue.push_back(unplaced)
+        for identity, (_record, tasks) in batches.items():
+            specs = {i: t.spec for i, t in enumerate(tasks) if t.spec}
+            message = p.TaskBatch([t.tid for t in tasks], [t.payload for t in tasks], specs).encode(p.Kind.TASKS)
+            self.workers.send_multipart([identity, *message], copy=False)
+
+    def expire_managers(self, now: float) -> None:
+        threshold = self.options.heartbeat_threshold
+        for record in list(self.managers.all.values()):
+            if now - record.last_seen > threshold:
+                self.lose_manager(record, f"no heartbeat for {now - record.last_seen:.1f} s (threshold {threshold} s)")
+
+    def lose_manager(self, record: ManagerRecord, why: str) -> None:
+        self.managers.remove(record.identity)
+        reg = record.registration
+        logger.warning("lost pool %s (block %s on %s): %s", reg.pool_id, reg.block_id, reg.hostname, why)
+        if record.tasks:
+            message = f"worker pool {reg.pool_id} (block {reg.block_id} on {reg.hostname}) was lost: {why}"
+            self.send_to_client(
+                p.encode_json(
+                    p.Kind.FAILURES, {str(t): {"error": "ManagerLost", "message": message} for t in record.tasks}
+                )
+            )
+        self.send_event({"event": "lost", "why": why, **record.describe()})
+
+    def send_heartbeats(self, now: float) -> None:
+        if now - self.last_heartbeat_sent < self.options.heartbeat_period:
+            return
+        self.last_heartbeat_sent = now
+        beat = p.encode_empty(p.Kind.HEARTBEAT)
+        for identity in self.managers.all:
+            self.workers.send_multipart([identity, *beat])
+
+    def report_refused_peers(self) -> None:
+        checker = self.key_checker
+        if checker is None or checker.refused == self.reported_refusals:
+            return
+        self.reported_refusals = checker.refused
+        logger.warning("%d connection attempts were refused: unknown CurveZMQ key", checker.refused)
+        self.send_event({"event": "auth_failures", "count": checker.refused})
+
+    def check_parent(self) -> None:
+        parent = self.options.parent_pid
+        if parent is not None and os.getppid() != parent:
+            logger.warning("the executor process %d is gone; shutting down", parent)
+            self.running = False
+
+    def stop(self) -> None:
+        shutdown = p.encode_empty(p.Kind.SHUTDOWN)
+        for identity in list(self.managers.all):
+            try:
+                self.workers.send_multipart([identity, *shutdown], zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass
+        if self.auth is not None:
+            self.auth.stop()
+        self.client.close(linger=0)
+        self.workers.close(linger=500)
+        self.context.term()
+
+
+def _task_with_spec(tid: int, payload: Any, spec: dict[str, Any]) -> tuple[QueuedTask, float]:
+    unknown = set(spec) - p.RESOURCE_KEYS
+    if unknown:
+        raise ValueError(f"task {tid}: unknown resource specification key(s) {sorted(unknown)}")
+    values = {}
+    for key in ("priority", "cores", "memory", "gpus"):
+        value = spec.get(key, 0)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or (key != "priority" and value < 0):
+            raise ValueError(f"task {tid}: resource specification {key!r} must be a non-negative number, got {value!r}")
+        values[key] = float(value)
+    return QueuedTask(tid, payload, spec, values["cores"], values["memory"], values["gpus"]), values["priority"]
+
+
+def _describe_request(task: QueuedTask) -> str:
+    parts = [
+        f"{name}={value:g}"
+        for name, value in (("cores", task.cores), ("memory", task.memory), ("gpus", task.gpus))
+        if value
+    ]
+    return ", ".join(parts) or "nothing"
+
+
+def _configure_logging(options: InterchangeOptions) -> None:
+    os.makedirs(options.logdir, exist_ok=True)
+    handler = logging.FileHandler(os.path.join(options.logdir, "interchange.log"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+    root = logging.getLogger("flowlib")
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if options.debug else logging.INFO)
+
+
+def main() -> None:
+    """Entry point: read options (JSON) from stdin, print the bound ports, serve."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the executor decides when we stop
+    raw = json.loads(sys.stdin.readline())
+    if "worker_port_range" in raw:
+        raw["worker_port_range"] = tuple(raw["worker_port_range"])
+    options = InterchangeOptions(**raw)
+    _configure_logging(options)
+    interchange = Interchange(options)
+    signal.signal(signal.SIGTERM, lambda *_: setattr(interchange, "running", False))
+    sys.stdout.write(
+        json.dumps({"client_port": interchange.client_port, "worker_port": interchange.worker_port}) + "\n"
+    )
+    sys.stdout.flush()
+    logger.info("interchange serving: client port %d, worker port %d", interchange.client_port, interchange.worker_port)
+    try:
+        interchange.run()
+    except Exception:
+        logger.exception("the interchange failed")
+        raise
+    logger.info("interchange stopped")
+
+
+if __name__ == "__main__":
+    main()

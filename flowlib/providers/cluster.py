@@ -1,0 +1,475 @@
+"""The base shared by the batch-scheduler providers (Slurm, Grid Engine, PBS Pro, Torque) and LocalProvider.
+
+::
+
+    executor ── submit / status / cancel ──▶ ClusterProvider ── execute_wait(cmd, cmd_timeout) ──▶ Channel
+                                               │                                             (local or SSH)
+                                               ├─ renders templates/<scheduler>.sh into script_dir   │
+                                               ├─ keeps the job table ``resources``                   ▼
+                                               └─ translates answers with tables citing the docs   sbatch / squeue /
+                                                                                                  scancel / qsub ...
+
+A subclass says how to submit (``_submit_command``, ``_parse_job_id``), how to ask
+for states (``_query_status``, ``_resolve_vanished``) and how to cancel
+(``_cancel_command``); this class does the rest: validation, script rendering,
+retries with backoff, batching, the job table and the stderr of failed jobs.
+Constructors do no I/O; nothing runs until ``submit``/``status``/``cancel``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import shlex
+import string
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from importlib import resources as importlib_resources
+from typing import Any, ClassVar, NamedTuple, TypedDict
+
+from flowlib.channels.base import Channel
+from flowlib.errors import ConfigurationError
+from flowlib.jobs.states import JobState, JobStatus
+from flowlib.launchers.base import Launcher
+from flowlib.providers.base import ExecutionProvider
+from flowlib.providers.errors import SchedulerCommandError, SubmitException
+from flowlib.providers.walltime import Walltime, parse_walltime
+from flowlib.validation import validate_arguments
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ClusterProvider", "CommandResult", "JobRecord", "check_positive_int"]
+
+# Answers that mean "the scheduler is busy or unreachable right now; ask again".
+_TRANSIENT = re.compile(
+    r"timed out|temporarily|try again|unable to contact|connection refused|socket|not responding"
+    r"|cannot connect|can't connect|commlib error|resource temporarily unavailable",
+    re.IGNORECASE,
+)
+
+# What a launcher that cannot work with a provider needs, by launcher class name.
+_LAUNCHER_NEEDS = {
+    "SrunLauncher": "srun, which exists only inside a Slurm allocation",
+    "SrunMPILauncher": "srun, which exists only inside a Slurm allocation",
+    "AprunLauncher": "aprun, which exists only on Cray ALPS systems",
+    "JsrunLauncher": "jsrun, which exists only inside an IBM LSF allocation",
+}
+
+
+class JobRecord(TypedDict):
+    """One row of a provider's job table ``resources`` (keyed by job id)."""
+
+    job_id: str
+    job_name: str
+    status: JobStatus
+    submit_time: float
+    script_path: str
+    stdout_path: str
+    stderr_path: str
+
+
+class CommandResult(NamedTuple):
+    """What a scheduler command printed and returned."""
+
+    rc: int
+    stdout: str
+    stderr: str
+
+
+def check_positive_int(owner: str, name: str, value: object, minimum: int = 1) -> None:
+    """Raise TypeError unless ``value`` is an int (not a bool), ValueError if below ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner} argument {name!r} must be int, got {type(value).__name__} ({value!r})")
+    if value < minimum:
+        raise ValueError(f"{owner} argument {name!r} must be >= {minimum}, got {value}")
+
+
+def chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
+    """``items`` in lists of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+class ClusterProvider(ExecutionProvider):
+    """Common keywords of every scheduler provider, validated in :meth:`_validate_common`.
+
+    :param label: a name for log messages.
+    :param channel: where the scheduler's commands run (default: a new ``LocalChannel()``).
+    :param nodes_per_block: nodes in each block (job).
+    :param init_blocks: blocks to start with; ``min_blocks <= init_blocks <= max_blocks``.
+    :param min_blocks: blocks to keep even when idle.
+    :param max_blocks: most blocks at once.
+    :param parallelism: 0..1, the share of outstanding tasks to provision blocks for.
+    :param walltime: ``"HH:MM:SS"`` or ``"D-HH:MM:SS"`` (see :mod:`flowlib.providers.walltime`).
+    :param worker_init: shell run in the job before the workers start; if its last command
+        fails, the job stops with that exit code and its stderr is reported.
+    :param scheduler_options: text added verbatim to the submit script's directives.
+    :param launcher: wraps the worker command for the block's nodes (default per provider).
+    :param cmd_timeout: seconds a scheduler command may run before it is retried, then reported.
+    :param move_files: copy submit scripts to the channel's ``script_dir``: ``None`` when
+        the channel has a different ``script_dir``, ``True`` always, ``False`` never
+        (a file system shared with the scheduler's side).
+    """
+
+    scheduler: ClassVar[str] = "scheduler"
+    """The scheduler's name, for messages."""
+    template: ClassVar[str] = ""
+    """The submit-script template in ``flowlib/providers/templates``."""
+    incompatible_launchers: ClassVar[frozenset[str]] = frozenset(_LAUNCHER_NEEDS)
+    """Launcher class names this provider refuses (checked through the launcher's MRO)."""
+    command_attempts: int = 3
+    """Tries of a scheduler command that times out or gives a transient error."""
+    retry_backoff: float = 0.5
+    """Seconds before the first retry; doubled for each later one."""
+    status_batch_size: int = 100
+    """Job ids per status command."""
+    cancel_batch_size: int = 100
+    """Job ids per cancel command."""
+    stderr_tail_bytes: int = 4096
+    """How much of a failed job's stderr goes into its status message."""
+
+    def __init__(
+        self,
+        *,
+        label: str,
+        channel: Channel | None,
+        nodes_per_block: int,
+        init_blocks: int,
+        min_blocks: int,
+        max_blocks: int,
+        parallelism: float,
+        walltime: str | None,
+        worker_init: str,
+        scheduler_options: str,
+        launcher: Launcher | None,
+        cmd_timeout: float,
+        move_files: bool | None,
+    ) -> None:
+        owner = type(self).__name__
+        self._validate_common(owner, locals())
+        self.label = label
+        if channel is None:
+            from flowlib.channels.local import LocalChannel
+
+            channel = LocalChannel()
+        self.channel = channel
+        self.nodes_per_block = nodes_per_block
+        self.init_blocks = init_blocks
+        self.min_blocks = min_blocks
+        self.max_blocks = max_blocks
+        self.parallelism = parallelism
+        self.walltime = walltime
+        self._walltime: Walltime | None = None if walltime is None else parse_walltime(walltime, owner)
+        self.worker_init = worker_init
+        self.scheduler_options = scheduler_options
+        self.launcher = self._default_launcher() if launcher is None else launcher
+        self._check_launcher(owner)
+        self.cmd_timeout = cmd_timeout
+        self.move_files = move_files
+        self.resources: dict[str, JobRecord] = {}
+        self._lock = threading.Lock()
+
+    # ---- validation (one place) ---------------------------------------------------------
+
+    @staticmethod
+    def _validate_common(owner: str, values: dict[str, Any]) -> None:
+        validate_arguments(
+            owner,
+            {
+                "label": (values["label"], str),
+                "channel": (values["channel"], Channel | None),
+                "parallelism": (values["parallelism"], int | float),
+                "walltime": (values["walltime"], str | None),
+                "worker_init": (values["worker_init"], str),
+                "scheduler_options": (values["scheduler_options"], str),
+                "launcher": (values["launcher"], Launcher | None),
+                "cmd_timeout": (values["cmd_timeout"], int | float),
+                "move_files": (values["move_files"], bool | None),
+            },
+        )
+        check_positive_int(owner, "nodes_per_block", values["nodes_per_block"], 1)
+        for name in ("init_blocks", "min_blocks", "max_blocks"):
+            check_positive_int(owner, name, values[name], 0)
+        init, low, high = values["init_blocks"], values["min_blocks"], values["max_blocks"]
+        if not low <= init <= high:
+            raise ValueError(
+                f"{owner} needs min_blocks <= init_blocks <= max_blocks, got min_blocks={low}, "
+                f"init_blocks={init}, max_blocks={high}"
+            )
+        if isinstance(values["parallelism"], bool) or not 0 <= values["parallelism"] <= 1:
+            raise ValueError(f"{owner} argument 'parallelism' must be between 0 and 1, got {values['parallelism']!r}")
+        if isinstance(values["cmd_timeout"], bool) or values["cmd_timeout"] <= 0:
+            raise ValueError(f"{owner} argument 'cmd_timeout' must be a positive number, got {values['cmd_timeout']!r}")
+
+    def _default_launcher(self) -> Launcher:
+        """A new launcher for this provider (never a shared default instance)."""
+        from flowlib.launchers import SingleNodeLauncher
+
+        return SingleNodeLauncher()
+
+    def _check_launcher(self, owner: str) -> None:
+        names = [cls.__name__ for cls in type(self.launcher).__mro__]
+        for name in names:
+            if name in self.incompatible_launchers:
+                raise ConfigurationError(
+                    f"{owner} cannot use launcher {type(self.launcher).__name__}: it needs {_LAUNCHER_NEEDS[name]}, "
+                    f"and {owner} runs its blocks through {self.scheduler}"
+                )
+        if "SingleNodeLauncher" in names and self.nodes_per_block > 1:
+            raise ConfigurationError(
+                f"{owner} with nodes_per_block={self.nodes_per_block} cannot use launcher "
+                f"{type(self.launcher).__name__}: it starts workers on one node only; use a multi-node launcher "
+                "(e.g. SrunLauncher, MpiExecLauncher) or nodes_per_block=1"
+            )
+
+    # ---- submit -------------------------------------------------------------------------
+
+    def submit(self, command: str, tasks_per_node: int, job_name: str = "flowlib.auto") -> str:
+        """Render the submit script, hand it to the scheduler and return the job id.
+
+        Raises :class:`SubmitException` (naming the command and the scheduler's answer)
+        when the scheduler refuses the job, or its command is missing or broken.
+        """
+        owner = type(self).__name__
+        validate_arguments(f"{owner}.submit", {"command": (command, str), "job_name": (job_name, str)})
+        check_positive_int(f"{owner}.submit", "tasks_per_node", tasks_per_node)
+        local_dir = self._require_script_dir()
+        name = f"{re.sub(r'[^A-Za-z0-9_.-]', '_', job_name)}.{uuid.uuid4().hex[:8]}"
+        remote_dir = self._remote_dir(local_dir)
+        stdout_path = os.path.join(remote_dir, f"{name}.stdout")
+        stderr_path = os.path.join(remote_dir, f"{name}.stderr")
+        values = {
+            "job_name": name,
+            "stdout_path": stdout_path,
+            "stderr_path": stderr_path,
+            "nodes_per_block": str(self.nodes_per_block),
+            "tasks_per_node": str(tasks_per_node),
+            "walltime": self._walltime.hms if self._walltime else "",
+            "scheduler_options": self.scheduler_options,
+            "worker_init": self.worker_init,
+            "launch_command": self.launcher(command, tasks_per_node, self.nodes_per_block),
+        }
+        values.update(self._template_values(name, tasks_per_node))
+        local_script = os.path.join(local_dir, f"{name}.submit")
+        with open(local_script, "w") as f:
+            f.write(self.render(values))
+        os.chmod(local_script, 0o700)
+        try:
+            script_path = self._place_script(local_script, remote_dir)
+            job_id = self._submit_script(name, script_path, stdout_path, stderr_path)
+        except SchedulerCommandError as e:
+            raise SubmitException(name, str(e)) from e
+        record = JobRecord(
+            job_id=job_id,
+            job_name=name,
+            status=JobStatus(JobState.PENDING, stdout_path=stdout_path, stderr_path=stderr_path),
+            submit_time=time.time(),
+            script_path=script_path,
+            stdout_path=stdout_path,
+            stderr_path=stderr_path,
+        )
+        with self._lock:
+            self.resources[job_id] = record
+        logger.info("%s %s: submitted %s as job %s", owner, self.label, name, job_id)
+        return job_id
+
+    def render(self, values: dict[str, str]) -> str:
+        """The submit script: this provider's template with ``values`` substituted."""
+        text = importlib_resources.files("flowlib.providers").joinpath("templates", self.template).read_text()
+        return string.Template(text).substitute(values)
+
+    def _template_values(self, job_name: str, tasks_per_node: int) -> dict[str, str]:
+        """Provider-specific template values (e.g. ``directives``)."""
+        return {}
+
+    def _require_script_dir(self) -> str:
+        if not self.script_dir:
+            raise ConfigurationError(
+                f"{type(self).__name__} {self.label!r}: script_dir is not set; the executor sets "
+                "provider.script_dir (its run directory) before the first submit"
+            )
+        path = os.path.abspath(self.script_dir)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def _remote_dir(self, local_dir: str) -> str:
+        if self.move_files is False or not self.channel.script_dir:
+            return local_dir
+        return self.channel.script_dir
+
+    def _place_script(self, local_script: str, remote_dir: str) -> str:
+        """Copy the script to the channel's side when that is another directory."""
+        if remote_dir == os.path.dirname(local_script):
+            return local_script
+        self.channel.makedirs(remote_dir, exist_ok=True)
+        return self.channel.push_file(local_script, remote_dir)
+
+    def _submit_script(self, name: str, script_path: str, stdout_path: str, stderr_path: str) -> str:
+        """Run the submit command; return the job id or raise SubmitException."""
+        cmd = self._submit_command(script_path)
+        result = self.run(cmd, idempotent=False)
+        job_id = self._parse_job_id(result.stdout) if result.rc == 0 else None
+        if job_id is None:
+            why = f"{cmd!r} exited with code {result.rc}" if result.rc else f"no job id in the answer of {cmd!r}"
+            raise SubmitException(name, why, stdout=result.stdout, stderr=result.stderr)
+        return job_id
+
+    def _submit_command(self, script_path: str) -> str:
+        raise NotImplementedError
+
+    def _parse_job_id(self, stdout: str) -> str | None:
+        raise NotImplementedError
+
+    # ---- running scheduler commands -----------------------------------------------------
+
+    def run(self, cmd: str, *, idempotent: bool) -> CommandResult:
+        """Run ``cmd`` through the channel with ``cmd_timeout``, retrying with backoff.
+
+        Retried (``command_attempts`` tries in all): transient errors (the scheduler busy
+        or unreachable), and timeouts or channel errors when ``idempotent`` (a status
+        query; a submit that timed out may have been accepted, so it is not repeated).
+        Other non-zero exit codes are returned for the caller to read. Raises
+        :class:`SchedulerCommandError` naming the command when it is missing from PATH
+        or every try failed.
+        """
+        program = cmd.split(None, 1)[0] if cmd.strip() else cmd
+        failure = ""
+        for attempt in range(1, self.command_attempts + 1):
+            retryable = True
+            try:
+                rc, out, err = self.channel.execute_wait(cmd, walltime=self.cmd_timeout)
+            except Exception as e:  # a channel error: timeout, broken connection
+                failure, retryable = f"{type(e).__name__}: {e}", idempotent
+            else:
+                if rc == 127:  # bash: command not found
+                    raise SchedulerCommandError(
+                        cmd, f"{program} was not found on the PATH of {type(self.channel).__name__} ({err.strip()})"
+                    )
+                if rc == 0 or not _TRANSIENT.search(out + err):
+                    return CommandResult(rc, out, err)
+                failure = f"exit code {rc}: {(err or out).strip()[:1000]}"
+            if not retryable or attempt == self.command_attempts:
+                break
+            delay = self.retry_backoff * 2 ** (attempt - 1)
+            logger.warning("%s: %r failed (%s); retry %d in %.1f s", self.label, cmd, failure, attempt, delay)
+            time.sleep(delay)
+        tries = f" after {attempt} attempt{'s' if attempt > 1 else ''}"
+        raise SchedulerCommandError(cmd, failure + tries)
+
+    # ---- status -------------------------------------------------------------------------
+
+    def status(self, job_ids: list[str]) -> list[JobStatus]:
+        """The status of each job, in the order given, polling the scheduler for unfinished ones.
+
+        Jobs already in a terminal state are not polled again. Jobs that the scheduler
+        no longer lists are resolved by :meth:`_resolve_vanished` (accounting, or
+        MISSING with a message). When a poll fails, the job table keeps its last
+        known states, the error is logged, and :class:`SchedulerCommandError` is raised.
+        """
+        ids = [str(j) for j in job_ids]
+        with self._lock:
+            known = {j: self.resources[j]["status"] for j in ids if j in self.resources}
+        to_poll = [j for j in dict.fromkeys(ids) if j not in known or not known[j].terminal]
+        fresh: dict[str, JobStatus] = {}
+        if to_poll:
+            try:
+                fresh = self._poll(to_poll)
+            except SchedulerCommandError as e:
+                logger.error("%s %s: status poll failed, keeping the last known states: %s", self.scheduler, self.label, e)
+                raise
+            fresh = {j: self._describe(j, s, known.get(j)) for j, s in fresh.items()}
+            with self._lock:
+                for job_id, new in fresh.items():
+                    if job_id in self.resources:
+                        self.resources[job_id]["status"] = new
+        with self._lock:
+            return [self.resources[j]["status"] if j in self.resources else fresh[j] for j in ids]
+
+    def _poll(self, job_ids: list[str]) -> dict[str, JobStatus]:
+        found: dict[str, JobStatus] = {}
+        for batch in chunks(job_ids, self.status_batch_size):
+            found.update(self._query_status(batch))
+        vanished = [j for j in job_ids if j not in found]
+        if vanished:
+            found.update(self._resolve_vanished(vanished))
+        for job_id in job_ids:
+            found.setdefault(job_id, JobStatus(JobState.MISSING, f"{self.scheduler} no longer knows job {job_id}"))
+        return found
+
+    def _describe(self, job_id: str, status: JobStatus, before: JobStatus | None) -> JobStatus:
+        """Add output paths, and for a job that just failed the tail of its stderr."""
+        with self._lock:
+            record = self.resources.get(job_id)
+        if record is None:
+            return status
+        status = dataclasses.replace(status, stdout_path=record["stdout_path"], stderr_path=record["stderr_path"])
+        failed = status.state in (JobState.FAILED, JobState.TIMEOUT, JobState.MISSING)
+        if failed and (before is None or before.state != status.state):
+            tail = self.stderr_tail(record["stderr_path"])
+            if tail:
+                status = dataclasses.replace(status, message=f"{status.message or status.state.name}; stderr: {tail}")
+        if before is None or before.state != status.state:
+            log = logger.warning if failed else logger.debug
+            log("%s %s: job %s is %s (%s)", self.scheduler, self.label, job_id, status.state.name, status.message)
+        return status
+
+    def stderr_tail(self, path: str) -> str:
+        """The last ``stderr_tail_bytes`` of the file ``path`` on the channel's side ('' if unreadable)."""
+        cmd = f"tail -c {int(self.stderr_tail_bytes)} {shlex.quote(path)}"
+        try:
+            rc, out, _ = self.channel.execute_wait(cmd, walltime=self.cmd_timeout)
+        except Exception as e:
+            logger.debug("cannot read %s: %s", path, e)
+            return ""
+        return out.strip() if rc == 0 else ""
+
+    def _query_status(self, job_ids: list[str]) -> dict[str, JobStatus]:
+        """Ask the scheduler about one batch; return the jobs it lists. Garbage: SchedulerCommandError."""
+        raise NotImplementedError
+
+    def _resolve_vanished(self, job_ids: list[str]) -> dict[str, JobStatus]:
+        """Find how jobs that the scheduler no longer lists ended (default: not at all)."""
+        return {}
+
+    # ---- cancel -------------------------------------------------------------------------
+
+    def cancel(self, job_ids: list[str]) -> list[bool]:
+        """Cancel the jobs, ``cancel_batch_size`` ids per command; True where the scheduler accepted.
+
+        Accepted jobs become CANCELLED in the job table at once. If a batch's command
+        fails, the other batches are still cancelled, then the first error is raised.
+        """
+        ids = [str(j) for j in job_ids]
+        accepted: dict[str, bool] = {}
+        error: SchedulerCommandError | None = None
+        for batch in chunks(list(dict.fromkeys(ids)), self.cancel_batch_size):
+            try:
+                accepted.update(self._cancel_batch(batch))
+            except SchedulerCommandError as e:
+                logger.error("%s %s: cancel failed: %s", self.scheduler, self.label, e)
+                accepted.update(dict.fromkeys(batch, False))
+                error = error or e
+        with self._lock:
+            for job_id, ok in accepted.items():
+                record = self.resources.get(job_id)
+                if ok and record is not None and not record["status"].terminal:
+                    record["status"] = JobStatus(
+                        JobState.CANCELLED,
+                        "cancelled by flowlib",
+                        stdout_path=record["stdout_path"],
+                        stderr_path=record["stderr_path"],
+                    )
+        if error is not None:
+            raise error
+        return [accepted[j] for j in ids]
+
+    def _cancel_batch(self, job_ids: list[str]) -> dict[str, bool]:
+        result = self.run(self._cancel_command(job_ids), idempotent=True)
+        return dict.fromkeys(job_ids, result.rc == 0)
+
+    def _cancel_command(self, job_ids: list[str]) -> str:
+        raise NotImplementedError

@@ -105,9 +105,7 @@ def main() -> int:
 
     def check(what: str, got: object, expected: object) -> None:
         mark = "ok" if got == expected else "WRONG"
-        print(
-            f"  [{mark}] {what}: {got!r}" + ("" if got == expected else f" (expected {expected!r})")
-        )
+        print(f"  [{mark}] {what}: {got!r}" + ("" if got == expected else f" (expected {expected!r})"))
         if got != expected:
             problems.append(what)
 
@@ -125,9 +123,7 @@ def main() -> int:
             # 1. the sweep: one python task per limit, one bash task per result file
             counts = {limit: count_primes(limit) for limit in LIMITS}
             written = [
-                write_result(
-                    limit, counts[limit], outputs=[File(str(work / f"primes_{limit}.txt"))]
-                )
+                write_result(limit, counts[limit], outputs=[File(str(work / f"primes_{limit}.txt"))])
                 for limit in LIMITS
             ]
             # 2. read the files back: the DataFutures make collect wait for the bash tasks
@@ -148,6 +144,7 @@ def main() -> int:
             table = table_future.result()
             refined = refined_future.result()
             flaky_result = flaky_future.result()
+            flaky_failures = flaky_future.task_record.fail_count
 
         print("Primes below each limit (python_app -> bash_app file -> python_app via inputs=):")
         print("    limit   primes")
@@ -160,7 +157,7 @@ def main() -> int:
             print(f"    {m:5d}   {c:6d}")
         print()
         executions = Path(cache_log).read_text().splitlines()
-        print(f"Retried task: {flaky_result}")
+        print(f"Retried task: {flaky_result} (failed {flaky_failures} time(s) before)")
         print(
             f"Cached call: slow_square(12) = {first} in {first_seconds:.2f} s, "
             f"again = {second} in {second_seconds:.2f} s "
@@ -175,6 +172,7 @@ def main() -> int:
             sorted(f"primes_{limit}.txt" for limit in LIMITS),
         )
         check("retried task result", flaky_result, "succeeded on retry")
+        check("retried task failures", flaky_failures, 1)
         check("cached results", (first, second), (144, 144))
         check("cached function executions", len(executions), 1)
 

@@ -37,7 +37,15 @@ _PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods(?:/([^/]+))?$")
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
 
 
 class FakeKubernetes:
@@ -58,7 +66,12 @@ class FakeKubernetes:
             return 409, _status(409, "AlreadyExists", f'pods "{name}" already exists')
         container = body["spec"]["containers"][0]
         pod = dict(body)
-        pod["metadata"] = {**body["metadata"], "namespace": ns, "uid": f"uid-{name}", "creationTimestamp": "2024-01-01T00:00:00Z"}
+        pod["metadata"] = {
+            **body["metadata"],
+            "namespace": ns,
+            "uid": f"uid-{name}",
+            "creationTimestamp": "2024-01-01T00:00:00Z",
+        }
         pod["status"] = {"phase": "Pending"}
         self.pods[(ns, name)] = pod
         if container["image"] == "no-such-image:latest":
@@ -71,7 +84,14 @@ class FakeKubernetes:
 
     @staticmethod
     def _cstatus(container: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
-        return {"name": container["name"], "image": container["image"], "imageID": "", "ready": "running" in state, "restartCount": 0, "state": state}
+        return {
+            "name": container["name"],
+            "image": container["image"],
+            "imageID": "",
+            "ready": "running" in state,
+            "restartCount": 0,
+            "state": state,
+        }
 
     def refresh(self, key: tuple[str, str]) -> dict[str, Any]:
         pod = self.pods[key]
@@ -83,14 +103,21 @@ class FakeKubernetes:
                 pod["status"] = {"phase": "Running", "containerStatuses": [self._cstatus(container, {"running": {}})]}
             else:
                 done = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}}
-                pod["status"] = {"phase": "Succeeded" if code == 0 else "Failed", "containerStatuses": [self._cstatus(container, done)]}
+                pod["status"] = {
+                    "phase": "Succeeded" if code == 0 else "Failed",
+                    "containerStatuses": [self._cstatus(container, done)],
+                }
         return pod
 
     def select(self, ns: str, selector: str) -> list[dict[str, Any]]:
         match = re.fullmatch(r"\s*([\w./-]+)\s+in\s+\(([^)]*)\)\s*", selector)
         assert match, f"the fake API only understands 'key in (a,b)' selectors, got {selector!r}"
         key, values = match.group(1), {v.strip() for v in match.group(2).split(",")}
-        return [self.refresh(k) for k, pod in self.pods.items() if k[0] == ns and pod["metadata"]["labels"].get(key) in values]
+        return [
+            self.refresh(k)
+            for k, pod in self.pods.items()
+            if k[0] == ns and pod["metadata"]["labels"].get(key) in values
+        ]
 
     def delete(self, ns: str, name: str) -> tuple[int, dict[str, Any]]:
         if (ns, name) not in self.pods:
@@ -219,7 +246,10 @@ def test_block_runs_to_completion_and_pod_spec_is_complete(fake_api: Any, tmp_pa
     assert spec["volumes"] == [{"name": "vol-0", "persistentVolumeClaim": {"claimName": "data-claim"}}]
     assert container["volumeMounts"] == [{"name": "vol-0", "mountPath": "/data"}]
     assert container["securityContext"] == {"runAsUser": 1000, "runAsGroup": 100, "runAsNonRoot": True}
-    assert container["resources"] == {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "250Mi"}}
+    assert container["resources"] == {
+        "limits": {"cpu": "1", "memory": "1Gi"},
+        "requests": {"cpu": "1", "memory": "250Mi"},
+    }
     assert container["image"] == "python:3.11"
     # once terminal, the state is remembered: no further API calls
     calls = len(fake.requests)
@@ -288,6 +318,10 @@ def test_constructor_does_no_io_and_checks_types() -> None:
         KubernetesProvider(image="busybox", max_mem="lots")
     with pytest.raises(ValueError, match="'user_id'"):
         KubernetesProvider(image="busybox", user_id="root")
+    with pytest.raises(ValueError, match="min_blocks <= init_blocks <= max_blocks"):
+        KubernetesProvider(image="busybox", init_blocks=20)
+    with pytest.raises(TypeError, match="'nodes_per_block'"):
+        KubernetesProvider(image="busybox", nodes_per_block="2")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="'image'"):
         KubernetesProvider(image="")
 

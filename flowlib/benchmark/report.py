@@ -60,7 +60,8 @@ class Comparison:
     candidate: float | None
     """The candidate library's value (flowlib), or None if it was not measured."""
     ratio: float | None
-    """``candidate / baseline``; None when either is missing or not positive."""
+    """``candidate / baseline``; None when either is missing or not positive, or,
+    for sizes, under one byte."""
     speedup: float | None
     """How many times faster the candidate is: ``candidate / baseline`` for rates,
     ``baseline / candidate`` for times, None for sizes."""
@@ -129,7 +130,9 @@ def compare(baseline: Sequence[Metric], candidate: Sequence[Metric]) -> list[Com
         shown = base.get(key) or cand[key]
         b = base[key].value if key in base else None
         c = cand[key].value if key in cand else None
-        ratio = c / b if b is not None and c is not None and b > 0 and c > 0 else None
+        # Under a byte per task, a ratio of memory sizes is noise over noise.
+        floor = 1.0 if shown.kind == "size" else 0.0
+        ratio = c / b if b is not None and c is not None and min(b, c) > floor else None
         speedup = None
         if ratio is not None and shown.kind == "rate":
             speedup = ratio

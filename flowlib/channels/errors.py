@@ -11,8 +11,9 @@
           ├── ChannelClosedError      the channel was used after ``close()``
           └── FileCopyError           ``push_file`` / ``pull_file`` could not copy a file
 
-Every one pickles (its ``args`` are its constructor's arguments). Each message names the host (``user@host:port`` where it helps) and what was tried, so a
-log line alone says what to fix. The names Parsl used for the same failures are kept as
+Every one pickles (its ``args`` are its constructor's arguments). Each message names the
+host (``user@host:port`` where it helps) and what was tried, so a log line alone says what
+to fix. The names Parsl used for the same failures are kept as
 aliases (``BadHostKeyException``, ``AuthException``, ``SSHException``,
 ``FileCopyException``) so that ``except`` clauses in moved scripts still match.
 """

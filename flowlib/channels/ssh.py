@@ -23,6 +23,7 @@ paramiko is imported on first use (the ``ssh`` extra: ``pip install 'flowlib[ssh
 from __future__ import annotations
 
 import base64
+import functools
 import getpass
 import hashlib
 import logging
@@ -214,9 +215,11 @@ class SSHChannel(Channel, RepresentationMixin):
         self._transport: Any = None
         self._sftp: Any = None
         self._sftp_lock = threading.Lock()  # one SFTP request/response exchange at a time
+        # paramiko matches a global request's answer to whoever waits: one at a time.
+        self._global_request_lock = threading.Lock()
         self._home: str | None = None
         self._accepted_keys: Any = None  # paramiko.HostKeys trusted by 'warn'/'auto-add'
-        self._forwards: dict[int, ForwardHandler] = {}  # remote port -> handler
+        self._forwards: dict[int, tuple[str, ForwardHandler]] = {}  # remote port -> (bind address, handler)
         self._forwarded_on: set[int] = set()  # ports the current connection forwards
         self._closed = False
 
@@ -287,6 +290,11 @@ class SSHChannel(Channel, RepresentationMixin):
                 raise ChannelConnectError(
                     self.hostname, self.port, f"SSH handshake failed: {describe_os_error(e)}"
                 ) from e
+            if not t.is_active() or not t.initial_kex_done:
+                # start_client() returns quietly when its timeout passes mid-handshake
+                raise ChannelConnectError(
+                    self.hostname, self.port, f"no SSH handshake within {self.connect_timeout:g} s (is this an sshd?)"
+                )
             self._check_host_key(paramiko, t, known)
             if self.keepalive:
                 t.set_keepalive(int(max(1, self.keepalive)))
@@ -485,7 +493,7 @@ class SSHChannel(Channel, RepresentationMixin):
                 else:
                     logger.debug("skipping default key %s: %s", path, e)
                 continue
-            self._try_auth(paramiko, t, tried, allowed, label, lambda k=key: t.auth_publickey(username, k))
+            self._try_auth(paramiko, t, tried, allowed, label, functools.partial(t.auth_publickey, username, key))
 
     def _try_agent(self, paramiko: ModuleType, t: Any, username: str, tried: list[str], allowed: set[str]) -> None:
         if not os.environ.get("SSH_AUTH_SOCK"):
@@ -501,7 +509,7 @@ class SSHChannel(Channel, RepresentationMixin):
                 if t.is_authenticated():
                     return
                 label = f"publickey (ssh-agent key {number} of {len(keys)}: {key_fingerprint(key)})"
-                self._try_auth(paramiko, t, tried, allowed, label, lambda k=key: t.auth_publickey(username, k))
+                self._try_auth(paramiko, t, tried, allowed, label, functools.partial(t.auth_publickey, username, key))
         finally:
             agent.close()
 
@@ -568,7 +576,11 @@ class SSHChannel(Channel, RepresentationMixin):
         err = bytearray()
         pgid: int | None = None
         fd = chan.fileno()
+        probe_every = self.keepalive or 30.0
+        last_heard = time.monotonic()
         while True:
+            if chan.recv_ready() or chan.recv_stderr_ready():
+                last_heard = time.monotonic()
             while chan.recv_ready():
                 out += chan.recv(65536)
             while chan.recv_stderr_ready():
@@ -595,11 +607,29 @@ class SSHChannel(Channel, RepresentationMixin):
                     self._kill_remote(pgid)
                     raise ChannelTimeout(cmd, walltime, self.hostname, _decode(out), _decode(_strip_mark(err)))
                 wait = min(wait, 1.0)
+            if time.monotonic() - last_heard >= probe_every:
+                # A quiet command, or a connection that died without a word (no FIN, no RST):
+                # a round trip tells them apart; a dead one is closed and reported above.
+                self._probe(t)
+                last_heard = time.monotonic()
+                continue
             if chan.eof_received:
                 chan.status_event.wait(wait)  # the output is complete; the exit status follows
             else:
                 select.select([fd], [], [], wait)
         return chan.exit_status, _decode(out), _decode(_strip_mark(err))
+
+    def _probe(self, t: Any) -> bool:
+        """One bounded round trip on ``t``; a connection that does not answer in time is closed."""
+        with self._global_request_lock, Deadline(self.connect_timeout, t.close) as deadline:
+            try:
+                t.global_request("keepalive@openssh.com", wait=True)  # any answer, even "failure", will do
+            except (import_paramiko().SSHException, EOFError, OSError):
+                pass
+        if deadline.expired or not t.is_active():
+            logger.warning("the connection to %s:%d stopped answering; closing it", self.hostname, self.port)
+            return False
+        return True
 
     def _kill_remote(self, pgid: int | None) -> None:
         """Best effort: SIGKILL the remote process group of a command that ran out of time."""
@@ -622,21 +652,28 @@ class SSHChannel(Channel, RepresentationMixin):
     def _sftp_client(self) -> Any:
         paramiko = import_paramiko()
         with self._lock:
-            t = self._connection()
+            self._connection()
             if self._sftp is not None and not self._sftp.get_channel().closed:
                 return self._sftp
-            t, chan = self._open_session()
-            chan.settimeout(self.io_timeout)
-            with Deadline(self.connect_timeout, chan.close) as deadline:
-                try:
+            _, chan = self._open_session()
+            deadline = Deadline(self.connect_timeout, chan.close)
+            try:
+                chan.settimeout(self.io_timeout)
+                with deadline:
                     chan.invoke_subsystem("sftp")
-                except (paramiko.SSHException, EOFError, OSError) as e:
-                    if deadline.expired:
-                        raise ChannelTimeout("starting SFTP", self.connect_timeout, self.hostname) from e
-                    raise
-            self._sftp = paramiko.SFTPClient(chan)
-            self._home = self._sftp.normalize(".")
-            return self._sftp
+                sftp = paramiko.SFTPClient(chan)
+                home = sftp.normalize(".")
+            except (paramiko.SSHException, EOFError, OSError) as e:
+                chan.close()
+                if deadline.expired or isinstance(e, TimeoutError):
+                    raise ChannelTimeout("starting SFTP", self.connect_timeout, self.hostname) from e
+                raise ChannelError(
+                    f"cannot start SFTP on {self.hostname}: {describe_os_error(e)} "
+                    f"(is the sftp subsystem enabled in its sshd_config?)",
+                    self.hostname,
+                ) from e
+            self._sftp, self._home = sftp, home
+            return sftp
 
     def _sftp_call(self, what: str, op: Callable[[Any], _T]) -> _T:
         """Run ``op(sftp)``; retry once on a fresh connection if the connection broke.
@@ -772,29 +809,31 @@ class SSHChannel(Channel, RepresentationMixin):
 
     # ----------------------------------------------------------------- remote port forwards
 
-    def add_remote_forward(self, remote_port: int, handler: ForwardHandler) -> int:
-        """Ask sshd to listen on remote ``127.0.0.1:remote_port`` (0: any free port) for us.
+    def add_remote_forward(self, remote_port: int, handler: ForwardHandler, bind_address: str = "127.0.0.1") -> int:
+        """Ask sshd to listen on remote ``bind_address:remote_port`` (port 0: any free port) for us.
 
         Each connection made there arrives as a paramiko channel passed to ``handler``
         (from paramiko's thread; it must not block). Returns the remote port. The forward
         is requested again after a reconnection. Used by :mod:`flowlib.channels.tunnel`.
+        sshd binds only its loopback interface unless its ``GatewayPorts`` setting is
+        ``clientspecified`` (then ``bind_address`` is honoured) or ``yes`` (all interfaces).
         """
         with self._lock:
             t = self._connection()
-            port = self._request_forward(t, remote_port)
-            self._forwards[port] = handler
+            port = self._request_forward(t, bind_address, remote_port)
+            self._forwards[port] = (bind_address, handler)
             self._forwarded_on.add(port)
             return port
 
     def remove_remote_forward(self, remote_port: int) -> None:
         """Stop forwarding ``remote_port``; connections still open are left to their handler."""
         with self._lock:
-            self._forwards.pop(remote_port, None)
+            entry = self._forwards.pop(remote_port, None)
             self._forwarded_on.discard(remote_port)
             t = self._transport
-        if t is not None and t.is_active():
+        if entry is not None and t is not None and t.is_active():
             try:  # no reply awaited: a lost answer must not hang us
-                t.global_request("cancel-tcpip-forward", ("127.0.0.1", remote_port), wait=False)
+                t.global_request("cancel-tcpip-forward", (entry[0], remote_port), wait=False)
             except Exception as e:
                 logger.debug("cancelling the forward of remote port %d failed: %s", remote_port, e)
 
@@ -805,40 +844,40 @@ class SSHChannel(Channel, RepresentationMixin):
             self._restore_forwards(t)
 
     def _restore_forwards(self, t: Any) -> None:
-        for port in list(self._forwards):
+        for port, (address, _) in list(self._forwards.items()):
             if port in self._forwarded_on:
                 continue
             try:
-                self._request_forward(t, port)
+                self._request_forward(t, address, port)
             except ChannelError as e:
                 logger.error("cannot forward remote port %d on %s again: %s", port, self.hostname, e)
             else:
                 self._forwarded_on.add(port)
                 logger.info("forwarding remote port %d on %s again", port, self.hostname)
 
-    def _request_forward(self, t: Any, remote_port: int) -> int:
+    def _request_forward(self, t: Any, address: str, remote_port: int) -> int:
         paramiko = import_paramiko()
-        with Deadline(self.connect_timeout, t.close) as deadline:
+        with self._global_request_lock, Deadline(self.connect_timeout, t.close) as deadline:
             try:
-                port: int = t.request_port_forward("127.0.0.1", remote_port, handler=self._dispatch_forward)
+                port: int = t.request_port_forward(address, remote_port, handler=self._dispatch_forward)
             except (paramiko.SSHException, EOFError, OSError) as e:
                 if deadline.expired:
                     raise ChannelTimeout(
                         f"forwarding remote port {remote_port}", self.connect_timeout, self.hostname
                     ) from e
                 raise ChannelError(
-                    f"{self.hostname} refused to listen on 127.0.0.1:{remote_port} for a tunnel: {e} "
-                    f"(is the port taken, or AllowTcpForwarding off in sshd_config?)",
+                    f"{self.hostname} refused to listen on {address}:{remote_port} for a tunnel: {e} "
+                    f"(is the port taken, or AllowTcpForwarding off in its sshd_config?)",
                     self.hostname,
                 ) from e
         return port
 
     def _dispatch_forward(self, chan: Any, origin: tuple[str, int], server: tuple[str, int]) -> None:
-        handler = self._forwards.get(server[1])
-        if handler is None:
+        entry = self._forwards.get(server[1])
+        if entry is None:
             chan.close()
             return
-        handler(chan, origin)
+        entry[1](chan, origin)
 
     # ----------------------------------------------------------------- lifetime
 

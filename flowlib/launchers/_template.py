@@ -10,8 +10,19 @@ are inserted exactly once and never re-scanned, so a value that itself contains
 from __future__ import annotations
 
 import functools
+import re
 import string
 from importlib import resources
+
+# The only placeholder form, @{name}. The group names are the ones string.Template expects.
+_PLACEHOLDER = r"""
+@(?:
+    (?P<escaped>(?!)) |                 # no escape form: a lone @ is plain text
+    \{(?P<braced>[a-z_][a-z0-9_]*)\} |  # @{name}
+    (?P<named>(?!)) |                   # no unbraced form
+    (?P<invalid>\{)                     # @{ with a malformed name
+)
+"""
 
 
 class ShellTemplate(string.Template):
@@ -22,18 +33,11 @@ class ShellTemplate(string.Template):
     """
 
     delimiter = "@"
-    pattern = r"""
-    @(?:
-        (?P<escaped>(?!)) |                 # no escape form: a lone @ is plain text
-        \{(?P<braced>[a-z_][a-z0-9_]*)\} |  # @{name}
-        (?P<named>(?!)) |                   # no unbraced form
-        (?P<invalid>\{)                     # @{ with a malformed name
-    )
-    """
-    flags = 0  # names are lower case; no re.IGNORECASE
+    pattern = _PLACEHOLDER  # type: ignore[assignment]  # string.Template compiles it
+    flags = re.RegexFlag(0)  # names are lower case; no re.IGNORECASE
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load(name: str) -> ShellTemplate:
     """The template ``templates/<name>``, read once from the installed package."""
     text = (resources.files(__package__) / "templates" / name).read_text(encoding="utf-8")

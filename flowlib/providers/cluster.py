@@ -29,20 +29,22 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from importlib import resources as importlib_resources
-from typing import Any, ClassVar, NamedTuple, TypedDict
+from typing import ClassVar, NamedTuple, TypedDict
 
 from flowlib.channels.base import Channel
+from flowlib.channels.errors import ChannelError
 from flowlib.errors import ConfigurationError
 from flowlib.jobs.states import JobState, JobStatus
 from flowlib.launchers.base import Launcher
 from flowlib.providers.base import ExecutionProvider
+from flowlib.providers.cluster_checks import LAUNCHER_NEEDS, check_launcher, check_positive_int, validate_common
 from flowlib.providers.errors import SchedulerCommandError, SubmitException
 from flowlib.providers.walltime import Walltime, parse_walltime
 from flowlib.validation import validate_arguments
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ClusterProvider", "CommandResult", "JobRecord", "check_positive_int"]
+__all__ = ["ClusterProvider", "CommandResult", "JobRecord"]
 
 # Answers that mean "the scheduler is busy or unreachable right now; ask again".
 _TRANSIENT = re.compile(
@@ -50,14 +52,6 @@ _TRANSIENT = re.compile(
     r"|cannot connect|can't connect|commlib error|resource temporarily unavailable",
     re.IGNORECASE,
 )
-
-# What a launcher that cannot work with a provider needs, by launcher class name.
-_LAUNCHER_NEEDS = {
-    "SrunLauncher": "srun, which exists only inside a Slurm allocation",
-    "SrunMPILauncher": "srun, which exists only inside a Slurm allocation",
-    "AprunLauncher": "aprun, which exists only on Cray ALPS systems",
-    "JsrunLauncher": "jsrun, which exists only inside an IBM LSF allocation",
-}
 
 
 class JobRecord(TypedDict):
@@ -80,14 +74,6 @@ class CommandResult(NamedTuple):
     stderr: str
 
 
-def check_positive_int(owner: str, name: str, value: object, minimum: int = 1) -> None:
-    """Raise TypeError unless ``value`` is an int (not a bool), ValueError if below ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{owner} argument {name!r} must be int, got {type(value).__name__} ({value!r})")
-    if value < minimum:
-        raise ValueError(f"{owner} argument {name!r} must be >= {minimum}, got {value}")
-
-
 def chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
     """``items`` in lists of at most ``size``."""
     for start in range(0, len(items), size):
@@ -95,7 +81,7 @@ def chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
 
 
 class ClusterProvider(ExecutionProvider):
-    """Common keywords of every scheduler provider, validated in :meth:`_validate_common`.
+    """Common keywords of every scheduler provider, validated in one place (:mod:`~flowlib.providers.cluster_checks`).
 
     :param label: a name for log messages.
     :param channel: where the scheduler's commands run (default: a new ``LocalChannel()``).
@@ -119,7 +105,7 @@ class ClusterProvider(ExecutionProvider):
     """The scheduler's name, for messages."""
     template: ClassVar[str] = ""
     """The submit-script template in ``flowlib/providers/templates``."""
-    incompatible_launchers: ClassVar[frozenset[str]] = frozenset(_LAUNCHER_NEEDS)
+    incompatible_launchers: ClassVar[frozenset[str]] = frozenset(LAUNCHER_NEEDS)
     """Launcher class names this provider refuses (checked through the launcher's MRO)."""
     command_attempts: int = 3
     """Tries of a scheduler command that times out or gives a transient error."""
@@ -150,7 +136,7 @@ class ClusterProvider(ExecutionProvider):
         move_files: bool | None,
     ) -> None:
         owner = type(self).__name__
-        self._validate_common(owner, locals())
+        validate_common(owner, locals())
         self.label = label
         if channel is None:
             from flowlib.channels.local import LocalChannel
@@ -167,64 +153,17 @@ class ClusterProvider(ExecutionProvider):
         self.worker_init = worker_init
         self.scheduler_options = scheduler_options
         self.launcher = self._default_launcher() if launcher is None else launcher
-        self._check_launcher(owner)
+        check_launcher(owner, self.launcher, self.nodes_per_block, self.incompatible_launchers, self.scheduler)
         self.cmd_timeout = cmd_timeout
         self.move_files = move_files
         self.resources: dict[str, JobRecord] = {}
         self._lock = threading.Lock()
-
-    # ---- validation (one place) ---------------------------------------------------------
-
-    @staticmethod
-    def _validate_common(owner: str, values: dict[str, Any]) -> None:
-        validate_arguments(
-            owner,
-            {
-                "label": (values["label"], str),
-                "channel": (values["channel"], Channel | None),
-                "parallelism": (values["parallelism"], int | float),
-                "walltime": (values["walltime"], str | None),
-                "worker_init": (values["worker_init"], str),
-                "scheduler_options": (values["scheduler_options"], str),
-                "launcher": (values["launcher"], Launcher | None),
-                "cmd_timeout": (values["cmd_timeout"], int | float),
-                "move_files": (values["move_files"], bool | None),
-            },
-        )
-        check_positive_int(owner, "nodes_per_block", values["nodes_per_block"], 1)
-        for name in ("init_blocks", "min_blocks", "max_blocks"):
-            check_positive_int(owner, name, values[name], 0)
-        init, low, high = values["init_blocks"], values["min_blocks"], values["max_blocks"]
-        if not low <= init <= high:
-            raise ValueError(
-                f"{owner} needs min_blocks <= init_blocks <= max_blocks, got min_blocks={low}, "
-                f"init_blocks={init}, max_blocks={high}"
-            )
-        if isinstance(values["parallelism"], bool) or not 0 <= values["parallelism"] <= 1:
-            raise ValueError(f"{owner} argument 'parallelism' must be between 0 and 1, got {values['parallelism']!r}")
-        if isinstance(values["cmd_timeout"], bool) or values["cmd_timeout"] <= 0:
-            raise ValueError(f"{owner} argument 'cmd_timeout' must be a positive number, got {values['cmd_timeout']!r}")
 
     def _default_launcher(self) -> Launcher:
         """A new launcher for this provider (never a shared default instance)."""
         from flowlib.launchers import SingleNodeLauncher
 
         return SingleNodeLauncher()
-
-    def _check_launcher(self, owner: str) -> None:
-        names = [cls.__name__ for cls in type(self.launcher).__mro__]
-        for name in names:
-            if name in self.incompatible_launchers:
-                raise ConfigurationError(
-                    f"{owner} cannot use launcher {type(self.launcher).__name__}: it needs {_LAUNCHER_NEEDS[name]}, "
-                    f"and {owner} runs its blocks through {self.scheduler}"
-                )
-        if "SingleNodeLauncher" in names and self.nodes_per_block > 1:
-            raise ConfigurationError(
-                f"{owner} with nodes_per_block={self.nodes_per_block} cannot use launcher "
-                f"{type(self.launcher).__name__}: it starts workers on one node only; use a multi-node launcher "
-                "(e.g. SrunLauncher, MpiExecLauncher) or nodes_per_block=1"
-            )
 
     # ---- submit -------------------------------------------------------------------------
 
@@ -261,7 +200,7 @@ class ClusterProvider(ExecutionProvider):
         try:
             script_path = self._place_script(local_script, remote_dir)
             job_id = self._submit_script(name, script_path, stdout_path, stderr_path)
-        except SchedulerCommandError as e:
+        except (SchedulerCommandError, ChannelError) as e:
             raise SubmitException(name, str(e)) from e
         record = JobRecord(
             job_id=job_id,
@@ -315,8 +254,14 @@ class ClusterProvider(ExecutionProvider):
         job_id = self._parse_job_id(result.stdout) if result.rc == 0 else None
         if job_id is None:
             why = f"{cmd!r} exited with code {result.rc}" if result.rc else f"no job id in the answer of {cmd!r}"
+            asked = ", ".join(f"{k}={v!r}" for k, v in self._submit_context().items() if v is not None)
+            why += f" (asked for {asked})" if asked else ""
             raise SubmitException(name, why, stdout=result.stdout, stderr=result.stderr)
         return job_id
+
+    def _submit_context(self) -> dict[str, object]:
+        """What the job asked the scheduler for, named in submit errors (e.g. the partition)."""
+        return {}
 
     def _submit_command(self, script_path: str) -> str:
         raise NotImplementedError
@@ -336,16 +281,17 @@ class ClusterProvider(ExecutionProvider):
         :class:`SchedulerCommandError` naming the command when it is missing from PATH
         or every try failed.
         """
-        program = cmd.split(None, 1)[0] if cmd.strip() else cmd
-        failure = ""
+        failure, cause = "", None
         for attempt in range(1, self.command_attempts + 1):
             retryable = True
             try:
                 rc, out, err = self.channel.execute_wait(cmd, walltime=self.cmd_timeout)
             except Exception as e:  # a channel error: timeout, broken connection
-                failure, retryable = f"{type(e).__name__}: {e}", idempotent
+                failure, retryable, cause = f"{type(e).__name__}: {e}", idempotent, e
             else:
-                if rc == 127:  # bash: command not found
+                if rc == 127:  # bash: "NAME: command not found"
+                    missing = re.search(r"([^\s:]+): command not found", err)
+                    program = missing.group(1) if missing else cmd.split(None, 1)[0]
                     raise SchedulerCommandError(
                         cmd, f"{program} was not found on the PATH of {type(self.channel).__name__} ({err.strip()})"
                     )
@@ -358,7 +304,7 @@ class ClusterProvider(ExecutionProvider):
             logger.warning("%s: %r failed (%s); retry %d in %.1f s", self.label, cmd, failure, attempt, delay)
             time.sleep(delay)
         tries = f" after {attempt} attempt{'s' if attempt > 1 else ''}"
-        raise SchedulerCommandError(cmd, failure + tries)
+        raise SchedulerCommandError(cmd, failure + tries) from cause
 
     # ---- status -------------------------------------------------------------------------
 
@@ -379,7 +325,9 @@ class ClusterProvider(ExecutionProvider):
             try:
                 fresh = self._poll(to_poll)
             except SchedulerCommandError as e:
-                logger.error("%s %s: status poll failed, keeping the last known states: %s", self.scheduler, self.label, e)
+                logger.error(
+                    "%s %s: status poll failed, keeping the last known states: %s", self.scheduler, self.label, e
+                )
                 raise
             fresh = {j: self._describe(j, s, known.get(j)) for j, s in fresh.items()}
             with self._lock:

@@ -31,10 +31,14 @@ from typing import Any
 from flowlib.errors import OptionalModuleMissing
 from flowlib.jobs.states import JobState, JobStatus
 from flowlib.providers.base import ExecutionProvider
+from flowlib.providers.cluster_checks import validate_common
 from flowlib.providers.errors import ExecutionProviderException, SchedulerCommandError, SubmitException
 from flowlib.validation import validate_arguments
 
 logger = logging.getLogger(__name__)
+
+# validate_common checks the keywords shared with the scheduler providers; these are not ours.
+_NOT_A_SCHEDULER = {**dict.fromkeys(("channel", "walltime", "launcher", "move_files")), "scheduler_options": ""}
 
 __all__ = ["KubernetesProvider", "POD_PHASES"]
 
@@ -114,21 +118,16 @@ class KubernetesProvider(ExecutionProvider):
         cmd_timeout: float = 30.0,
         api_client: Any = None,
     ) -> None:
+        validate_common("KubernetesProvider", {"label": "", **_NOT_A_SCHEDULER, **locals()})
         validate_arguments(
             "KubernetesProvider",
             {
                 "image": (image, str),
                 "namespace": (namespace, str),
-                "nodes_per_block": (nodes_per_block, int),
-                "init_blocks": (init_blocks, int),
-                "min_blocks": (min_blocks, int),
-                "max_blocks": (max_blocks, int),
                 "max_cpu": (max_cpu, float),
                 "max_mem": (max_mem, str),
                 "init_cpu": (init_cpu, float),
                 "init_mem": (init_mem, str),
-                "parallelism": (parallelism, float),
-                "worker_init": (worker_init, str),
                 "pod_name": (pod_name, str | None),
                 "user_id": (user_id, str | int | None),
                 "group_id": (group_id, str | int | None),
@@ -138,7 +137,6 @@ class KubernetesProvider(ExecutionProvider):
                 "service_account_name": (service_account_name, str | None),
                 "annotations": (annotations, dict[str, str] | None),
                 "extra_labels": (extra_labels, dict[str, str] | None),
-                "cmd_timeout": (cmd_timeout, float),
             },
         )
         if not image:
@@ -148,17 +146,12 @@ class KubernetesProvider(ExecutionProvider):
                 raise ValueError(
                     f"KubernetesProvider argument {name!r} must be a Kubernetes quantity like '500Mi', got {value!r}"
                 )
-        for name, number in (("max_cpu", max_cpu), ("init_cpu", init_cpu), ("cmd_timeout", cmd_timeout)):
+        for name, number in (("max_cpu", max_cpu), ("init_cpu", init_cpu)):
             if number <= 0:
                 raise ValueError(f"KubernetesProvider argument {name!r} must be > 0, got {number!r}")
         for name, ident in (("user_id", user_id), ("group_id", group_id)):
             if ident is not None and not str(ident).isdigit():
                 raise ValueError(f"KubernetesProvider argument {name!r} must be a numeric id, got {ident!r}")
-        if nodes_per_block < 1 or min(init_blocks, min_blocks, max_blocks) < 0 or min_blocks > max_blocks:
-            raise ValueError(
-                "KubernetesProvider needs nodes_per_block >= 1 and 0 <= min_blocks <= max_blocks, got "
-                f"nodes_per_block={nodes_per_block}, min_blocks={min_blocks}, max_blocks={max_blocks}"
-            )
         self.image = image
         self.namespace = namespace
         self.nodes_per_block = nodes_per_block

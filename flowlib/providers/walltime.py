@@ -55,7 +55,9 @@ def parse_walltime(value: object, owner: str = "provider", argument: str = "wall
     zero duration.
     """
     if not isinstance(value, str):
-        raise TypeError(f"{owner} argument {argument!r} must be str ('HH:MM:SS'), got {type(value).__name__} ({value!r})")
+        raise TypeError(
+            f"{owner} argument {argument!r} must be str ('HH:MM:SS'), got {type(value).__name__} ({value!r})"
+        )
     match = _PATTERN.fullmatch(value.strip())
     if match is None:
         raise ValueError(

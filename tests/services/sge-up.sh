@@ -63,8 +63,8 @@ gridengine-common shared/gridengineconfig boolean true
 gridengine-common shared/gridenginemaster string $HOST
 gridengine-common shared/gridenginecell string default
 SEL
-  apt-get update -qq || die "apt-get update"
-  apt-get install -y -qq --no-install-recommends gridengine-master gridengine-exec gridengine-client >/dev/null \
+  apt-get -o DPkg::Lock::Timeout=300 update -qq || die "apt-get update"
+  apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends gridengine-master gridengine-exec gridengine-client >/dev/null \
     || die "apt-get install gridengine"
 fi
 

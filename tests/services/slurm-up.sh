@@ -58,8 +58,8 @@ missing=""
 for pkg in $wanted; do dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"; done
 if [ -n "$missing" ]; then
   log "installing$missing"
-  apt-get update -qq || die "apt-get update"
-  apt-get install -y -qq --no-install-recommends $missing >/dev/null || die "apt-get install$missing"
+  apt-get -o DPkg::Lock::Timeout=300 update -qq || die "apt-get update"
+  apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends $missing >/dev/null || die "apt-get install$missing"
 fi
 
 # 2. Restart cleanly: stop the Slurm daemons an earlier run started (job state is kept).

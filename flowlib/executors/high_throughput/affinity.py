@@ -60,7 +60,9 @@ def parse_cpu_affinity(text: str) -> AffinityPolicy:
     if text in ("none", "block", "alternating", "block-reverse"):
         return AffinityPolicy(text)
     if not text.startswith("list:"):
-        raise ValueError(f"unknown cpu affinity {text!r}; expected one of none, block, alternating, block-reverse, list:...")
+        raise ValueError(
+            f"unknown cpu affinity {text!r}; expected one of none, block, alternating, block-reverse, list:..."
+        )
     lists = []
     for i, part in enumerate(text[len("list:") :].split(":")):
         cpus: list[int] = []
@@ -75,7 +77,9 @@ def parse_cpu_affinity(text: str) -> AffinityPolicy:
                 else:
                     cpus.append(int(item))
             except ValueError:
-                raise ValueError(f"cpu affinity list {i} ({part!r}): {item!r} is not a CPU number or a range a-b") from None
+                raise ValueError(
+                    f"cpu affinity list {i} ({part!r}): {item!r} is not a CPU number or a range a-b"
+                ) from None
         if any(c < 0 for c in cpus):
             raise ValueError(f"cpu affinity list {i} ({part!r}) has a negative CPU number")
         lists.append(tuple(dict.fromkeys(cpus)))

@@ -1,0 +1,182 @@
+"""Registering a worker pool with its interchange, trying several addresses at once.
+
+::
+
+    worker pool                                    interchange (ROUTER)
+    -----------                                    --------------------
+    DEALER per candidate address --- REGISTER --->  (the addresses that reach it)
+    keep the first DEALER        <-- REGISTERED --  or REJECT(reason)
+    close the others
+
+Each candidate DEALER carries a ZeroMQ socket monitor while the probe runs, so
+that when nothing answers, the error says what happened on each address:
+connection refused, a failed CurveZMQ handshake (mismatched keys), a
+connection that got no answer, or no connection at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from flowlib.executors.high_throughput import protocol
+from flowlib.executors.high_throughput.protocol import Kind, ProtocolError, Registration
+
+logger = logging.getLogger("flowlib.executors.high_throughput.worker_pool")
+
+_DIAGNOSES: dict[int, tuple[int, str]] = {
+    # monitor event: (how far the connection got, what that tells the user)
+    zmq.EVENT_CONNECT_RETRIED: (1, "connection refused (nothing listening on that port?)"),
+    zmq.EVENT_CONNECTED: (2, "connected, but the ZeroMQ handshake did not finish"),
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: (3, "the CurveZMQ handshake failed (mismatched keys?)"),
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: (3, "the ZeroMQ handshake failed (encryption on one side only?)"),
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: (3, "the interchange refused our CurveZMQ key"),
+    zmq.EVENT_HANDSHAKE_SUCCEEDED: (3, "connected, but no answer to REGISTER (is an interchange listening there?)"),
+}
+_NO_CONNECTION = (0, "no connection was made (unreachable host, or a firewall dropping packets)")
+
+
+class RegistrationRejected(Exception):
+    """The interchange answered REJECT; ``reason`` is its explanation."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"the interchange at {url} refused this pool: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class RegistrationTimeout(Exception):
+    """No candidate address answered within the probe timeout; the message says what was seen."""
+
+
+class RegistrationInterrupted(Exception):
+    """A signal asked the pool to stop while it was registering."""
+
+
+def interchange_url(address: str, port: int) -> str:
+    """``tcp://address:port``, with IPv6 literals bracketed."""
+    if ":" in address and not address.startswith("["):
+        address = f"[{address}]"
+    return f"tcp://{address}:{port}"
+
+
+@dataclass
+class _Candidate:
+    url: str
+    socket: Any
+    monitor: Any
+    diagnosis: tuple[int, str] = _NO_CONNECTION
+    """How far the connection got, and what that means; the furthest stage wins."""
+
+    def observe(self, event: int) -> None:
+        """Update what we know about this address from one monitor event."""
+        seen = _DIAGNOSES.get(event)
+        if seen is not None and seen[0] >= self.diagnosis[0]:
+            self.diagnosis = seen
+
+    def close(self) -> None:
+        try:
+            self.socket.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        self.monitor.close(linger=0)
+        self.socket.close(linger=0)
+
+
+def _make_socket(context: zmq.Context[Any], identity: bytes, keys: Any) -> Any:
+    socket = context.socket(zmq.DEALER)
+    socket.setsockopt(zmq.IDENTITY, identity)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.SNDHWM, 0)
+    socket.setsockopt(zmq.RCVHWM, 0)
+    socket.setsockopt(zmq.RECONNECT_IVL, 100)
+    socket.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+    if keys is not None:
+        from flowlib.executors.high_throughput.security import apply_client
+
+        apply_client(socket, keys)
+    return socket
+
+
+def register(
+    context: zmq.Context[Any],
+    addresses: Sequence[str],
+    port: int,
+    keys: Any,
+    registration: Registration,
+    timeout: float,
+    should_stop: Callable[[], bool],
+) -> tuple[Any, str, Any]:
+    """Register on the first address that answers; return ``(socket, url, registered_body)``.
+
+    Raises RegistrationRejected, RegistrationTimeout or RegistrationInterrupted.
+    ``registered_body`` is the frames after the REGISTERED header (possibly empty).
+    """
+    identity = registration.pool_id.encode("ascii")
+    message = registration.encode()
+    poller = zmq.Poller()
+    candidates: dict[Any, _Candidate] = {}
+    monitors: dict[Any, _Candidate] = {}
+    for address in dict.fromkeys(addresses):
+        url = interchange_url(address, port)
+        socket = _make_socket(context, identity, keys)
+        monitor = socket.get_monitor_socket()
+        socket.connect(url)
+        socket.send_multipart(message)
+        candidate = _Candidate(url, socket, monitor)
+        candidates[socket] = monitors[monitor] = candidate
+        poller.register(socket, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
+    logger.info("registering with %s", ", ".join(c.url for c in candidates.values()))
+    deadline = time.monotonic() + timeout
+    winner: _Candidate | None = None
+    body: Any = []
+    try:
+        while winner is None:
+            remaining = deadline - time.monotonic()
+            if should_stop():
+                raise RegistrationInterrupted()
+            if remaining <= 0:
+                seen = "; ".join(f"{c.url}: {c.diagnosis[1]}" for c in candidates.values())
+                raise RegistrationTimeout(
+                    f"could not register with the interchange at {', '.join(c.url for c in candidates.values())} "
+                    f"within {timeout:g} s (wrong address, a firewall, mismatched keys, or the interchange is down); "
+                    f"seen: {seen}"
+                )
+            for sock, _ in poller.poll(int(min(remaining, 0.1) * 1000) + 1):
+                if sock in monitors:
+                    event = recv_monitor_message(sock)
+                    monitors[sock].observe(event["event"])
+                    continue
+                candidate = candidates[sock]
+                frames = sock.recv_multipart()
+                try:
+                    _, kind = protocol.parse_header(frames[0])
+                except ProtocolError as e:
+                    logger.warning("malformed answer from %s dropped: %s", candidate.url, e)
+                    continue
+                if kind == Kind.REJECT:
+                    reason = bytes(frames[1]).decode("utf-8", "replace") if len(frames) > 1 else "no reason given"
+                    raise RegistrationRejected(candidate.url, reason)
+                if kind == Kind.REGISTERED:
+                    winner, body = candidate, frames[1:]
+                    break
+                logger.warning("unexpected %s from %s before registration; dropped", kind.name, candidate.url)
+    finally:
+        for candidate in candidates.values():
+            if candidate is winner:
+                try:
+                    candidate.socket.disable_monitor()
+                except zmq.ZMQError:
+                    pass
+                candidate.monitor.close(linger=0)
+            else:
+                candidate.close()
+    logger.info("registered with the interchange at %s", winner.url)
+    return winner.socket, winner.url, body

@@ -1,0 +1,300 @@
+"""One worker process of a worker pool: runs the tasks its manager sends, one at a time.
+
+::
+
+    manager (worker_pool.py)                          this process (one per rank)
+    ------------------------                          ---------------------------
+    conn.send_bytes(tid | payload)  ---- Pipe ---->   recv_bytes, unpack, func(*args, **kwargs)
+    conn.recv_bytes()               <--- Pipe -----   send_bytes(tid | status | result)
+
+Both directions use ``Connection.send_bytes`` framing (a 4-byte length, then
+the message), read and written here with fewer copies (:class:`PipeReader`).
+``tid`` is the task id as a native unsigned 64-bit integer (8 bytes), ``status``
+one byte (:class:`~flowlib.executors.high_throughput.protocol.TaskStatus`),
+``payload`` the apply message made by
+:func:`flowlib.serialize.pack_res_spec_apply_message`, and ``result`` the
+serialized return value or a serialized
+:class:`~flowlib.app.errors.RemoteExceptionWrapper`.
+
+The process is forked by the multiprocessing forkserver, which has already
+imported this module. It never outlives its pool: Linux's ``PR_SET_PDEATHSIG``
+kills it when the forkserver (which exits with the manager) goes, and it exits
+when its end of the Pipe reports EOF.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import struct
+import sys
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from flowlib.app.errors import RemoteExceptionWrapper
+from flowlib.executors.high_throughput.protocol import TaskStatus
+from flowlib.serialize import serialize, unpack_res_spec_apply_message
+from flowlib.serialize.errors import SerializationError
+from flowlib.serialize.facade import type_name
+
+TASK_ID = struct.Struct("=Q")
+"""Manager to worker: the task id that precedes the payload."""
+RESULT_HEAD = struct.Struct("=QB")
+"""Worker to manager: task id and status that precede the result."""
+
+_LENGTH = struct.Struct("!i")
+_LONG_LENGTH = struct.Struct("!Q")
+_READ_SIZE = 1 << 16
+
+
+class PipeReader:
+    """Reads ``Connection.send_bytes`` messages from one end of a Pipe, with few copies and syscalls.
+
+    The framing is multiprocessing's: a big-endian signed 32-bit length (or -1
+    and then an unsigned 64-bit length, for messages over 2 GiB), then the
+    bytes. One ``read()`` may bring several small messages (the manager's side
+    reads them all at once); a message larger than one read goes straight into
+    a buffer of its own size instead of being concatenated piece by piece.
+    On a blocking descriptor :meth:`read` blocks until something arrives.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pending = b""
+        """Bytes received that do not yet make a whole message."""
+        self.body: bytearray | None = None
+        """A large message being read in place."""
+        self.filled = 0
+        """How much of ``body`` has arrived."""
+
+    def read(self) -> list[Any]:
+        """Read once; return the messages completed (possibly none). EOFError when the writer has gone."""
+        if self.body is not None:
+            got = os.readv(self.fd, [memoryview(self.body)[self.filled :]])
+            if got == 0:
+                raise EOFError
+            self.filled += got
+            if self.filled < len(self.body):
+                return []
+            body, self.body = self.body, None
+            return [body]
+        chunk = os.read(self.fd, _READ_SIZE)
+        if not chunk:
+            raise EOFError
+        data = self.pending + chunk if self.pending else chunk
+        view = memoryview(data)
+        size = len(data)
+        messages: list[Any] = []
+        pos = 0
+        while size - pos >= 4:
+            (n,) = _LENGTH.unpack_from(data, pos)
+            head = 4
+            if n < 0:
+                if size - pos < 12:
+                    break
+                (n,) = _LONG_LENGTH.unpack_from(data, pos + 4)
+                head = 12
+            end = pos + head + n
+            if end <= size:
+                messages.append(view[pos + head : end])
+                pos = end
+                continue
+            if n > _READ_SIZE:  # read the rest straight into the message's own buffer
+                body = bytearray(n)
+                have = size - pos - head
+                body[:have] = view[pos + head :]
+                self.body, self.filled = body, have
+                pos = size
+            break
+        self.pending = bytes(view[pos:]) if pos < size else b""
+        return messages
+
+    def receive(self) -> Any:
+        """Block until one whole message has arrived and return it (for a peer that sends one at a time)."""
+        while True:
+            messages = self.read()
+            if messages:
+                if len(messages) > 1:
+                    raise RuntimeError(f"{len(messages)} messages arrived at once; expected one")
+                return messages[0]
+
+
+def write_message(fd: int, head: bytes, body: Any) -> None:
+    """Write ``head + body`` as one ``Connection.send_bytes`` message, without copying ``body``."""
+    n = len(head) + len(body)
+    length = _LENGTH.pack(n) if n <= 0x7FFFFFFF else _LENGTH.pack(-1) + _LONG_LENGTH.pack(n)
+    parts = [length + head, body]
+    total = len(parts[0]) + len(body)
+    written = os.writev(fd, parts)
+    if written < total:  # a signal interrupted a large write: finish it (rare, so a copy is fine)
+        data = memoryview(b"".join(parts))
+        while written < total:
+            written += os.write(fd, data[written:])
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """Everything a worker needs to set itself up; sent from the manager when it starts."""
+
+    rank: int
+    """This worker's rank in the pool, 0 to count - 1; a replacement keeps the rank."""
+    environment: dict[str, str] = field(default_factory=dict)
+    """Variables added to the environment (PARSL_WORKER_RANK, CUDA_VISIBLE_DEVICES, ...)."""
+    cpus: tuple[int, ...] | None = None
+    """CPUs to pin this process to, or None to keep the inherited affinity."""
+    log_path: str | None = None
+    """The worker's log file (appended to), or None for no log."""
+    working_dir: str | None = None
+    """Directory to change into, or None."""
+    debug: bool = False
+    """Log every task at DEBUG level."""
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent exits (no-op elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            logger.warning("prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(ctypes.get_errno()))
+    except (OSError, AttributeError) as e:
+        logger.warning("cannot set PR_SET_PDEATHSIG: %s", e)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def release_forkserver() -> None:
+    """Close this process's copy of the forkserver's "alive" pipe.
+
+    multiprocessing hands every forkserver child the write end of the pipe
+    whose EOF tells the forkserver that its clients are gone. A worker holding
+    it would keep the forkserver alive after the manager dies, and the
+    forkserver's exit is what triggers the workers' PR_SET_PDEATHSIG. A task
+    that uses the forkserver context itself gets a forkserver of its own.
+    """
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        server._forkserver_alive_fd = None  # type: ignore[union-attr]
+
+
+def _setup_logging(setup: WorkerSetup) -> None:
+    root = logging.getLogger("flowlib")
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    if setup.log_path is None:
+        root.addHandler(logging.NullHandler())
+        return
+    handler = logging.FileHandler(setup.log_path)
+    handler.setFormatter(
+        logging.Formatter(
+            f"%(asctime)s.%(msecs)03d %(levelname)s worker {setup.rank} pid %(process)d: %(message)s",
+            datefmt="%Y-%m-%d %H:%M:%S",
+        )
+    )
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if setup.debug else logging.INFO)
+    root.propagate = False
+
+
+def execute(task_id: int, payload: memoryview) -> tuple[int, bytes]:
+    """Run one task; return its status byte and the serialized result or exception wrapper."""
+    try:
+        func, args, kwargs, _spec = unpack_res_spec_apply_message(payload)
+        result = func(*args, **kwargs)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # user code may raise anything, SystemExit included
+        return _EXCEPTION, _wrap(type(e), e, e.__traceback__, task_id)
+    try:
+        return _OK, serialize(result)
+    except SerializationError as e:
+        error = SerializationError("the task's result", type_name=type_name(result), reason=e.reason, task_id=task_id)
+        return _EXCEPTION, _wrap(SerializationError, error, None, task_id)
+
+
+def _wrap(kind: type[BaseException], error: BaseException, tb: object, task_id: int) -> bytes:
+    """Serialize a RemoteExceptionWrapper; if the exception itself cannot be, say so instead."""
+    try:
+        return serialize(RemoteExceptionWrapper(kind, error, tb))  # type: ignore[arg-type]
+    except SerializationError as e:
+        replacement = SerializationError(
+            f"the exception raised by the task ({type_name(error)}: {error})",
+            type_name=type_name(error),
+            reason=e.reason,
+            task_id=task_id,
+        )
+        return serialize(RemoteExceptionWrapper(SerializationError, replacement, tb))  # type: ignore[arg-type]
+
+
+def serve(conn: Connection, debug: bool) -> None:
+    """Run tasks from ``conn`` until the manager closes it."""
+    fd = conn.fileno()
+    reader = PipeReader(fd)
+    unpack_tid, pack_head = TASK_ID.unpack_from, RESULT_HEAD.pack
+    done = 0
+    while True:
+        try:
+            message = reader.receive()
+        except (EOFError, OSError):
+            logger.info("the manager closed the connection after %d tasks; exiting", done)
+            return
+        (tid,) = unpack_tid(message)
+        if debug:
+            logger.debug("task %d started", tid)
+            started = time.perf_counter()
+        status, result = execute(tid, memoryview(message)[TASK_ID.size :])
+        del message
+        if debug:
+            logger.debug(
+                "task %d finished in %.3f ms: %s", tid, (time.perf_counter() - started) * 1e3, TaskStatus(status).name
+            )
+        try:
+            write_message(fd, pack_head(tid, status), result)
+        except OSError:
+            logger.info("the manager closed the connection while task %d finished; exiting", tid)
+            return
+        done += 1
+
+
+def run(conn: Connection, setup: WorkerSetup) -> None:
+    """The worker process's entry point (a multiprocessing Process target)."""
+    die_with_parent()
+    release_forkserver()
+    os.environ.update(setup.environment)
+    _setup_logging(setup)
+    try:
+        if setup.cpus is not None:
+            os.sched_setaffinity(0, setup.cpus)
+        if setup.working_dir is not None:
+            os.chdir(setup.working_dir)
+    except OSError as e:
+        logger.error("cannot set up the worker: %s", e)
+        raise SystemExit(1) from None
+    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "unknown"
+    accelerator = setup.environment.get("CUDA_VISIBLE_DEVICES")
+    logger.info(
+        "started: cpus %s, accelerator %s, working directory %s",
+        affinity,
+        accelerator if accelerator is not None else "none",
+        os.getcwd(),
+    )
+    try:
+        serve(conn, setup.debug)
+    except KeyboardInterrupt:
+        logger.info("interrupted (SIGINT); exiting")
+    finally:
+        conn.close()
+        logging.shutdown()

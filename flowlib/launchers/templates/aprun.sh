@@ -1,0 +1,4 @@
+(
+@{trace}
+aprun -n @{total} -N @{tasks_per_node} @{overrides} /bin/bash -c @{command}
+)

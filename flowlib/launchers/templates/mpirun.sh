@@ -1,0 +1,4 @@
+(
+@{trace}
+mpirun -np @{total} @{overrides} @{bash_location} -c @{command}
+)

@@ -1,0 +1,4 @@
+(
+@{trace}
+/bin/bash -c @{command}
+)

@@ -1,0 +1,4 @@
+(
+@{trace}
+@{prepend} /bin/sh -c @{command}
+)

@@ -1,0 +1,21 @@
+#!/bin/bash
+# A flowlib block for Grid Engine (rendered from flowlib/providers/templates/gridengine.sh).
+#$$ -N $job_name
+#$$ -o $stdout_path
+#$$ -e $stderr_path
+#$$ -S /bin/bash
+#$$ -V
+#$$ -cwd
+$directives
+$scheduler_options
+
+# worker_init, from the provider's configuration
+$worker_init
+flowlib_status=$$?
+if [ "$$flowlib_status" -ne 0 ]; then
+    echo "flowlib: worker_init failed with exit code $$flowlib_status; the workers are not started" >&2
+    exit "$$flowlib_status"
+fi
+
+# the workers, wrapped by the launcher
+$launch_command

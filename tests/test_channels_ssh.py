@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -95,8 +96,12 @@ def unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def sshd() -> Iterator[Sshd]:
-    """The loopback sshd; started (and afterwards stopped) here unless it already runs."""
+def sshd() -> Sshd:
+    """The loopback sshd, started by tests/services/sshd-up.sh unless it already runs.
+
+    It is left running afterwards: other pytest sessions may be using it. ``make test``
+    stops it with tests/services/sshd-down.sh; so can you.
+    """
     info = Sshd(
         dir=Path(os.environ.get("SSHD_DIR", "/tmp/flowlib-sshd")),
         port=int(os.environ.get("SSHD_PORT", "2222")),
@@ -105,20 +110,17 @@ def sshd() -> Iterator[Sshd]:
         kbd_user=os.environ.get("SSHD_KBD_USER", "flowpass"),
     )
     needed = [info.key, info.known_hosts, str(info.dir / "kbd_password")]
-    already_up = port_accepts(info.port) and port_accepts(info.kbd_port) and all(map(os.path.exists, needed))
-    if not already_up:
-        if os.geteuid() != 0:
-            unavailable("starting sshd needs root (tests/services/sshd-up.sh)")
-        try:
-            run = subprocess.run(["bash", str(SERVICES / "sshd-up.sh")], capture_output=True, text=True, timeout=50)
-        except subprocess.TimeoutExpired as e:
-            unavailable(f"tests/services/sshd-up.sh did not finish in 50 s: {e.stderr!r}")
-        if run.returncode != 0:
-            subprocess.run(["bash", str(SERVICES / "sshd-down.sh")], capture_output=True, timeout=30)
-            unavailable(f"tests/services/sshd-up.sh failed ({run.returncode}):\n{run.stdout}\n{run.stderr}")
-    yield info
-    if not already_up:
-        subprocess.run(["bash", str(SERVICES / "sshd-down.sh")], capture_output=True, timeout=30)
+    if port_accepts(info.port) and port_accepts(info.kbd_port) and all(map(os.path.exists, needed)):
+        return info
+    if os.geteuid() != 0:
+        unavailable("starting sshd needs root (tests/services/sshd-up.sh)")
+    try:
+        run = subprocess.run(["bash", str(SERVICES / "sshd-up.sh")], capture_output=True, text=True, timeout=50)
+    except subprocess.TimeoutExpired as e:
+        unavailable(f"tests/services/sshd-up.sh did not finish in 50 s: {e.stderr!r}")
+    if run.returncode != 0:
+        unavailable(f"tests/services/sshd-up.sh failed ({run.returncode}):\n{run.stdout}\n{run.stderr}")
+    return info
 
 
 @pytest.fixture
@@ -279,8 +281,9 @@ def test_push_pull_round_trip_keeps_content_and_mode(channel: SSHChannel, tmp_pa
     content = os.urandom(300_000)
     source.write_bytes(content)
     source.chmod(0o751)
-    remote_dir = "flowlib-test/push/deeper"
-    channel.execute_wait("rm -rf ~/flowlib-test")
+    top = f"flowlib-test-{uuid.uuid4().hex[:8]}"
+    remote_dir = f"{top}/push/deeper"
+    channel.execute_wait(f"rm -rf ~/{top}")
     pushed = channel.push_file(str(source), remote_dir)
     assert pushed == f"{remote_dir}/payload.bin"
     code, out, _ = channel.execute_wait(f"stat -c '%a %s' {pushed}")
@@ -292,9 +295,9 @@ def test_push_pull_round_trip_keeps_content_and_mode(channel: SSHChannel, tmp_pa
     assert Path(pulled).read_bytes() == content
     assert stat.S_IMODE(os.stat(pulled).st_mode) == 0o640
 
-    absolute = channel.push_file(str(source), f"/home/{sshd.user}/flowlib-test/abs")
-    assert absolute == f"/home/{sshd.user}/flowlib-test/abs/payload.bin"
-    channel.execute_wait("rm -rf ~/flowlib-test")
+    absolute = channel.push_file(str(source), f"/home/{sshd.user}/{top}/abs")
+    assert absolute == f"/home/{sshd.user}/{top}/abs/payload.bin"
+    channel.execute_wait(f"rm -rf ~/{top}")
 
 
 def test_missing_files_are_named(channel: SSHChannel, tmp_path: Path) -> None:
@@ -306,23 +309,24 @@ def test_missing_files_are_named(channel: SSHChannel, tmp_path: Path) -> None:
 
 def test_makedirs_isdir_abspath(channel: SSHChannel, sshd: Sshd) -> None:
     home = f"/home/{sshd.user}"
-    channel.execute_wait("rm -rf ~/flowlib-dirs")
-    assert not channel.isdir("flowlib-dirs")
-    channel.makedirs("flowlib-dirs/a/b", mode=0o750)
-    assert channel.isdir("flowlib-dirs/a/b")
-    assert channel.isdir(f"{home}/flowlib-dirs/a")
+    top = f"flowlib-dirs-{uuid.uuid4().hex[:8]}"
+    channel.execute_wait(f"rm -rf ~/{top}")
+    assert not channel.isdir(top)
+    channel.makedirs(f"{top}/a/b", mode=0o750)
+    assert channel.isdir(f"{top}/a/b")
+    assert channel.isdir(f"{home}/{top}/a")
     with pytest.raises(FileExistsError):
-        channel.makedirs("flowlib-dirs/a/b")
-    channel.makedirs("flowlib-dirs/a/b", exist_ok=True)
-    channel.execute_wait("touch ~/flowlib-dirs/file")
-    assert not channel.isdir("flowlib-dirs/file")
+        channel.makedirs(f"{top}/a/b")
+    channel.makedirs(f"{top}/a/b", exist_ok=True)
+    channel.execute_wait(f"touch ~/{top}/file")
+    assert not channel.isdir(f"{top}/file")
     with pytest.raises(FileExistsError):
-        channel.makedirs("flowlib-dirs/file", exist_ok=True)
-    assert channel.execute_wait("stat -c %a ~/flowlib-dirs/a/b")[1] == "750\n"
+        channel.makedirs(f"{top}/file", exist_ok=True)
+    assert channel.execute_wait(f"stat -c %a ~/{top}/a/b")[1] == "750\n"
     assert channel.abspath("x/../y") == f"{home}/y"
     assert channel.abspath("~/z") == f"{home}/z"
     assert channel.abspath("/tmp/q/") == "/tmp/q"
-    channel.execute_wait("rm -rf ~/flowlib-dirs")
+    channel.execute_wait(f"rm -rf ~/{top}")
 
 
 # ----------------------------------------------------------------- reconnection

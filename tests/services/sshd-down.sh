@@ -9,6 +9,9 @@ TUSER="${SSHD_USER:-flowtest}"
 
 alive() { local s; s="$(ps -o stat= -p "$1" 2>/dev/null)" && [ -n "$s" ] && [ "${s#Z}" = "$s" ]; }
 
+exec 9>"${DIR%/}.lock"
+flock -w 120 9 || { echo "sshd-down: another sshd-up.sh/sshd-down.sh holds ${DIR%/}.lock" >&2; exit 1; }
+
 status=0
 for pidfile in "$DIR/sshd.pid" "$DIR/sshd_kbd.pid"; do
   [ -s "$pidfile" ] || continue

@@ -35,6 +35,10 @@ die() {
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (it installs packages, creates users and starts sshd)"
 
+# Several test sessions may call this at once: one at a time (the later ones find it running).
+exec 9>"${DIR%/}.lock"
+flock -w 120 9 || die "another sshd-up.sh/sshd-down.sh holds ${DIR%/}.lock"
+
 # A zombie passes `kill -0`, and PID 1 on these machines reaps lazily: look at the state instead.
 alive() { local s; s="$(ps -o stat= -p "$1" 2>/dev/null)" && [ -n "$s" ] && [ "${s#Z}" = "$s" ]; }
 

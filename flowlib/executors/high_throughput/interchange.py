@@ -121,7 +121,7 @@ class Interchange:
         self.key_checker = _KeyChecker(allowed_client_key(cert_dir))
         self.auth = ThreadAuthenticator(self.context, log=logging.getLogger("flowlib.interchange.auth"))
         self.auth.start()
-        self.auth.configure_curve_callback(domain="*", credentials_provider=self.key_checker)
+        self.auth.configure_curve_callback(domain="flowlib", credentials_provider=self.key_checker)
         keys = server_keys(cert_dir)
         for sock in (self.client, self.workers):
             apply_server(sock, keys)

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import base64
 import builtins
+import importlib
 import io
 import json
+import os
 import re
 import subprocess
 import time
@@ -33,10 +35,19 @@ from flowlib.providers.errors import ExecutionProviderException, SubmitException
 
 pytestmark = pytest.mark.timeout(60)
 
-pytest.importorskip("azure.mgmt.compute")
-pytest.importorskip("azure.mgmt.network")
-requests = pytest.importorskip("requests")
-urllib3 = pytest.importorskip("urllib3")
+
+def _need(module: str) -> Any:
+    """The optional package these tests need: skipped where it is missing, but in CI
+    (``CI`` set) a missing package fails, so that CI cannot go green by skipping."""
+    if os.environ.get("CI"):
+        return importlib.import_module(module)
+    return pytest.importorskip(module)
+
+
+_need("azure.mgmt.compute")
+_need("azure.mgmt.network")
+requests = _need("requests")
+urllib3 = _need("urllib3")
 
 from azure.core.credentials import AccessToken  # noqa: E402
 from azure.core.pipeline.transport import RequestsTransport  # noqa: E402
@@ -236,6 +247,8 @@ def test_constructor_checks_and_credentials(tmp_path: Any, monkeypatch: pytest.M
     keys.write_text('{"AZURE_CLIENT_ID": "c"}')
     with pytest.raises(ExecutionProviderException, match="AZURE_TENANT_ID"):
         AzureProvider(VM_REFERENCE, key_file=str(keys), launcher=PlainLauncher()).submit("true", 1)
+    shown = repr(AzureProvider({**VM_REFERENCE, "password": "S3cret!pw"}, launcher=PlainLauncher()))
+    assert "S3cret!pw" not in shown and "'password': '***'" in shown
     with pytest.raises(ValueError, match="admin_username"):
         AzureProvider({k: v for k, v in VM_REFERENCE.items() if k != "admin_username"})
     with pytest.raises(ValueError, match="password / ssh_public_key"):

@@ -12,7 +12,9 @@ error handling are exercised.
 from __future__ import annotations
 
 import builtins
+import importlib
 import json
+import os
 import re
 import subprocess
 import threading
@@ -31,7 +33,16 @@ from flowlib.providers.kubernetes import KubernetesProvider
 
 pytestmark = pytest.mark.timeout(60)
 
-kubernetes = pytest.importorskip("kubernetes")
+
+def _need(module: str) -> Any:
+    """The optional package these tests need: skipped where it is missing, but in CI
+    (``CI`` set) a missing package fails, so that CI cannot go green by skipping."""
+    if os.environ.get("CI"):
+        return importlib.import_module(module)
+    return pytest.importorskip(module)
+
+
+kubernetes = _need("kubernetes")
 
 _PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods(?:/([^/]+))?$")
 

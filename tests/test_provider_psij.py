@@ -8,6 +8,8 @@ of flowlib's side. No batch scheduler is started here for PSI/J.
 from __future__ import annotations
 
 import builtins
+import importlib
+import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -24,7 +26,16 @@ from flowlib.providers.psij import PSIJProvider
 # psij-python 0.9.11's local executor never closes a job's stdout pipe; see _psij_reaper_settles.
 pytestmark = [pytest.mark.timeout(60), pytest.mark.filterwarnings("ignore:unclosed file:ResourceWarning")]
 
-psij = pytest.importorskip("psij")
+
+def _need(module: str) -> Any:
+    """The optional package these tests need: skipped where it is missing, but in CI
+    (``CI`` set) a missing package fails, so that CI cannot go green by skipping."""
+    if os.environ.get("CI"):
+        return importlib.import_module(module)
+    return pytest.importorskip(module)
+
+
+psij = _need("psij")
 
 
 @pytest.fixture(autouse=True)

@@ -22,10 +22,7 @@ paramiko is imported on first use (the ``ssh`` extra: ``pip install 'flowlib[ssh
 
 from __future__ import annotations
 
-import base64
-import functools
 import getpass
-import hashlib
 import logging
 import os
 import posixpath
@@ -42,27 +39,18 @@ from typing import Any, TypeVar
 
 from flowlib.channels.base import Channel
 from flowlib.channels.errors import (
-    AuthenticationError,
     ChannelClosedError,
     ChannelConnectError,
     ChannelError,
     ChannelTimeout,
     FileCopyError,
-    HostKeyError,
 )
-from flowlib.errors import OptionalModuleMissing
+from flowlib.channels.ssh_auth import Login
+from flowlib.channels.ssh_hostkeys import HostKeyVerifier
+from flowlib.channels.ssh_util import Deadline, describe_os_error, import_paramiko
 from flowlib.utils import RepresentationMixin
 
 logger = logging.getLogger(__name__)
-
-KNOWN_HOSTS_POLICIES = ("reject", "warn", "auto-add")
-"""``reject``: refuse hosts not in known_hosts (the default, like ``StrictHostKeyChecking=yes``).
-``warn``: log a warning and connect (the key is trusted for the channel's lifetime only).
-``auto-add``: trust and remember the key: in ``host_keys_filename`` if given, else in memory
-(like ``StrictHostKeyChecking=accept-new``). No policy accepts a CHANGED key."""
-
-DEFAULT_KEY_FILES = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
-USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
 
 # The first line a command prints on stderr: the remote shell's pid, which is also its
 # process group (sshd runs each session's shell with setsid), so a walltime kill can take
@@ -75,63 +63,6 @@ ForwardHandler = Callable[[Any, tuple[str, int]], None]
 connection made to a remote forwarded port; it must not block."""
 
 _T = TypeVar("_T")
-
-
-def import_paramiko() -> ModuleType:
-    """paramiko, or OptionalModuleMissing naming the ``ssh`` extra."""
-    try:
-        import paramiko
-    except ImportError as e:
-        raise OptionalModuleMissing(
-            ["paramiko"], "SSH channels need paramiko; install it with: pip install 'flowlib[ssh]'"
-        ) from e
-    return paramiko
-
-
-def key_fingerprint(key: Any) -> str:
-    """OpenSSH's fingerprint of a paramiko key: ``SHA256:`` + unpadded base64 of the digest."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
-
-
-def describe_os_error(e: BaseException) -> str:
-    """``[Errno 111] Connection refused`` style text, including the timeout case."""
-    if isinstance(e, socket.timeout):
-        return f"timed out ({e})" if str(e) else "timed out"
-    return str(e) or type(e).__name__
-
-
-class Deadline:
-    """Run ``on_expiry`` (from a timer thread) if the ``with`` block outlasts ``seconds``.
-
-    For paramiko calls that wait without a timeout of their own (a channel request, a
-    global request): ``on_expiry`` closes the channel or the connection, which wakes them.
-    """
-
-    def __init__(self, seconds: float, on_expiry: Callable[[], object]) -> None:
-        self.seconds = seconds
-        self.on_expiry = on_expiry
-        self.expired = False
-        self._timer: threading.Timer | None = None
-
-    def _fire(self) -> None:
-        self.expired = True
-        try:
-            self.on_expiry()
-        except Exception:  # the caller sees .expired; this is only clean-up
-            logger.debug("clean-up after a deadline failed", exc_info=True)
-
-    def __enter__(self) -> Deadline:
-        self._timer = threading.Timer(self.seconds, self._fire)
-        self._timer.name = "flowlib-ssh-deadline"
-        self._timer.daemon = True
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._timer is not None
-        self._timer.cancel()
-        self._timer.join()
 
 
 class SSHChannel(Channel, RepresentationMixin):
@@ -152,7 +83,8 @@ class SSHChannel(Channel, RepresentationMixin):
     :param host_keys_filename: a known_hosts file read in addition to ``~/.ssh/known_hosts``;
         with ``known_hosts_policy='auto-add'`` new host keys are appended to it.
     :param known_hosts_policy: what to do with a host that no known_hosts file lists:
-        ``'reject'`` (default), ``'warn'`` or ``'auto-add'``; see :data:`KNOWN_HOSTS_POLICIES`.
+        ``'reject'`` (default), ``'warn'`` or ``'auto-add'``; see
+        :data:`~flowlib.channels.ssh_hostkeys.KNOWN_HOSTS_POLICIES`.
     :param connect_timeout: seconds allowed for the TCP connection, the SSH handshake, each
         authentication step and opening each session.
     :param keepalive: seconds between keepalive packets (0: none); keeps idle connections
@@ -181,8 +113,6 @@ class SSHChannel(Channel, RepresentationMixin):
             raise ValueError(f"hostname must be a non-empty string, not {hostname!r}")
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             raise ValueError(f"port must be an integer in 1..65535, not {port!r}")
-        if known_hosts_policy not in KNOWN_HOSTS_POLICIES:
-            raise ValueError(f"known_hosts_policy must be one of {KNOWN_HOSTS_POLICIES}, not {known_hosts_policy!r}")
         for name, value in (("connect_timeout", connect_timeout), ("io_timeout", io_timeout)):
             if not value > 0:
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
@@ -218,10 +148,15 @@ class SSHChannel(Channel, RepresentationMixin):
         # paramiko matches a global request's answer to whoever waits: one at a time.
         self._global_request_lock = threading.Lock()
         self._home: str | None = None
-        self._accepted_keys: Any = None  # paramiko.HostKeys trusted by 'warn'/'auto-add'
+        self._host_keys = HostKeyVerifier(hostname, port, known_hosts_policy, host_keys_filename)
         self._forwards: dict[int, tuple[str, ForwardHandler]] = {}  # remote port -> (bind address, handler)
         self._forwarded_on: set[int] = set()  # ports the current connection forwards
         self._closed = False
+        # OpenSSH allows 10 sessions per connection by default (MaxSessions); SFTP takes one.
+        self._command_slots = threading.BoundedSemaphore(self.max_sessions)
+
+    max_sessions: int = 8
+    """Commands run at once over the connection; more wait for a free slot."""
 
     # ----------------------------------------------------------------- connecting
 
@@ -282,8 +217,8 @@ class SSHChannel(Channel, RepresentationMixin):
             t.handshake_timeout = self.connect_timeout
             t.auth_timeout = self.auth_timeout
             t.channel_timeout = self.connect_timeout
-            known = self._load_known_hosts(paramiko)
-            self._prefer_known_key_types(t, known)
+            known = self._host_keys.load(paramiko)
+            self._host_keys.prefer_known_key_types(t, known)
             try:
                 t.start_client(timeout=self.connect_timeout)
             except (paramiko.SSHException, EOFError, OSError) as e:
@@ -295,7 +230,7 @@ class SSHChannel(Channel, RepresentationMixin):
                 raise ChannelConnectError(
                     self.hostname, self.port, f"no SSH handshake within {self.connect_timeout:g} s (is this an sshd?)"
                 )
-            self._check_host_key(paramiko, t, known)
+            self._host_keys.check(paramiko, t, known)
             if self.keepalive:
                 t.set_keepalive(int(max(1, self.keepalive)))
             self._authenticate(paramiko, t, self._user())
@@ -305,213 +240,32 @@ class SSHChannel(Channel, RepresentationMixin):
         logger.info("connected to %s@%s", self._user(), addr)
         return t
 
-    # ----------------------------------------------------------------- host keys
-
-    def _host_key_name(self) -> str:
-        return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
-
-    def _load_known_hosts(self, paramiko: ModuleType) -> list[tuple[str, Any]]:
-        """``[(file, HostKeys)]`` for ~/.ssh/known_hosts and host_keys_filename, re-read on each connect."""
-        found = []
-        candidates = [(os.path.expanduser(USER_KNOWN_HOSTS), False)]
-        if self.host_keys_filename:
-            candidates.append((os.path.expanduser(self.host_keys_filename), True))
-        for path, explicit in candidates:
-            if not os.path.exists(path):
-                if explicit and self.known_hosts_policy != "auto-add":
-                    logger.warning("host_keys_filename %s does not exist", path)
-                continue
-            keys = paramiko.HostKeys()
-            try:
-                keys.load(path)
-            except (OSError, paramiko.SSHException, ValueError) as e:
-                if explicit:
-                    raise ChannelError(f"cannot read known_hosts file {path}: {e}", self.hostname) from e
-                logger.warning("ignoring unreadable known_hosts file %s: %s", path, e)
-                continue
-            found.append((path, keys))
-        if self._accepted_keys is not None:
-            found.append(("(keys accepted earlier by this channel)", self._accepted_keys))
-        return found
-
-    def _prefer_known_key_types(self, t: Any, known: list[tuple[str, Any]]) -> None:
-        """Ask the server for a host key of a type we already know, so a known host verifies."""
-        types: set[str] = set()
-        for _, keys in known:
-            entry = keys.lookup(self._host_key_name())
-            if entry:
-                types.update(entry.keys())
-        if not types:
-            return
-        if "ssh-rsa" in types:
-            types.update(("rsa-sha2-512", "rsa-sha2-256"))
-        options = t.get_security_options()
-        current = list(options.key_types)
-        options.key_types = [k for k in current if k in types] + [k for k in current if k not in types]
-
-    def _check_host_key(self, paramiko: ModuleType, t: Any, known: list[tuple[str, Any]]) -> None:
-        key = t.get_remote_server_key()
-        key_type = key.get_name()
-        name = self._host_key_name()
-        fingerprint = key_fingerprint(key)
-        other: tuple[str, Any] | None = None  # (file, a known key that does not match)
-        for path, keys in known:
-            entry = keys.lookup(name)
-            if not entry:
-                continue
-            if key_type in entry and entry[key_type].asbytes() == key.asbytes():
-                logger.debug("host key of %s (%s %s) found in %s", name, key_type, fingerprint, path)
-                return
-            if other is None:
-                known_key = entry[key_type] if key_type in entry else next(iter(entry.values()))
-                other = (path, known_key)
-        files = [path for path, _ in known]
-        if other is not None:
-            path, known_key = other
-            raise HostKeyError(
-                self.hostname,
-                self.port,
-                key_type,
-                fingerprint,
-                "changed",
-                [path],
-                f"{known_key.get_name()} {key_fingerprint(known_key)}",
-            )
-        if self.known_hosts_policy == "reject":
-            raise HostKeyError(self.hostname, self.port, key_type, fingerprint, "unknown", files)
-        if self._accepted_keys is None:
-            self._accepted_keys = paramiko.HostKeys()
-        self._accepted_keys.add(name, key_type, key)
-        if self.known_hosts_policy == "warn":
-            logger.warning(
-                "connecting to %s although its host key is unknown (%s %s); known_hosts_policy='warn'",
-                name,
-                key_type,
-                fingerprint,
-            )
-            return
-        logger.warning("adding the host key of %s to the trusted keys: %s %s", name, key_type, fingerprint)
-        if self.host_keys_filename:
-            path = os.path.expanduser(self.host_keys_filename)
-            try:
-                os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                with os.fdopen(fd, "a") as f:
-                    f.write(f"{name} {key_type} {key.get_base64()}\n")
-            except OSError as e:
-                logger.warning("cannot record the host key of %s in %s: %s", name, path, e)
-
     # ----------------------------------------------------------------- authentication
 
     def _authenticate(self, paramiko: ModuleType, t: Any, username: str) -> None:
         """Try the configured methods in turn until the server accepts; else AuthenticationError."""
-        tried: list[str] = []
-        allowed: set[str] = set()
+        login = Login(paramiko, t, username, self.hostname, self.port)
         if self.skip_auth:
-            self._try_auth(paramiko, t, tried, allowed, "none", lambda: t.auth_none(username))
+            login.try_none()
         else:
             if self.gssapi_auth:
-                self._try_auth(
-                    paramiko,
-                    t,
-                    tried,
-                    allowed,
-                    "gssapi-with-mic",
-                    lambda: t.auth_gssapi_with_mic(username, self.hostname, True),
-                )
-            if not t.is_authenticated():
-                self._try_key_files(paramiko, t, username, tried, allowed, self._key_files(), explicit=True)
-            if not t.is_authenticated():
-                self._try_agent(paramiko, t, username, tried, allowed)
-            if not t.is_authenticated() and self.key_filename is None:
-                defaults = [p for p in (os.path.expanduser(f) for f in DEFAULT_KEY_FILES) if os.path.exists(p)]
-                self._try_key_files(paramiko, t, username, tried, allowed, defaults, explicit=False)
-            if not t.is_authenticated() and self._password is not None:
-                self._try_auth(
-                    paramiko, t, tried, allowed, "password", lambda: t.auth_password(username, self._password)
-                )
-        if not t.is_authenticated():
-            raise AuthenticationError(username, self.hostname, self.port, tried, sorted(allowed))
+                login.try_gssapi()
+            if not login.done:
+                login.try_key_files(self._key_files(), self._password, explicit=True)
+            if not login.done:
+                login.try_agent()
+            if not login.done and self.key_filename is None:
+                login.try_default_key_files(self._password)
+            if not login.done and self._password is not None:
+                login.try_password(self._password)
+        if not login.done:
+            raise login.failure()
 
     def _key_files(self) -> list[str]:
         if self.key_filename is None:
             return []
         files = [self.key_filename] if isinstance(self.key_filename, str) else list(self.key_filename)
         return [os.path.expanduser(f) for f in files]
-
-    def _try_auth(
-        self, paramiko: ModuleType, t: Any, tried: list[str], allowed: set[str], label: str, attempt: Callable[[], Any]
-    ) -> None:
-        """Run one authentication attempt; record it in ``tried``; raise only if the connection broke."""
-        try:
-            remaining = attempt()
-        except paramiko.BadAuthenticationType as e:
-            allowed.update(e.allowed_types)
-            tried.append(f"{label} (not offered by the server)")
-            return
-        except paramiko.AuthenticationException as e:
-            tried.append(f"{label} (refused)" if str(e) in ("", "Authentication failed.") else f"{label} ({e})")
-        except (paramiko.SSHException, EOFError, OSError) as e:
-            if not t.is_active():
-                raise ChannelConnectError(
-                    self.hostname, self.port, f"connection lost during authentication: {describe_os_error(e)}"
-                ) from e
-            tried.append(f"{label} (failed: {describe_os_error(e)})")
-            return
-        else:
-            if t.is_authenticated():
-                tried.append(label)
-                logger.debug("authenticated to %s with %s", self.hostname, label)
-            else:
-                tried.append(f"{label} (accepted; the server requires more: {', '.join(remaining or [])})")
-                allowed.update(remaining or [])
-        if not t.is_active():
-            raise ChannelConnectError(self.hostname, self.port, f"the server closed the connection after {label}")
-
-    def _try_key_files(
-        self,
-        paramiko: ModuleType,
-        t: Any,
-        username: str,
-        tried: list[str],
-        allowed: set[str],
-        files: Sequence[str],
-        explicit: bool,
-    ) -> None:
-        for path in files:
-            if t.is_authenticated():
-                return
-            label = f"publickey (key file {path})"
-            try:
-                key = paramiko.PKey.from_path(path, self._password)
-            except paramiko.PasswordRequiredException:
-                tried.append(f"{label}: encrypted; pass its passphrase as password=, or load it into ssh-agent")
-                continue
-            except (OSError, paramiko.SSHException, ValueError) as e:
-                if explicit:
-                    tried.append(f"{label}: cannot load it: {e}")
-                else:
-                    logger.debug("skipping default key %s: %s", path, e)
-                continue
-            self._try_auth(paramiko, t, tried, allowed, label, functools.partial(t.auth_publickey, username, key))
-
-    def _try_agent(self, paramiko: ModuleType, t: Any, username: str, tried: list[str], allowed: set[str]) -> None:
-        if not os.environ.get("SSH_AUTH_SOCK"):
-            return
-        try:
-            agent = paramiko.Agent()
-        except (paramiko.SSHException, OSError) as e:
-            logger.debug("ssh-agent not usable: %s", e)
-            return
-        try:
-            keys = agent.get_keys()
-            for number, key in enumerate(keys, 1):
-                if t.is_authenticated():
-                    return
-                label = f"publickey (ssh-agent key {number} of {len(keys)}: {key_fingerprint(key)})"
-                self._try_auth(paramiko, t, tried, allowed, label, functools.partial(t.auth_publickey, username, key))
-        finally:
-            agent.close()
 
     # ----------------------------------------------------------------- commands
 
@@ -533,6 +287,18 @@ class SSHChannel(Channel, RepresentationMixin):
             t = self._connection()
             try:
                 return t, t.open_session(timeout=self.connect_timeout)
+            except paramiko.ChannelException as e:
+                if t.is_active():  # a live server said no: a limit, not a broken connection
+                    raise ChannelError(
+                        f"{self.hostname} refused a new SSH session: {e} (too many at once for its "
+                        f"MaxSessions setting?)",
+                        self.hostname,
+                    ) from e
+                self._forget(t)
+                if attempt == 2:
+                    raise ChannelConnectError(
+                        self.hostname, self.port, f"cannot open an SSH session: {describe_os_error(e)}"
+                    ) from e
             except (paramiko.SSHException, EOFError, OSError) as e:
                 self._forget(t)
                 if attempt == 2:
@@ -550,8 +316,12 @@ class SSHChannel(Channel, RepresentationMixin):
         ``envs`` (added to the channel's ``envs``) are exported first. Past ``walltime``
         seconds the command's process group is killed and ChannelTimeout raised.
         """
-        paramiko = import_paramiko()
         script = self._command_script(cmd, envs)
+        with self._command_slots:
+            return self._execute(cmd, script, walltime)
+
+    def _execute(self, cmd: str, script: str, walltime: float | None) -> tuple[int, str, str]:
+        paramiko = import_paramiko()
         t, chan = self._open_session()
         try:
             with Deadline(self.connect_timeout, chan.close) as deadline:
@@ -604,6 +374,7 @@ class SSHChannel(Channel, RepresentationMixin):
                 wait = deadline - time.monotonic()
                 if wait <= 0:
                     assert walltime is not None
+                    chan.close()  # frees its session for the kill below
                     self._kill_remote(pgid)
                     raise ChannelTimeout(cmd, walltime, self.hostname, _decode(out), _decode(_strip_mark(err)))
                 wait = min(wait, 1.0)

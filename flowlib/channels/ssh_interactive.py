@@ -16,15 +16,13 @@ and only the others reach the handler.
 from __future__ import annotations
 
 import getpass
-import logging
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
-from flowlib.channels.errors import AuthenticationError, ChannelConnectError
+from flowlib.channels.errors import ChannelConnectError
 from flowlib.channels.ssh import SSHChannel
-
-logger = logging.getLogger(__name__)
+from flowlib.channels.ssh_auth import Login
 
 PromptHandler = Callable[[str, list[tuple[str, bool]]], list[str]]
 
@@ -104,20 +102,16 @@ class SSHInteractiveLoginChannel(SSHChannel):
         self.auth_timeout = auth_timeout
 
     def _authenticate(self, paramiko: ModuleType, t: Any, username: str) -> None:
-        tried: list[str] = []
-        allowed: set[str] = set()
+        login = Login(paramiko, t, username, self.hostname, self.port)
         if self.key_filename is not None:
-            self._try_key_files(paramiko, t, username, tried, allowed, self._key_files(), explicit=True)
-        if t.is_authenticated():
+            login.try_key_files(self._key_files(), self._password, explicit=True)
+        if login.done:
             return
         handler = self.prompt_handler or terminal_prompt_handler
         failure: list[BaseException] = []
-        rounds = 0
 
         def answer(title: str, instructions: str, prompts: list[tuple[str, bool]]) -> list[str]:
             # Runs in paramiko's thread: an exception here must not escape into it.
-            nonlocal rounds
-            rounds += 1
             text = "\n".join(part for part in (title, instructions) if part)
             prompts = [(str(p), bool(echo)) for p, echo in prompts]
             answers: list[str | None] = [None] * len(prompts)
@@ -140,9 +134,7 @@ class SSHInteractiveLoginChannel(SSHChannel):
             return [a if a is not None else "" for a in answers]
 
         try:
-            self._try_auth(
-                paramiko, t, tried, allowed, "keyboard-interactive", lambda: t.auth_interactive(username, answer)
-            )
+            login.attempt("keyboard-interactive", lambda: t.auth_interactive(username, answer))
         except ChannelConnectError:
             if not failure:
                 raise
@@ -150,9 +142,6 @@ class SSHInteractiveLoginChannel(SSHChannel):
             error = failure[0]
             if not isinstance(error, Exception):
                 raise error  # KeyboardInterrupt at the prompt: let it through
-            raise AuthenticationError(
-                username, self.hostname, self.port, tried, sorted(allowed), f"the prompt handler failed: {error!r}"
-            ) from error
-        if not t.is_authenticated():
-            logger.debug("keyboard-interactive login to %s failed after %d rounds of prompts", self.hostname, rounds)
-            raise AuthenticationError(username, self.hostname, self.port, tried, sorted(allowed))
+            raise login.failure(f"the prompt handler failed: {error!r}") from error
+        if not login.done:
+            raise login.failure()

@@ -170,6 +170,11 @@ class AzureProvider(ExecutionProvider):
         self._clients: tuple[Any, Any, Any] | None = None
         self._subnet_id: str | None = None
 
+    def __repr__(self) -> str:
+        text = super().__repr__()
+        password = self.vm_reference.get("password")
+        return text.replace(repr(password), "'***'") if password else text
+
     # -- clients and network -----------------------------------------------------------------
 
     def _credential(self) -> tuple[Any, str]:

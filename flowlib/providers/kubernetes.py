@@ -8,10 +8,10 @@
                        --> DELETE .../pods/NAME (cancel)
 
 A block of ``nodes_per_block`` nodes is ``nodes_per_block`` pods that share the
-label ``flowlib-job-id=<job id>``; the job id is the name of the block's (first)
-pod. Each pod runs ``/bin/bash -c '<worker_init>\\n<command>'`` in ``image``, is
-never restarted, requests ``init_cpu``/``init_mem`` and is limited to
-``max_cpu``/``max_mem``.
+label ``flowlib-job-id=<job id>``; the job id is the name of the block's pod
+(with several, the prefix of their names: ``<job id>-0``, ``<job id>-1``, ...).
+Each pod runs ``/bin/bash -c '<worker_init>\\n<command>'`` in ``image``, is never
+restarted, requests ``init_cpu``/``init_mem`` and is limited to ``max_cpu``/``max_mem``.
 
 The official ``kubernetes`` client (the ``[kubernetes]`` extra) is imported on the
 first call that needs it. The connection comes from ``api_client`` when given,

@@ -835,6 +835,24 @@ def test_tunnel_survives_a_reconnection(channel: SSHChannel, echo_server: EchoSe
         assert tunnel.statistics().reconnections >= 1
 
 
+def test_tunnel_watchdog_replaces_a_silently_dead_connection(
+    make_channel: Callable[..., SSHChannel],
+    proxy: FreezableProxy,
+    sshd: Sshd,
+    tmp_path: Path,
+    echo_server: EchoServer,
+) -> None:
+    channel = make_channel(
+        port=proxy.port, host_keys_filename=proxied_known_hosts(tmp_path, sshd, proxy.port), connect_timeout=2
+    )
+    with SSHTunnel(channel, [echo_server.port], check_interval=0.5) as tunnel:
+        [remote_port] = tunnel.remote_ports
+        proxy.freeze_existing()  # nobody uses the channel: only the watchdog can notice
+        try_assert(lambda: tunnel.statistics().reconnections >= 1, timeout=20, message="the watchdog did not reconnect")
+        assert channel.execute_wait(remote_client(remote_port, "via the new connection"))[1] == "via the new connection"
+        assert channel.connections == 2
+
+
 def test_tunnel_to_a_closed_local_port_drops_only_that_connection(channel: SSHChannel, echo_server: EchoServer) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -882,6 +900,8 @@ def test_tunnel_arguments_are_checked(channel: SSHChannel) -> None:
         SSHTunnel(channel, [80, 81], remote_ports=[0])
     with pytest.raises(ValueError):
         SSHTunnel(channel, [70000])
+    with pytest.raises(ValueError):
+        SSHTunnel(channel, [8080, 8080])
     with pytest.raises(TypeError):
         SSHTunnel(object(), [80])  # type: ignore[arg-type]
 

@@ -609,7 +609,9 @@ class SSHChannel(Channel, RepresentationMixin):
                 logger.debug("cancelling the forward of remote port %d failed: %s", remote_port, e)
 
     def ensure_forwards(self) -> None:
-        """Reconnect if needed and re-request any forward the current connection lacks."""
+        """Check the connection with a round trip, reconnect if it is dead, and re-request
+        any forward the current connection lacks."""
+        self._probe(self._connection())  # a connection that does not answer is closed here
         with self._lock:
             t = self._connection()
             self._restore_forwards(t)

@@ -112,6 +112,8 @@ class SSHTunnel:
         locals_ = [local_ports] if isinstance(local_ports, int) else list(local_ports)
         if not locals_:
             raise ValueError("local_ports is empty: give at least one port to forward")
+        if len(set(locals_)) != len(locals_):
+            raise ValueError(f"local_ports has duplicates: {locals_}")
         remotes = [0] * len(locals_) if remote_ports is None else list(remote_ports)
         if len(remotes) != len(locals_):
             raise ValueError(f"{len(remotes)} remote_ports for {len(locals_)} local_ports: give one each")
@@ -194,7 +196,8 @@ class SSHTunnel:
         raise KeyError(f"local port {local_port} is not forwarded by this tunnel")
 
     def check(self) -> None:
-        """Reconnect the channel if its connection died and re-request missing forwards."""
+        """Probe the connection (bounded by the channel's ``connect_timeout``); reconnect it if
+        it died, even silently, and request the forwards again."""
         self.channel.ensure_forwards()
 
     def _watch(self) -> None:

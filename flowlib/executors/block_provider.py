@@ -127,7 +127,7 @@ class BlockProviderExecutor(FlowlibExecutor):
             started.append(block_id)
         return started
 
-    def scale_in(self, blocks: int = 0, block_ids: list[str] | None = None) -> list[str]:
+    def scale_in(self, blocks: int = 0, block_ids: list[str] | None = None, drain: bool = True) -> list[str]:
         """Release blocks: the given ids, or ``blocks`` of the idlest ones; return the ids released."""
         if self.provider is None:
             return []
@@ -138,7 +138,8 @@ class BlockProviderExecutor(FlowlibExecutor):
             block_ids = ordered[:blocks]
         if not block_ids:
             return []
-        self.drain_blocks(block_ids)
+        if drain:
+            self.drain_blocks(block_ids)
         job_ids = [self.blocks_to_job_id[b] for b in block_ids if b in self.blocks_to_job_id]
         if job_ids:
             try:
@@ -185,11 +186,11 @@ class BlockProviderExecutor(FlowlibExecutor):
         """Blocks pending or running."""
         return [b for b, s in self.block_status().items() if not s.terminal]
 
-    def release_all_blocks(self) -> None:
+    def release_all_blocks(self, drain: bool = True) -> None:
         """Cancel every block that is not finished (at shutdown)."""
         active = self.active_blocks()
         if active:
-            self.scale_in(block_ids=active)
+            self.scale_in(block_ids=active, drain=drain)
 
 
 def describe_status(status: dict[str, JobStatus]) -> dict[str, Any]:

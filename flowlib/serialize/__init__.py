@@ -18,6 +18,7 @@ from flowlib.serialize.facade import (
     pack_apply_message,
     pack_res_spec_apply_message,
     serialize,
+    serialize_function,
     unpack_apply_message,
     unpack_res_spec_apply_message,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "pack_apply_message",
     "pack_res_spec_apply_message",
     "serialize",
+    "serialize_function",
     "unpack_apply_message",
     "unpack_res_spec_apply_message",
 ]

@@ -168,6 +168,15 @@ def _find_culprit(
     return _blame("arguments", (args, kwargs, *extra), error, task_id, func)
 
 
+def serialize_function(func: Callable[..., Any], *, task_id: int | str | None = None) -> bytes:
+    """Serialize a task's function alone, to reuse with ``function_bytes=`` for many tasks."""
+    stream = io.BytesIO()
+    error = _write(func, stream)
+    if error is not None:
+        raise _blame("the function", func, error, task_id, func)
+    return stream.getvalue()
+
+
 def _pack(
     header: bytes,
     func: Callable[..., Any],
@@ -175,6 +184,7 @@ def _pack(
     kwargs: Mapping[str, Any],
     extra: tuple[Any, ...],
     task_id: int | str | None,
+    function_bytes: bytes | None = None,
 ) -> bytes:
     args = tuple(args)
     kwargs = dict(kwargs)
@@ -182,9 +192,12 @@ def _pack(
     stream.write(header)
     stream.write(_LENGTH.pack(0))
     start = stream.tell()
-    error = _write(func, stream)
-    if error is not None:
-        raise _blame("the function", func, error, task_id, func)
+    if function_bytes is not None:
+        stream.write(function_bytes)
+    else:
+        error = _write(func, stream)
+        if error is not None:
+            raise _blame("the function", func, error, task_id, func)
     func_length = stream.tell() - start
     error = _write((args, kwargs, *extra), stream)
     if error is not None:
@@ -217,10 +230,20 @@ def pack_res_spec_apply_message(
     resource_specification: Mapping[str, Any],
     *,
     task_id: int | str | None = None,
+    function_bytes: bytes | None = None,
 ) -> bytes:
-    """Like :func:`pack_apply_message`, also carrying the task's resource specification."""
+    """Like :func:`pack_apply_message`, also carrying the task's resource specification.
+
+    ``function_bytes`` (from :func:`serialize_function`) skips serializing ``func`` again.
+    """
     return _pack(
-        RES_SPEC_APPLY_HEADER, func, args, kwargs, (dict(resource_specification),), task_id
+        RES_SPEC_APPLY_HEADER,
+        func,
+        args,
+        kwargs,
+        (dict(resource_specification),),
+        task_id,
+        function_bytes,
     )
 
 

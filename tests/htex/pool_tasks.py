@@ -28,6 +28,10 @@ ENV_NAMES = (
 )
 
 
+def echo(value: Any) -> Any:
+    return value
+
+
 def noop() -> None:
     return None
 

@@ -121,7 +121,9 @@ def test_tasks_flow_through_an_encrypted_interchange(bare_htex):
     finally:
         pool.close()
     assert oct(os.stat(executor.cert_dir).st_mode)[-3:] == "700"
-    assert all(oct(os.stat(os.path.join(executor.cert_dir, f)).st_mode)[-3:] == "600" for f in os.listdir(executor.cert_dir))
+    assert all(
+        oct(os.stat(os.path.join(executor.cert_dir, f)).st_mode)[-3:] == "600" for f in os.listdir(executor.cert_dir)
+    )
 
 
 def test_other_protocol_version_is_refused_naming_both(bare_htex):
@@ -135,7 +137,9 @@ def test_other_protocol_version_is_refused_naming_both(bare_htex):
         frames = pool.socket.recv_multipart()
         assert p.parse_header(frames[0])[1] is p.Kind.REJECT
         reason = frames[1].decode()
-        assert "VersionMismatch" in reason and str(p.PROTOCOL_VERSION + 98) in reason and str(p.PROTOCOL_VERSION) in reason
+        assert (
+            "VersionMismatch" in reason and str(p.PROTOCOL_VERSION + 98) in reason and str(p.PROTOCOL_VERSION) in reason
+        )
         pool.close()
     finally:
         context.term()

@@ -94,7 +94,17 @@ def test_exception_keeps_type_and_traceback(start_pool, cert_dir, interchange):
     while tb is not None:
         names.append(tb.tb_frame.f_code.co_name)
         tb = tb.tb_next
-    assert names[-2:] == ["fail", "_inner_failure"]
+    assert names == ["fail", "_inner_failure"], "the worker's own frames are left out"
+
+
+@pytest.mark.parametrize("size", [100, 70_000, 3_000_000], ids=["small", "over-one-read", "large"])
+def test_payloads_of_every_size_round_trip(start_pool, cert_dir, interchange, size):
+    start_pool(interchange, cert_dir=cert_dir)
+    identity, _ = interchange.register()
+    blobs = {i: os.urandom(size + i) for i in range(1, 4)}
+    interchange.submit(identity, {i: (tasks.echo, (blob,)) for i, blob in blobs.items()})
+    interchange.wait_answers(list(blobs))
+    assert {i: value for i, (_, value) in interchange.results.items()} == blobs
 
 
 def test_unserializable_result_is_a_serialization_error(start_pool, cert_dir, interchange):
@@ -264,9 +274,9 @@ def test_silent_interchange_makes_the_pool_exit_5(start_pool, cert_dir, intercha
 
 
 def test_heartbeats_keep_the_pool_alive(start_pool, cert_dir, interchange):
-    pool = start_pool(interchange, "--heartbeat-period", "0.1", "--heartbeat-threshold", "1", cert_dir=cert_dir)
+    pool = start_pool(interchange, "--heartbeat-period", "0.1", "--heartbeat-threshold", "1.5", cert_dir=cert_dir)
     identity, _ = interchange.register()
-    deadline = time.monotonic() + 2.5
+    deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
         interchange.expect(Kind.HEARTBEAT, 2)
         interchange.send(identity, protocol.encode_empty(Kind.HEARTBEAT))
@@ -339,7 +349,7 @@ def test_logs(start_pool, cert_dir, interchange):
     interchange.run(identity, tasks.add, 1, 2, tid=77)
     interchange.send(identity, protocol.encode_empty(Kind.SHUTDOWN))
     assert pool.wait() == EXIT_OK
-    logs = pool.stderr_path.parent / "logs"
+    logs = pool.stderr_path.parent / "logs" / "7" / "pool0"
     manager = (logs / "manager.log").read_text()
     assert "registered with the interchange at tcp://127.0.0.1:" in manager
     assert "exiting with code 0" in manager
@@ -394,3 +404,32 @@ def test_option_defaults(monkeypatch):
     assert options.logdir == os.path.abspath(os.path.join("flowlib_worker_logs", "12", options.pool_id))
     assert (options.heartbeat_period, options.heartbeat_threshold, options.poll_period_ms) == (30, 120, 10)
     assert pathlib.Path(options.logdir).is_absolute()
+    rooted = parse_args(["--addresses", "a", "--port", "5", "--logdir", "/logs", "--pool-id", "p1", "--block-id", "3"])
+    assert rooted.logdir == "/logs/3/p1", "pools sharing a --logdir keep apart"
+
+
+def test_pipe_reader_reassembles_fragments():
+    import select
+    import socket
+
+    from flowlib.executors.high_throughput.worker import PipeReader, write_message
+
+    a, b = socket.socketpair()
+    try:
+        reader = PipeReader(b.fileno())
+        messages = [b"x" * 10, b"", b"y" * 70_000, b"z" * 5]
+        stream = b"".join(len(m).to_bytes(4, "big") + m for m in messages)
+        got = []
+        for i in range(0, len(stream), 3_001):  # fragments that cut headers and bodies
+            a.sendall(stream[i : i + 3_001])
+            while select.select([b], [], [], 0)[0]:
+                got += [bytes(m) for m in reader.read()]
+        assert got == messages
+        write_message(a.fileno(), b"head", memoryview(b"body"))
+        assert [bytes(m) for m in reader.read()] == [b"headbody"]
+        a.close()
+        with pytest.raises(EOFError):
+            reader.read()
+    finally:
+        a.close()
+        b.close()

@@ -55,10 +55,12 @@ stop_pidfile() {
 }
 
 # 1. The package. apt-get update only when the package cannot be found in the lists we have.
+# Another apt run may hold the dpkg lock for a while: wait for it (bounded) instead of failing.
+APT=(apt-get -o DPkg::Lock::Timeout=120 -y -qq)
 if [ ! -x "$SSHD" ]; then
-  if ! apt-get install -y -qq --no-install-recommends openssh-server >/dev/null 2>&1; then
-    apt-get update -qq || die "apt-get update failed"
-    apt-get install -y -qq --no-install-recommends openssh-server >/dev/null || die "cannot install openssh-server"
+  if ! "${APT[@]}" install --no-install-recommends openssh-server >/dev/null 2>&1; then
+    "${APT[@]}" update || die "apt-get update failed"
+    "${APT[@]}" install --no-install-recommends openssh-server >/dev/null || die "cannot install openssh-server"
   fi
 fi
 [ -x "$SSHD" ] || die "$SSHD missing after installing openssh-server"

@@ -225,11 +225,8 @@ class InterchangeClient:
             sock.send_multipart(p.TaskBatch(ids, payloads, specs).encode(p.Kind.SUBMIT), copy=False)
 
     def _receive(self, sock: zmq.Socket[Any]) -> None:
-        while True:
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
+        while sock.get(zmq.EVENTS) & zmq.POLLIN:
+            frames = sock.recv_multipart(copy=True)
             try:
                 _, kind = p.parse_header(frames[0])
                 if kind is p.Kind.RESULTS:

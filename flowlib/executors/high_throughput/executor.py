@@ -38,6 +38,19 @@ logger = logging.getLogger(__name__)
 _ACCEPTED_KEYS = frozenset({"priority", "cores", "memory", "gpus", "running_time"})
 
 
+_FUNCTION_CACHE_SIZE = 256
+
+
+def _globals_fingerprint(func: Any) -> tuple[int, ...]:
+    # A function from __main__ travels by value with the globals it names; if one of
+    # them is rebound (a notebook cell ran again), the cached bytes are stale.
+    code = getattr(func, "__code__", None)
+    module_globals = getattr(func, "__globals__", None)
+    if code is None or module_globals is None or getattr(func, "__module__", None) != "__main__":
+        return ()
+    return tuple(id(module_globals.get(name)) for name in code.co_names)
+
+
 class HTEXFuture(LightFuture[Any]):
     """The executor's future for one task; ``cancel()`` reaches the running worker."""
 
@@ -125,6 +138,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
         self.interchange_launch_cmd = interchange_launch_cmd
         self.manager_selector = manager_selector
         self._futures: dict[int, HTEXFuture] = {}
+        self._function_cache: dict[int, tuple[Callable[..., Any], tuple[int, ...], bytes]] = {}
         self._tids = itertools.count()
         self._client: Any = None
         self._connected: dict[str, dict[str, Any]] = {}
@@ -213,12 +227,29 @@ class HighThroughputExecutor(BlockProviderExecutor):
                 )
         from flowlib.serialize import pack_res_spec_apply_message
 
-        payload = pack_res_spec_apply_message(func, args, kwargs, spec or {})
+        function_bytes = self._function_bytes(func)
+        payload = pack_res_spec_apply_message(func, args, kwargs, spec or {}, function_bytes=function_bytes)
         tid = next(self._tids)
         fut = HTEXFuture(self, tid)
         self._futures[tid] = fut
         self._client.submit(tid, spec, payload)
         return fut
+
+    def _function_bytes(self, func: Callable[..., Any]) -> bytes:
+        """The serialized function, reused while the function and the globals it names are unchanged."""
+        cache = self._function_cache
+        key = id(func)
+        fingerprint = _globals_fingerprint(func)
+        entry = cache.get(key)
+        if entry is not None and entry[0] is func and entry[1] == fingerprint:
+            return entry[2]
+        from flowlib.serialize import serialize_function
+
+        data = serialize_function(func)
+        cache[key] = (func, fingerprint, data)
+        if len(cache) > _FUNCTION_CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        return data
 
     def _cancel(self, ids: list[int]) -> None:
         for tid in ids:
@@ -240,7 +271,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
                 Future.cancel(fut)
                 continue
             try:
-                value = deserialize(payload.buffer if hasattr(payload, "buffer") else payload)
+                value = deserialize(payload)
             except Exception as e:
                 fut.set_exception(e)
                 continue
@@ -358,8 +389,8 @@ class HighThroughputExecutor(BlockProviderExecutor):
             return
         self._shutdown = True
         if self._client is not None:
-            self._client.stop()
-        self.release_all_blocks()
+            self._client.stop()  # the interchange tells every pool to stop
+        self.release_all_blocks(drain=False)
         self.fail_all_outstanding(CancelledError(f"executor {self.label} shut down before the task finished"))
 
     def __repr__(self) -> str:

@@ -39,6 +39,12 @@ from flowlib.executors.high_throughput.task_queue import QueuedTask, TaskQueue
 
 logger = logging.getLogger("flowlib.interchange")
 
+ADAPTIVE_PREFETCH_PER_WORKER = 32
+"""Extra tasks per worker a pool may hold while its tasks are short (see managers.py)."""
+
+HOUSEKEEPING_PERIOD = 0.05
+"""Seconds between checks for lost pools, heartbeats due and a vanished executor."""
+
 
 @dataclass(frozen=True)
 class InterchangeOptions:
@@ -56,6 +62,7 @@ class InterchangeOptions:
     debug: bool = False
     max_message_size: int = 1 << 30
     parent_pid: int | None = None
+    adaptive_prefetch: bool = True
 
 
 class _KeyChecker:
@@ -90,6 +97,12 @@ class Interchange:
         self.key_checker: _KeyChecker | None = None
         self.reported_refusals = 0
         self.last_heartbeat_sent = time.monotonic()
+        self.next_housekeeping = 0.0
+        self.stats = {"passes": 0, "from_client": 0, "from_pools": 0, "to_pools": 0, "to_client": 0, "tasks_out": 0}
+        self.adaptive_prefetch = options.adaptive_prefetch
+        self.result_ids: list[int] = []
+        self.result_statuses = bytearray()
+        self.result_payloads: list[Any] = []
         self.client = self.context.socket(zmq.ROUTER)
         self.workers = self.context.socket(zmq.ROUTER)
         self._setup_security()
@@ -134,27 +147,29 @@ class Interchange:
         poll_ms = self.options.poll_period_ms
         while self.running:
             events = dict(self.poller.poll(poll_ms))
+            self.stats["passes"] += 1
             now = time.monotonic()
             if events.get(self.client):
                 self.receive_from_client(now)
             if events.get(self.workers):
                 self.receive_from_managers(now)
-            self.dispatch_tasks()
-            self.expire_managers(now)
-            self.send_heartbeats(now)
-            self.report_refused_peers()
-            self.check_parent()
+            self.forward_results()
+            self.dispatch_tasks(now)
+            if now >= self.next_housekeeping:
+                self.next_housekeeping = now + HOUSEKEEPING_PERIOD
+                self.expire_managers(now)
+                self.send_heartbeats(now)
+                self.report_refused_peers()
+                self.check_parent()
         self.stop()
 
     # ---------------------------------------------------------------- client
 
     def receive_from_client(self, now: float) -> None:
-        while True:
-            try:
-                frames = self.client.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            identity, body = frames[0].bytes, frames[1:]
+        sock = self.client
+        while sock.get(zmq.EVENTS) & zmq.POLLIN:
+            frames = sock.recv_multipart(copy=True)
+            identity, body = frames[0], frames[1:]
             try:
                 version, kind = p.parse_header(body[0])
                 if version != p.PROTOCOL_VERSION:
@@ -241,7 +256,7 @@ class Interchange:
         if self.client_identity is None:
             logger.warning("no client connected; dropped a %d-frame message", len(frames))
             return
-        self.client.send_multipart([self.client_identity, *frames], copy=False)
+        self.client.send_multipart([self.client_identity, *frames], copy=True)
 
     def send_event(self, event: dict[str, Any]) -> None:
         self.send_to_client(p.encode_json(p.Kind.EVENT, event))
@@ -249,12 +264,11 @@ class Interchange:
     # -------------------------------------------------------------- managers
 
     def receive_from_managers(self, now: float) -> None:
-        while True:
-            try:
-                frames = self.workers.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            identity, body = frames[0].bytes, frames[1:]
+        sock = self.workers
+        while sock.get(zmq.EVENTS) & zmq.POLLIN:
+            frames = sock.recv_multipart(copy=True)
+            identity, body = frames[0], frames[1:]
+            self.stats["from_pools"] += 1
             try:
                 version, kind = p.parse_header(body[0])
                 if kind is p.Kind.REGISTER:
@@ -296,6 +310,9 @@ class Interchange:
         record = ManagerRecord(
             identity=identity,
             registration=reg,
+            extra_slots=ADAPTIVE_PREFETCH_PER_WORKER * reg.worker_count
+            if self.adaptive_prefetch and reg.prefetch_capacity == 0
+            else 0,
             free_slots=reg.worker_count + reg.prefetch_capacity,
             free_cores=reg.cores,
             free_memory=reg.memory_mb,
@@ -315,10 +332,13 @@ class Interchange:
     def handle_manager_message(self, record: ManagerRecord, kind: p.Kind, frames: Sequence[Any]) -> None:
         if kind is p.Kind.RESULTS:
             batch = p.ResultBatch.decode(frames)
+            now = record.last_seen
             for tid in batch.ids:
-                record.release(tid)
+                record.release(tid, now)
             self.managers.refresh(record)
-            self.send_to_client(list(frames))
+            self.result_ids.extend(batch.ids)
+            self.result_statuses += batch.statuses
+            self.result_payloads.extend(batch.payloads)
         elif kind is p.Kind.FAILURES:
             failures = p.body_json(frames)
             for tid in list(failures):
@@ -337,42 +357,53 @@ class Interchange:
         else:
             raise p.ProtocolError(f"a worker pool may not send {kind.name}")
 
+    def forward_results(self) -> None:
+        """Send the results gathered in this pass to the client as one message."""
+        if not self.result_ids:
+            return
+        batch = p.ResultBatch(self.result_ids, bytes(self.result_statuses), self.result_payloads)
+        self.stats["to_client"] += 1
+        self.result_ids, self.result_statuses, self.result_payloads = [], bytearray(), []
+        self.send_to_client(batch.encode())
+
     def drain(self, record: ManagerRecord) -> None:
         record.draining = True
         self.managers.refresh(record)
         self.workers.send_multipart([record.identity, *p.encode_empty(p.Kind.DRAIN)])
 
-    def dispatch_tasks(self) -> None:
+    def dispatch_tasks(self, now: float) -> None:
         queue, managers = self.queue, self.managers
-        if not len(queue) or not managers.available:
+        if not len(queue) or not (managers.available or managers.overflow):
             return
-        batches: dict[bytes, tuple[ManagerRecord, list[QueuedTask]]] = {}
+        batches: dict[bytes, list[QueuedTask]] = {}
         unplaced: list[tuple[float, QueuedTask]] = []
-        while managers.available:
+        while len(queue):
             task = queue.pop()
             if task is None:
                 break
-            record = managers.choose(task)
+            record = managers.choose(task) if managers.available else None
+            if record is None and task.spec is None:
+                record = managers.choose_overflow()
+                if record is None:  # no pool can take even a plain task now
+                    unplaced.append((0.0, task))
+                    break
             if record is None:
-                priority = float(task.spec.get("priority", 0)) if task.spec else 0.0
-                unplaced.append((priority, task))
-                if len(unplaced) > 1000:
+                unplaced.append((float(task.spec.get("priority", 0)) if task.spec else 0.0, task))
+                if len(unplaced) > 1000 or not managers.available:
                     break
                 continue
+            task.dispatched = now
             record.take(task)
-            if record.free_slots <= 0:
-                managers.refresh(record)
-            entry = batches.get(record.identity)
-            if entry is None:
-                batches[record.identity] = (record, [task])
-            else:
-                entry[1].append(task)
+            managers.refresh(record)
+            batches.setdefault(record.identity, []).append(task)
         if unplaced:
             queue.push_back(unplaced)
-        for identity, (_record, tasks) in batches.items():
+        for identity, tasks in batches.items():
             specs = {i: t.spec for i, t in enumerate(tasks) if t.spec}
             message = p.TaskBatch([t.tid for t in tasks], [t.payload for t in tasks], specs).encode(p.Kind.TASKS)
-            self.workers.send_multipart([identity, *message], copy=False)
+            self.stats["to_pools"] += 1
+            self.stats["tasks_out"] += len(tasks)
+            self.workers.send_multipart([identity, *message], copy=True)
 
     def expire_managers(self, now: float) -> None:
         threshold = self.options.heartbeat_threshold
@@ -416,6 +447,7 @@ class Interchange:
             self.running = False
 
     def stop(self) -> None:
+        logger.info("loop statistics: %s", self.stats)
         shutdown = p.encode_empty(p.Kind.SHUTDOWN)
         for identity in list(self.managers.all):
             try:

@@ -4,16 +4,27 @@ A pool has ``worker_count + prefetch_capacity`` slots, and its node's cores, mem
 (MB) and accelerators. A task takes one slot plus what its resource specification
 asks for; plain tasks ask for nothing else. Available pools are kept in insertion
 order and rotated, so tasks spread round-robin.
+
+Adaptive prefetch: a pool registered with ``prefetch_capacity=0`` may also take
+extra tasks (up to 32 per worker), but only while tasks are queued beyond every
+free slot and only while its tasks come back within ``SHORT_TASK_SECONDS`` of being
+sent. That time includes waiting in the pool, so the work parked at a pool stays
+under about that long: a throughput-bound run of short tasks keeps every worker
+busy in large batches, and long tasks are never parked behind each other.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from flowlib.executors.high_throughput.protocol import Registration
 from flowlib.executors.high_throughput.task_queue import QueuedTask
+
+SHORT_TASK_SECONDS = 0.05
+"""Pools whose tasks come back faster than this on average may prefetch adaptively."""
 
 
 @dataclass(slots=True)
@@ -27,8 +38,14 @@ class ManagerRecord:
     free_memory: float
     free_gpus: float
     last_seen: float
+    extra_slots: int = 0
     draining: bool = False
+    service_time: float = math.inf
     tasks: dict[int, QueuedTask] = field(default_factory=dict)
+
+    def can_overflow(self) -> bool:
+        """Whether adaptive prefetch lets this pool take one more task now."""
+        return self.free_slots + self.extra_slots > 0 and self.service_time < SHORT_TASK_SECONDS
 
     def fits(self, task: QueuedTask) -> bool:
         """Room for ``task`` now."""
@@ -51,9 +68,12 @@ class ManagerRecord:
         self.free_gpus -= task.gpus
         self.tasks[task.tid] = task
 
-    def release(self, tid: int) -> QueuedTask | None:
+    def release(self, tid: int, now: float | None = None) -> QueuedTask | None:
         task = self.tasks.pop(tid, None)
         if task is not None:
+            if now is not None:
+                sample = now - task.dispatched
+                self.service_time = sample if math.isinf(self.service_time) else 0.8 * self.service_time + 0.2 * sample
             self.free_slots += 1
             self.free_cores += task.cores
             self.free_memory += task.memory
@@ -82,6 +102,7 @@ class ManagerTable:
     def __init__(self) -> None:
         self.all: dict[bytes, ManagerRecord] = {}
         self.available: dict[bytes, ManagerRecord] = {}
+        self.overflow: dict[bytes, ManagerRecord] = {}
 
     def __len__(self) -> int:
         return len(self.all)
@@ -92,16 +113,23 @@ class ManagerTable:
 
     def remove(self, identity: bytes) -> ManagerRecord | None:
         self.available.pop(identity, None)
+        self.overflow.pop(identity, None)
         return self.all.pop(identity, None)
 
     def get(self, identity: bytes) -> ManagerRecord | None:
         return self.all.get(identity)
 
     def _refresh(self, record: ManagerRecord) -> None:
-        if record.free_slots > 0 and not record.draining and record.identity in self.all:
-            self.available.setdefault(record.identity, record)
+        identity = record.identity
+        usable = not record.draining and identity in self.all
+        if usable and record.free_slots > 0:
+            self.available.setdefault(identity, record)
         else:
-            self.available.pop(record.identity, None)
+            self.available.pop(identity, None)
+        if usable and record.free_slots + record.extra_slots > 0:
+            self.overflow.setdefault(identity, record)
+        else:
+            self.overflow.pop(identity, None)
 
     def refresh(self, record: ManagerRecord) -> None:
         """Re-file ``record`` after its capacity or draining flag changed."""
@@ -110,16 +138,26 @@ class ManagerTable:
     def choose(self, task: QueuedTask) -> ManagerRecord | None:
         """An available pool with room for ``task``, rotating through them."""
         available = self.available
-        if not available:
-            return None
         plain = task.cores == 0 and task.memory == 0 and task.gpus == 0
         for identity, record in available.items():
             if plain or record.fits(task):
-                # rotate: the chosen pool goes to the back of the line
-                del available[identity]
-                available[identity] = record
-                return record
+                return self._rotate(available, identity, record)
         return None
+
+    def choose_overflow(self) -> ManagerRecord | None:
+        """A pool that may prefetch one more plain task adaptively, or None."""
+        overflow = self.overflow
+        for identity, record in overflow.items():
+            if record.can_overflow():
+                return self._rotate(overflow, identity, record)
+        return None
+
+    @staticmethod
+    def _rotate(table: dict[bytes, ManagerRecord], identity: bytes, record: ManagerRecord) -> ManagerRecord:
+        # the chosen pool goes to the back of the line
+        del table[identity]
+        table[identity] = record
+        return record
 
     def largest_fit(self, task: QueuedTask) -> bool:
         """Whether any registered pool could ever run ``task``."""

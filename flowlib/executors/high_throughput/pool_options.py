@@ -83,7 +83,7 @@ class PoolOptions:
     poll_period_ms: int
     """Longest wait of one pass of the main loop, in milliseconds."""
     logdir: str
-    """Directory of manager.log and worker_<rank>.log."""
+    """Directory of manager.log and worker_<rank>.log: ``<--logdir>/<block id>/<pool id>``, absolute."""
     working_dir: str | None
     """Directory the workers change into, or None to stay in the pool's."""
     debug: bool
@@ -156,7 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat-threshold", type=_positive(), default=120.0, metavar="S")
     p.add_argument("--drain-period", type=_positive(), default=None, metavar="S")
     p.add_argument("--poll-period", type=_positive(int), default=10, metavar="MS")
-    p.add_argument("--logdir", default=None, help="default: ./flowlib_worker_logs/<block>/<pool>")
+    p.add_argument(
+        "--logdir",
+        default=None,
+        help="root of the logs; the pool writes in LOGDIR/<block>/<pool> (default ./flowlib_worker_logs)",
+    )
     p.add_argument("--working-dir", default=None, help="directory the workers run in")
     p.add_argument("--debug", action="store_true", help="log every task at DEBUG level")
     return p
@@ -176,7 +180,7 @@ def parse_args(argv: Sequence[str] | None = None) -> PoolOptions:
     pool_id = ns.pool_id or uuid.uuid4().hex[:12]
     if not pool_id.isascii():
         parser.error("--pool-id must be ASCII")
-    logdir = ns.logdir or os.path.join("flowlib_worker_logs", block_id, pool_id)
+    logdir = os.path.join(ns.logdir or "flowlib_worker_logs", block_id, pool_id)
     return PoolOptions(
         addresses=ns.addresses,
         port=ns.port,

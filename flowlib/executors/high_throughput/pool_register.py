@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from flowlib.executors.high_throughput import protocol
 from flowlib.executors.high_throughput.protocol import Kind, ProtocolError, Registration
@@ -81,10 +80,7 @@ class _Candidate:
             self.diagnosis = seen
 
     def close(self) -> None:
-        try:
-            self.socket.disable_monitor()
-        except zmq.ZMQError:
-            pass
+        self.socket.disable_monitor()
         self.monitor.close(linger=0)
         self.socket.close(linger=0)
 
@@ -104,79 +100,99 @@ def _make_socket(context: zmq.Context[Any], identity: bytes, keys: Any) -> Any:
     return socket
 
 
-def register(
-    context: zmq.Context[Any],
-    addresses: Sequence[str],
-    port: int,
-    keys: Any,
-    registration: Registration,
-    timeout: float,
-    should_stop: Callable[[], bool],
-) -> tuple[Any, str, Any]:
-    """Register on the first address that answers; return ``(socket, url, registered_body)``.
+def _monitor_event(monitor: Any) -> int:
+    """The event number of one socket-monitor message (first frame: uint16 event, uint32 value)."""
+    frames = monitor.recv_multipart()
+    return int.from_bytes(frames[0][:2], "little")
 
-    Raises RegistrationRejected, RegistrationTimeout or RegistrationInterrupted.
-    ``registered_body`` is the frames after the REGISTERED header (possibly empty).
+
+class RegistrationProbe:
+    """Sends REGISTER to every candidate address at once and waits for the first answer.
+
+    ``send()`` returns at once, so the pool can start its workers while the
+    answer travels; ``wait()`` then returns ``(socket, url, registered_body)``
+    for the address that answered REGISTERED, or raises RegistrationRejected,
+    RegistrationTimeout or RegistrationInterrupted. ``registered_body`` is the
+    frames after the REGISTERED header (possibly none).
     """
-    identity = registration.pool_id.encode("ascii")
-    message = registration.encode()
-    poller = zmq.Poller()
-    candidates: dict[Any, _Candidate] = {}
-    monitors: dict[Any, _Candidate] = {}
-    for address in dict.fromkeys(addresses):
-        url = interchange_url(address, port)
-        socket = _make_socket(context, identity, keys)
-        monitor = socket.get_monitor_socket()
-        socket.connect(url)
-        socket.send_multipart(message)
-        candidate = _Candidate(url, socket, monitor)
-        candidates[socket] = monitors[monitor] = candidate
-        poller.register(socket, zmq.POLLIN)
-        poller.register(monitor, zmq.POLLIN)
-    logger.info("registering with %s", ", ".join(c.url for c in candidates.values()))
-    deadline = time.monotonic() + timeout
-    winner: _Candidate | None = None
-    body: Any = []
-    try:
-        while winner is None:
-            remaining = deadline - time.monotonic()
-            if should_stop():
-                raise RegistrationInterrupted()
-            if remaining <= 0:
-                seen = "; ".join(f"{c.url}: {c.diagnosis[1]}" for c in candidates.values())
-                raise RegistrationTimeout(
-                    f"could not register with the interchange at {', '.join(c.url for c in candidates.values())} "
-                    f"within {timeout:g} s (wrong address, a firewall, mismatched keys, or the interchange is down); "
-                    f"seen: {seen}"
-                )
-            for sock, _ in poller.poll(int(min(remaining, 0.1) * 1000) + 1):
-                if sock in monitors:
-                    event = recv_monitor_message(sock)
-                    monitors[sock].observe(event["event"])
-                    continue
-                candidate = candidates[sock]
-                frames = sock.recv_multipart()
-                try:
-                    _, kind = protocol.parse_header(frames[0])
-                except ProtocolError as e:
-                    logger.warning("malformed answer from %s dropped: %s", candidate.url, e)
-                    continue
-                if kind == Kind.REJECT:
-                    reason = bytes(frames[1]).decode("utf-8", "replace") if len(frames) > 1 else "no reason given"
-                    raise RegistrationRejected(candidate.url, reason)
-                if kind == Kind.REGISTERED:
-                    winner, body = candidate, frames[1:]
-                    break
-                logger.warning("unexpected %s from %s before registration; dropped", kind.name, candidate.url)
-    finally:
-        for candidate in candidates.values():
-            if candidate is winner:
-                try:
+
+    def __init__(
+        self, context: zmq.Context[Any], addresses: Sequence[str], port: int, keys: Any, registration: Registration
+    ) -> None:
+        self.context = context
+        self.urls = [interchange_url(a, port) for a in dict.fromkeys(addresses)]
+        self.keys = keys
+        self.registration = registration
+        self.candidates: dict[Any, _Candidate] = {}
+        self.monitors: dict[Any, _Candidate] = {}
+        self.poller = zmq.Poller()
+        self.sent_at = 0.0
+
+    def send(self) -> None:
+        """Connect to every candidate and send REGISTER on each."""
+        identity = self.registration.pool_id.encode("ascii")
+        message = self.registration.encode()
+        for url in self.urls:
+            socket = _make_socket(self.context, identity, self.keys)
+            monitor = socket.get_monitor_socket()
+            candidate = _Candidate(url, socket, monitor)
+            self.candidates[socket] = self.monitors[monitor] = candidate
+            self.poller.register(socket, zmq.POLLIN)
+            self.poller.register(monitor, zmq.POLLIN)
+            socket.connect(url)
+            socket.send_multipart(message)
+        self.sent_at = time.monotonic()
+        logger.info("registering with %s", ", ".join(self.urls))
+
+    def wait(self, timeout: float, should_stop: Callable[[], bool]) -> tuple[Any, str, list[Any]]:
+        """Wait up to ``timeout`` s after :meth:`send` for the first answer; close the other sockets."""
+        deadline = self.sent_at + timeout
+        winner: _Candidate | None = None
+        body: list[Any] = []
+        try:
+            while winner is None:
+                if should_stop():
+                    raise RegistrationInterrupted()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RegistrationTimeout(self._timeout_message(timeout))
+                for sock, _ in self.poller.poll(int(min(remaining, 0.1) * 1000) + 1):
+                    if sock in self.monitors:
+                        self.monitors[sock].observe(_monitor_event(sock))
+                        continue
+                    answer = self._answer(self.candidates[sock])
+                    if answer is not None:
+                        winner, body = self.candidates[sock], answer
+                        break
+        finally:
+            for candidate in self.candidates.values():
+                if candidate is winner:
                     candidate.socket.disable_monitor()
-                except zmq.ZMQError:
-                    pass
-                candidate.monitor.close(linger=0)
-            else:
-                candidate.close()
-    logger.info("registered with the interchange at %s", winner.url)
-    return winner.socket, winner.url, body
+                    candidate.monitor.close(linger=0)
+                else:
+                    candidate.close()
+        logger.info("registered with the interchange at %s", winner.url)
+        return winner.socket, winner.url, body
+
+    def _answer(self, candidate: _Candidate) -> list[Any] | None:
+        """Read one message from a candidate: the REGISTERED body, None to keep waiting; raise on REJECT."""
+        frames = candidate.socket.recv_multipart()
+        try:
+            _, kind = protocol.parse_header(frames[0])
+        except ProtocolError as e:
+            logger.warning("malformed answer from %s dropped: %s", candidate.url, e)
+            return None
+        if kind == Kind.REJECT:
+            reason = bytes(frames[1]).decode("utf-8", "replace") if len(frames) > 1 else "no reason given"
+            raise RegistrationRejected(candidate.url, reason)
+        if kind == Kind.REGISTERED:
+            return list(frames[1:])
+        logger.warning("unexpected %s from %s before registration; dropped", kind.name, candidate.url)
+        return None
+
+    def _timeout_message(self, timeout: float) -> str:
+        seen = "; ".join(f"{c.url}: {c.diagnosis[1]}" for c in self.candidates.values())
+        return (
+            f"could not register with the interchange at {', '.join(self.urls)} within {timeout:g} s "
+            f"(wrong address, a firewall, mismatched keys, or the interchange is down); seen: {seen}"
+        )

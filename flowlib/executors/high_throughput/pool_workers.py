@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -134,6 +135,12 @@ class WorkerFactory:
             debug=o.debug,
         )
 
+    def start_forkserver(self) -> None:
+        """Start the forkserver (it preloads the worker module); returns without waiting for it."""
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
     def start(self, rank: int) -> WorkerSlot:
         """Start the worker of ``rank`` and return its slot."""
         mine, theirs = self._context.Pipe(duplex=True)
@@ -145,19 +152,32 @@ class WorkerFactory:
         return WorkerSlot(rank=rank, process=process, conn=mine)
 
 
-def stop_all(slots: list[WorkerSlot], timeout: float = 5.0) -> None:
-    """SIGKILL every worker and wait (up to ``timeout`` s in all) until each has exited."""
-    import time
+def _wait_exits(slots: list[WorkerSlot], timeout: float) -> None:
     from multiprocessing.connection import wait
 
-    for slot in slots:
-        slot.kill()
-        slot.close_conn()
     deadline = time.monotonic() + timeout
     pending = [slot.sentinel for slot in slots if slot.process.exitcode is None]
     while pending and time.monotonic() < deadline:
-        ready = wait(pending, deadline - time.monotonic())
+        ready = wait(pending, max(0.0, deadline - time.monotonic()))
         pending = [s for s in pending if s not in ready]
+
+
+def stop_all(slots: list[WorkerSlot], graceful: float = 0.0, timeout: float = 5.0) -> None:
+    """Stop every worker and wait until each has exited.
+
+    With ``graceful`` > 0 the Pipes are closed first, so that idle workers log
+    their exit and leave on their own, and only those still there after
+    ``graceful`` s are killed. Then SIGKILL, and up to ``timeout`` s of waiting.
+    """
+    if graceful > 0:
+        for slot in slots:
+            slot.close_conn()
+        _wait_exits(slots, graceful)
+    for slot in slots:
+        if slot.process.exitcode is None:
+            slot.kill()
+        slot.close_conn()
+    _wait_exits(slots, timeout)
     for slot in slots:
         slot.process.join(0)
         if slot.process.exitcode is None:

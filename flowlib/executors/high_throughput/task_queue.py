@@ -22,6 +22,7 @@ class QueuedTask:
     cores: float
     memory: float
     gpus: float
+    dispatched: float = 0.0
 
 
 class TaskQueue:

@@ -2,10 +2,10 @@
 
 ::
 
-    manager (worker_pool.py)                          this process (one per rank)
-    ------------------------                          ---------------------------
-    conn.send_bytes(tid | payload)  ---- Pipe ---->   recv_bytes, unpack, func(*args, **kwargs)
-    conn.recv_bytes()               <--- Pipe -----   send_bytes(tid | status | result)
+    manager (pool_manager.py)                        this process (one per rank)
+    -------------------------                        ---------------------------
+    write_message(tid | payload)   ---- Pipe ---->   PipeReader.receive(), unpack, func(*args, **kwargs)
+    PipeReader.read()              <--- Pipe -----   write_message(tid | status | result)
 
 Both directions use ``Connection.send_bytes`` framing (a 4-byte length, then
 the message), read and written here with fewer copies (:class:`PipeReader`).
@@ -49,6 +49,11 @@ RESULT_HEAD = struct.Struct("=QB")
 _LENGTH = struct.Struct("!i")
 _LONG_LENGTH = struct.Struct("!Q")
 _READ_SIZE = 1 << 16
+_OK = TaskStatus.OK.value
+_EXCEPTION = TaskStatus.EXCEPTION.value
+_PR_SET_PDEATHSIG = 1
+
+logger = logging.getLogger("flowlib.executors.high_throughput.worker")
 
 
 class PipeReader:
@@ -217,7 +222,8 @@ def execute(task_id: int, payload: memoryview) -> tuple[int, bytes]:
     except KeyboardInterrupt:
         raise
     except BaseException as e:  # user code may raise anything, SystemExit included
-        return _EXCEPTION, _wrap(type(e), e, e.__traceback__, task_id)
+        tb = e.__traceback__
+        return _EXCEPTION, _wrap(type(e), e, tb.tb_next if tb is not None else None, task_id)
     try:
         return _OK, serialize(result)
     except SerializationError as e:

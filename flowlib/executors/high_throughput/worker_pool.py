@@ -18,11 +18,12 @@
                                   +---------------------------------------------------+
 
 Start-up: parse and check the options (:mod:`.pool_options`), size the pool,
-start the workers (:mod:`.pool_workers`), then register with the first
-interchange address that answers (:mod:`.pool_register`). The main loop
-(:meth:`Manager.run`) is a list of named steps over one ``zmq.Poller`` that
-watches the interchange socket, every worker's Pipe and every worker's
-sentinel.
+start the workers (:mod:`.pool_workers`, code in :mod:`.worker`), then
+register with the first interchange address that answers
+(:mod:`.pool_register`). The main loop is
+:meth:`~.pool_manager.Manager.run`: a list of named steps over one
+``zmq.Poller`` that watches the interchange socket, every worker's Pipe and
+every worker's sentinel. CPU and accelerator placement: :mod:`.affinity`.
 
 Exit codes (also on stderr, one line, when not 0): see ``EXIT_*`` in
 :mod:`.pool_options`: 0 drained, shut down or stopped by a signal handled as
@@ -34,450 +35,22 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
-import signal
-import socket as _socket
 import sys
-import time
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import zmq
+if TYPE_CHECKING:
+    from flowlib.executors.high_throughput.pool_options import PoolOptions
 
-from flowlib.executors.high_throughput import protocol
-from flowlib.executors.high_throughput.pool_options import (
-    EXIT_BAD_OPTIONS,
-    EXIT_INTERCHANGE_LOST,
-    EXIT_INTERNAL,
-    EXIT_OK,
-    EXIT_REJECTED,
-    EXIT_UNREACHABLE,
-    PoolOptions,
-    PoolSizeError,
-    detect_node,
-    parse_args,
-    size_pool,
-)
-from flowlib.executors.high_throughput.pool_register import (
-    RegistrationInterrupted,
-    RegistrationRejected,
-    RegistrationTimeout,
-    register,
-)
-from flowlib.executors.high_throughput.pool_workers import (
-    WorkerFactory,
-    WorkerSlot,
-    describe_exit,
-    stop_all,
-)
-from flowlib.executors.high_throughput.protocol import Kind, ProtocolError, ResultBatch, TaskBatch, TaskStatus
-from flowlib.executors.high_throughput.worker import RESULT_HEAD, TASK_ID, write_message
+# Only the standard library at module level: multiprocessing re-imports the main
+# module (this one, under ``python -m``) in every worker it starts, so anything
+# imported here would slow every worker's start. main() imports the rest.
 
 logger = logging.getLogger("flowlib.executors.high_throughput.worker_pool")
 
-MAX_IDLE_DEATHS = 5
-"""A rank whose worker dies this many times in a row without finishing a task stops the pool."""
-EOF_GRACE = 5.0
-"""Seconds a worker may live on after closing its Pipe before it is killed."""
-DRAIN_LINGER_MS = 5000
-"""How long, at a clean exit, unsent results may hold the pool up."""
-_CANCELLED = TaskStatus.CANCELLED.value
-
-
-@dataclass(frozen=True)
-class PoolStatistics:
-    """A snapshot of one pool's counters (logged at every heartbeat period)."""
-
-    workers: int
-    """Worker processes the pool keeps."""
-    queued: int
-    """Tasks received and not yet given to a worker."""
-    running: int
-    """Tasks on a worker right now."""
-    received: int
-    """Tasks received from the interchange since start."""
-    completed: int
-    """Results (values or exceptions) sent back since start."""
-    cancelled: int
-    """Tasks answered CANCELLED since start."""
-    workers_lost: int
-    """Workers that died while running a task (each such task failed with WorkerLost)."""
-    replacements: int
-    """Workers started to replace one that exited."""
-
-
-class StopFlag:
-    """Records SIGTERM/SIGINT; the main loop checks it on every pass."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-
-    def install(self) -> StopFlag:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.signum = signum
-
-    def is_set(self) -> bool:
-        return self.signum is not None
-
-
-class Manager:
-    """The main loop of a registered pool: moves tasks in and results out until told to stop."""
-
-    def __init__(
-        self,
-        options: PoolOptions,
-        socket: Any,
-        url: str,
-        factory: WorkerFactory,
-        slots: list[WorkerSlot],
-        stop: StopFlag,
-    ) -> None:
-        self.options = options
-        self.socket = socket
-        self.url = url
-        self.factory = factory
-        self.slots = slots  # by rank; replaced in place, so the caller's list stays current
-        self.stop = stop
-        self.hostname = _socket.gethostname()
-        self.queue: deque[tuple[int, Any]] = deque()  # (task id, payload); cancelled ones are skipped
-        self.queued: set[int] = set()
-        self.running: dict[int, WorkerSlot] = {}
-        self.idle: list[WorkerSlot] = list(slots)
-        self.result_ids: list[int] = []
-        self.result_statuses = bytearray()
-        self.result_payloads: list[Any] = []
-        self.failures: dict[str, dict[str, str]] = {}
-        self.draining = False
-        self.exit_code: int | None = None
-        now = time.monotonic()
-        self.started = self.last_sent = self.last_received = self.last_stats = now
-        self.received = self.completed = self.cancelled = self.workers_lost = self.replacements = 0
-        self.idle_deaths = [0] * len(slots)
-        self.closed_pipes: dict[WorkerSlot, float] = {}  # Pipe at EOF, process not yet reaped
-        self.poller = zmq.Poller()
-        self.poller.register(socket, zmq.POLLIN)
-        self.by_pipe: dict[int, WorkerSlot] = {}
-        self.by_sentinel: dict[int, WorkerSlot] = {}
-        for slot in slots:
-            self._watch(slot)
-
-    # ------------------------------------------------------------------ the loop
-
-    def run(self) -> int:
-        """Run until drained, shut down, signalled or cut off; return the exit code."""
-        poll, timeout = self.poller.poll, self.options.poll_period_ms
-        while self.exit_code is None:
-            ready = dict(poll(timeout))
-            now = time.monotonic()
-            self.check_signals()
-            self.receive_interchange(ready, now)
-            self.receive_results(ready, now)
-            self.reap_workers(ready)
-            self.dispatch()
-            self.flush(now)
-            self.heartbeat(now)
-            self.watch_interchange(now)
-            self.watch_drain(now)
-        return self.exit_code
-
-    def statistics(self) -> PoolStatistics:
-        """The pool's counters now."""
-        return PoolStatistics(
-            workers=len(self.slots),
-            queued=len(self.queued),
-            running=len(self.running),
-            received=self.received,
-            completed=self.completed,
-            cancelled=self.cancelled,
-            workers_lost=self.workers_lost,
-            replacements=self.replacements,
-        )
-
-    # ------------------------------------------------------------------ steps
-
-    def check_signals(self) -> None:
-        """Stop on SIGTERM/SIGINT (the caller kills the workers)."""
-        if self.stop.signum is not None:
-            logger.info("received %s; killing the workers and exiting", signal.Signals(self.stop.signum).name)
-            self.exit_code = 128 + self.stop.signum
-
-    def receive_interchange(self, ready: dict[Any, int], now: float) -> None:
-        """Read every waiting message from the interchange and act on it."""
-        if self.socket not in ready or self.exit_code is not None:
-            return
-        while True:
-            try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            self.last_received = now
-            try:
-                self.handle_message(frames)
-            except ProtocolError as e:
-                logger.warning("malformed message from the interchange dropped: %s", e)
-            if self.exit_code is not None:
-                return
-
-    def handle_message(self, frames: list[Any]) -> None:
-        """Act on one message from the interchange; ProtocolError if it is malformed."""
-        version, kind = protocol.parse_header(frames[0])
-        if version != protocol.PROTOCOL_VERSION and kind != Kind.REJECT:
-            raise ProtocolError(f"protocol version {version}, expected {protocol.PROTOCOL_VERSION}")
-        if kind == Kind.TASKS:
-            self.accept_tasks(TaskBatch.decode(frames))
-        elif kind == Kind.CANCEL:
-            self.cancel(protocol.body_ids(frames))
-        elif kind == Kind.HEARTBEAT:
-            pass
-        elif kind == Kind.DRAIN:
-            self.begin_drain("the interchange asked for it")
-        elif kind == Kind.SHUTDOWN:
-            logger.info("the interchange asked for shutdown; killing the workers and exiting")
-            self.exit_code = EXIT_OK
-        elif kind == Kind.REJECT:
-            reason = bytes(frames[1]).decode("utf-8", "replace") if len(frames) > 1 else "no reason given"
-            self.exit_code = fatal(f"the interchange at {self.url} refused this pool: {reason}", EXIT_REJECTED)
-        elif kind == Kind.REGISTERED:
-            logger.debug("a late REGISTERED answer ignored")
-        else:
-            raise ProtocolError(f"unexpected {kind.name} message")
-
-    def accept_tasks(self, batch: TaskBatch) -> None:
-        """Queue the tasks of a TASKS message (a duplicate id is dropped with a warning)."""
-        queue, queued, running = self.queue, self.queued, self.running
-        for tid, payload in zip(batch.ids, batch.payloads, strict=True):
-            if tid in queued or tid in running:
-                logger.warning("task %d received twice; the copy is dropped", tid)
-                continue
-            queued.add(tid)
-            queue.append((tid, payload))
-        self.received += len(batch.ids)
-        if batch.specs and self.options.debug:
-            logger.debug("resource specifications (not used by the pool): %s", batch.specs)
-
-    def cancel(self, ids: Sequence[int]) -> None:
-        """Drop queued tasks, kill the workers of running ones; answer CANCELLED for each."""
-        for tid in ids:
-            if tid in self.queued:
-                self.queued.discard(tid)
-                logger.info("task %d cancelled before it started", tid)
-            elif tid in self.running:
-                slot = self.running.pop(tid)
-                slot.task, slot.killed_for = None, tid
-                slot.kill()
-                self._forget_pipe(slot)
-                logger.info("task %d cancelled while running: killed worker %d (pid %d)", tid, slot.rank, slot.pid)
-            else:
-                logger.debug("cancel for task %d, which this pool does not hold", tid)
-                continue
-            self._add_result(tid, _CANCELLED, b"")
-            self.cancelled += 1
-
-    def receive_results(self, ready: dict[Any, int], now: float) -> None:
-        """Collect what each worker whose Pipe is readable has written."""
-        by_pipe = self.by_pipe
-        for key in ready:
-            slot = by_pipe.get(key)
-            if slot is None or slot.reader is None:
-                continue
-            try:
-                messages = slot.reader.read()
-            except (EOFError, OSError):
-                self._forget_pipe(slot)
-                self.closed_pipes[slot] = now
-                continue
-            for message in messages:
-                self._take_result(slot, message)
-
-    def reap_workers(self, ready: dict[Any, int]) -> None:
-        """Handle exited workers: fail their task with WorkerLost and start a replacement."""
-        dead = [self.by_sentinel[key] for key in ready if key in self.by_sentinel]
-        if self.closed_pipes:
-            now = time.monotonic()
-            for slot, since in list(self.closed_pipes.items()):
-                if now - since > EOF_GRACE:
-                    logger.warning(
-                        "worker %d (pid %d) closed its Pipe but did not exit; killing it", slot.rank, slot.pid
-                    )
-                    slot.kill()
-                    del self.closed_pipes[slot]
-        for slot in dead:
-            self.worker_exited(slot)
-
-    def dispatch(self) -> None:
-        """Give queued tasks to idle workers."""
-        queue, queued, idle, running = self.queue, self.queued, self.idle, self.running
-        pack = TASK_ID.pack
-        while queue and idle:
-            tid, payload = queue.popleft()
-            if tid not in queued:  # cancelled while queued
-                continue
-            slot = idle.pop()
-            try:
-                write_message(slot.fd, pack(tid), payload)  # type: ignore[arg-type]
-            except (OSError, TypeError):  # the worker is dying; its sentinel will tell
-                queue.appendleft((tid, payload))
-                self._forget_pipe(slot)
-                self.closed_pipes[slot] = time.monotonic()
-                continue
-            queued.discard(tid)
-            slot.task = tid
-            running[tid] = slot
-
-    def flush(self, now: float) -> None:
-        """Send the results and failures collected during this pass."""
-        if self.result_ids:
-            batch = ResultBatch(self.result_ids, bytes(self.result_statuses), self.result_payloads)
-            self._send(batch.encode(), now)
-            self.completed += len(self.result_ids)
-            self.result_ids, self.result_statuses, self.result_payloads = [], bytearray(), []
-        if self.failures:
-            self._send(protocol.encode_json(Kind.FAILURES, self.failures), now)
-            self.failures = {}
-
-    def heartbeat(self, now: float) -> None:
-        """Send a heartbeat after ``heartbeat_period`` of silence; log the counters as often."""
-        period = self.options.heartbeat_period
-        if now - self.last_sent >= period:
-            self._send(protocol.encode_empty(Kind.HEARTBEAT), now)
-        if now - self.last_stats >= period:
-            self.last_stats = now
-            logger.info("statistics: %s", self.statistics())
-
-    def watch_interchange(self, now: float) -> None:
-        """Give up when the interchange has been silent for ``heartbeat_threshold``."""
-        silence = now - self.last_received
-        if silence > self.options.heartbeat_threshold and self.exit_code is None:
-            self.exit_code = fatal(
-                f"no message from the interchange at {self.url} for {silence:.1f} s "
-                f"(heartbeat threshold {self.options.heartbeat_threshold:g} s); killing the workers and exiting",
-                EXIT_INTERCHANGE_LOST,
-            )
-
-    def watch_drain(self, now: float) -> None:
-        """Start draining at ``drain_period``; exit once a draining pool holds no task."""
-        period = self.options.drain_period
-        if not self.draining and period is not None and now - self.started >= period:
-            self.begin_drain(f"the drain period of {period:g} s has passed")
-        if self.draining and not self.queued and not self.running and self.exit_code is None:
-            logger.info("drained: every task finished and its result sent; exiting")
-            self.exit_code = EXIT_OK
-
-    # ------------------------------------------------------------------ helpers
-
-    def begin_drain(self, reason: str) -> None:
-        """Stop taking tasks: tell the interchange, finish what the pool holds, then exit."""
-        if self.draining:
-            return
-        self.draining = True
-        logger.info(
-            "draining because %s: %d queued and %d running tasks will finish",
-            reason,
-            len(self.queued),
-            len(self.running),
-        )
-        self._send(protocol.encode_empty(Kind.DRAIN), time.monotonic())
-
-    def worker_exited(self, slot: WorkerSlot) -> None:
-        """Account for a worker whose process has exited, and replace it."""
-        for message in slot.drain():  # results written before it died still count
-            self._take_result(slot, message)
-        self._forget_pipe(slot)
-        self.closed_pipes.pop(slot, None)
-        self.poller.unregister(slot.sentinel)
-        del self.by_sentinel[slot.sentinel]
-        slot.process.join(0)
-        how = describe_exit(slot.process.exitcode)
-        if slot.task is not None:
-            tid = slot.task
-            del self.running[tid]
-            message = f"worker {slot.rank} (pid {slot.pid}) on {self.hostname} died {how} while running task {tid}"
-            logger.error("%s", message)
-            self.failures[str(tid)] = {"error": "WorkerLost", "message": message}
-            self.workers_lost += 1
-            self.idle_deaths[slot.rank] = 0
-        elif slot.killed_for is not None:
-            logger.info("worker %d (pid %d), killed to cancel task %d, exited", slot.rank, slot.pid, slot.killed_for)
-        else:
-            logger.warning("worker %d (pid %d) died %s while idle", slot.rank, slot.pid, how)
-            self.idle_deaths[slot.rank] = 0 if slot.tasks_done else self.idle_deaths[slot.rank] + 1
-            if self.idle_deaths[slot.rank] >= MAX_IDLE_DEATHS and self.exit_code is None:
-                log = os.path.join(self.options.logdir, f"worker_{slot.rank}.log")
-                self.exit_code = fatal(
-                    f"worker {slot.rank} died {MAX_IDLE_DEATHS} times in a row before finishing a task "
-                    f"(last {how}); see {log}",
-                    EXIT_INTERNAL,
-                )
-        if self.exit_code is None:
-            replacement = self.factory.start(slot.rank)
-            self.slots[slot.rank] = replacement
-            self.replacements += 1
-            self._watch(replacement)
-            self.idle.append(replacement)
-            logger.info("worker %d replaced: new pid %d", slot.rank, replacement.pid)
-
-    def _take_result(self, slot: WorkerSlot, message: Any) -> None:
-        tid, status = RESULT_HEAD.unpack_from(message)
-        if slot.task != tid:
-            logger.warning("worker %d sent a result for task %d, but runs %s; dropped", slot.rank, tid, slot.task)
-            return
-        slot.task = None
-        slot.tasks_done += 1
-        del self.running[tid]
-        self.idle.append(slot)
-        self.result_ids.append(tid)
-        self.result_statuses.append(status)
-        self.result_payloads.append(memoryview(message)[RESULT_HEAD.size :])
-
-    def _add_result(self, tid: int, status: int, payload: Any) -> None:
-        self.result_ids.append(tid)
-        self.result_statuses.append(status)
-        self.result_payloads.append(payload)
-
-    def _send(self, frames: list[Any], now: float) -> None:
-        self.socket.send_multipart(frames, copy=False)
-        self.last_sent = now
-
-    def _watch(self, slot: WorkerSlot) -> None:
-        fd = slot.fd
-        if fd is not None:
-            self.poller.register(fd, zmq.POLLIN)
-            self.by_pipe[fd] = slot
-        self.poller.register(slot.sentinel, zmq.POLLIN)
-        self.by_sentinel[slot.sentinel] = slot
-
-    def _forget_pipe(self, slot: WorkerSlot) -> None:
-        fd = slot.fd
-        if fd is not None:
-            self.poller.unregister(fd)
-            self.by_pipe.pop(fd, None)
-        slot.close_conn()
-        if slot in self.idle:
-            self.idle.remove(slot)
-
-
-# ---------------------------------------------------------------------- the command
-
-
-_identity = "flowlib-worker-pool"
-
-
-def fatal(message: str, code: int) -> int:
-    """Log ``message``, write it as one line on stderr, and return ``code``."""
-    logger.error("%s (exit code %d)", message, code)
-    sys.stderr.write(f"{_identity}: {message}\n")
-    sys.stderr.flush()
-    return code
-
 
 def _setup_logging(options: PoolOptions) -> None:
+    """Send the ``flowlib`` logger to logdir/manager.log."""
     os.makedirs(options.logdir, exist_ok=True)
     handler = logging.FileHandler(os.path.join(options.logdir, "manager.log"))
     handler.setFormatter(
@@ -493,10 +66,36 @@ def _setup_logging(options: PoolOptions) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one worker pool; return its exit code (the ``flowlib-worker-pool`` entry point)."""
-    global _identity
+    import platform
+    import signal
+    import socket as _socket
+
+    import zmq
+
+    from flowlib.executors.high_throughput import protocol
+    from flowlib.executors.high_throughput.pool_manager import DRAIN_LINGER_MS, FatalReporter, Manager, StopFlag
+    from flowlib.executors.high_throughput.pool_options import (
+        EXIT_BAD_OPTIONS,
+        EXIT_INTERNAL,
+        EXIT_OK,
+        EXIT_REJECTED,
+        EXIT_UNREACHABLE,
+        PoolSizeError,
+        detect_node,
+        parse_args,
+        size_pool,
+    )
+    from flowlib.executors.high_throughput.pool_register import (
+        RegistrationInterrupted,
+        RegistrationProbe,
+        RegistrationRejected,
+        RegistrationTimeout,
+    )
+    from flowlib.executors.high_throughput.pool_workers import WorkerFactory, WorkerSlot, stop_all
+
     options = parse_args(argv)
     hostname = _socket.gethostname()
-    _identity = f"flowlib-worker-pool {options.pool_id} (block {options.block_id}) on {hostname}"
+    fatal = FatalReporter(f"flowlib-worker-pool {options.pool_id} (block {options.block_id}) on {hostname}")
     try:
         _setup_logging(options)
     except OSError as e:
@@ -533,9 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     context: zmq.Context[Any] | None = None
     socket: Any = None
     code = EXIT_INTERNAL
+    manager: Manager | None = None
     try:
-        for rank in range(count):
-            slots.append(factory.start(rank))
+        factory.start_forkserver()  # before the ZeroMQ context exists; returns before it is ready
         context = zmq.Context()
         registration = protocol.Registration(
             protocol_version=protocol.PROTOCOL_VERSION,
@@ -551,10 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             accelerators=list(options.accelerators[:count]),
             pid=os.getpid(),
         )
-        socket, url, _ = register(
-            context, options.addresses, options.port, keys, registration, options.address_probe_timeout, stop.is_set
-        )
-        code = Manager(options, socket, url, factory, slots, stop).run()
+        probe = RegistrationProbe(context, options.addresses, options.port, keys, registration)
+        probe.send()
+        for rank in range(count):  # while the answer travels
+            slots.append(factory.start(rank))
+        socket, url, _ = probe.wait(options.address_probe_timeout, stop.is_set)
+        manager = Manager(options, socket, url, factory, slots, stop, fatal)
+        code = manager.run()
     except RegistrationRejected as e:
         code = fatal(str(e), EXIT_REJECTED)
     except RegistrationTimeout as e:
@@ -568,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log = os.path.join(options.logdir, "manager.log")
         code = fatal(f"internal error: {type(e).__name__}: {e} (traceback in {log})", EXIT_INTERNAL)
     finally:
-        stop_all(slots)
+        stop_all(slots, graceful=1.0 if manager is not None and manager.drained else 0.0)
         if socket is not None:
             socket.close(linger=DRAIN_LINGER_MS if code == EXIT_OK else 0)
         if context is not None:

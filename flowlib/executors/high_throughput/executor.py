@@ -24,6 +24,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future
+from dataclasses import dataclass
 from typing import Any
 
 from flowlib.dataflow.futures import LightFuture
@@ -49,6 +50,16 @@ def _globals_fingerprint(func: Any) -> tuple[int, ...]:
     if code is None or module_globals is None or getattr(func, "__module__", None) != "__main__":
         return ()
     return tuple(id(module_globals.get(name)) for name in code.co_names)
+
+
+@dataclass(frozen=True)
+class RemoteSide:
+    """How worker pools behind an SSH channel reach the interchange."""
+
+    tunnel: Any
+    port: int
+    cert_dir: str | None
+    logdir: str
 
 
 class HTEXFuture(LightFuture[Any]):
@@ -147,6 +158,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
         self._shutdown = False
         self.cert_dir: str | None = None
         self.logdir: str | None = None
+        self._remote: RemoteSide | None = None
 
     def _validated_options(self) -> HTEXOptions:
         # Parsl lets attributes such as poll_period be changed after construction
@@ -189,15 +201,62 @@ class HighThroughputExecutor(BlockProviderExecutor):
             on_lost=self._on_interchange_lost,
         )
         self._client.start()
+        self._remote = self._connect_remote_side()
         if self.provider is not None:
             self.provider.script_dir = os.path.join(base, "submit_scripts")
             os.makedirs(self.provider.script_dir, exist_ok=True)
             if self.provider.init_blocks:
                 self.scale_out(self.provider.init_blocks)
 
+    def _connect_remote_side(self) -> RemoteSide | None:
+        """For a provider behind an SSH channel: copy the keys over and tunnel the worker port.
+
+        Worker pools on the far side then connect to 127.0.0.1 there, through the
+        same SSH connection, so no inbound port is opened on this machine.
+        """
+        channel = getattr(self.provider, "channel", None)
+        if (
+            channel is None
+            or not hasattr(channel, "transport_for_tunnel")
+            and type(channel).__name__
+            not in (
+                "SSHChannel",
+                "SSHInteractiveLoginChannel",
+            )
+        ):
+            return None
+        from flowlib.channels.tunnel import SSHTunnel
+
+        assert self._client is not None and self._client.worker_port is not None
+        base = channel.script_dir or channel.abspath(".flowlib")
+        remote_base = f"{base.rstrip('/')}/htex/{self.run_id or 'run'}/{self.label}"
+        remote_keys = None
+        if self.cert_dir:
+            remote_keys = f"{remote_base}/keys"
+            channel.makedirs(remote_keys, mode=0o700, exist_ok=True)
+            for name in sorted(os.listdir(self.cert_dir)):
+                channel.push_file(os.path.join(self.cert_dir, name), remote_keys)
+            channel.execute_wait(f"chmod 600 {shlex.quote(remote_keys)}/*", walltime=30)
+        tunnel = SSHTunnel(channel, local_ports=[self._client.worker_port])
+        (remote_port,) = tunnel.start()
+        logger.info(
+            "executor %s: workers reach the interchange through an SSH tunnel (remote port %d)", self.label, remote_port
+        )
+        return RemoteSide(tunnel=tunnel, port=remote_port, cert_dir=remote_keys, logdir=f"{remote_base}/workers")
+
     def launch_command(self, block_id: str) -> str:
         """The worker-pool command for one block."""
-        assert self._client is not None
+        assert self._client is not None and self._client.worker_port is not None
+        remote = self._remote
+        if remote is not None:
+            return self.options.pool_command(
+                block_id=block_id,
+                worker_port=remote.port,
+                addresses="127.0.0.1",
+                cert_dir=remote.cert_dir,
+                logdir=self.options.worker_logdir_root or remote.logdir,
+                python="python3",
+            )
         return self.options.pool_command(
             block_id=block_id,
             worker_port=self._client.worker_port,
@@ -391,6 +450,8 @@ class HighThroughputExecutor(BlockProviderExecutor):
         if self._client is not None:
             self._client.stop()  # the interchange tells every pool to stop
         self.release_all_blocks(drain=False)
+        if self._remote is not None:
+            self._remote.tunnel.close()
         self.fail_all_outstanding(CancelledError(f"executor {self.label} shut down before the task finished"))
 
     def __repr__(self) -> str:

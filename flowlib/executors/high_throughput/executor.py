@@ -215,15 +215,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
         same SSH connection, so no inbound port is opened on this machine.
         """
         channel = getattr(self.provider, "channel", None)
-        if (
-            channel is None
-            or not hasattr(channel, "transport_for_tunnel")
-            and type(channel).__name__
-            not in (
-                "SSHChannel",
-                "SSHInteractiveLoginChannel",
-            )
-        ):
+        if channel is None or not type(channel).__module__.startswith("flowlib.channels.ssh"):
             return None
         from flowlib.channels.tunnel import SSHTunnel
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,10 +21,28 @@ def make_threads(tmp_path: Any) -> FlowlibExecutor:
     return ThreadPoolExecutor(label="exec", max_threads=4)
 
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_htex(tmp_path: Any) -> FlowlibExecutor:
+    from flowlib.executors.high_throughput.executor import HighThroughputExecutor
+    from flowlib.providers import LocalProvider
+
+    # Workers import the test modules that define the apps, so they need the repository on their path.
+    worker_init = f"export PYTHONPATH={REPO_ROOT}:{REPO_ROOT}/tests${{PYTHONPATH:+:$PYTHONPATH}}"
+    return HighThroughputExecutor(
+        label="exec",
+        max_workers_per_node=2,
+        heartbeat_period=2,
+        heartbeat_threshold=10,
+        provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1, worker_init=worker_init),
+    )
+
+
 # Executors the behavioural suite runs on: name -> factory(tmp_path).
-# Later executors (the high-throughput executor, engines) add themselves here.
 EXECUTOR_FACTORIES: dict[str, Callable[[Any], FlowlibExecutor]] = {
     "threads": make_threads,
+    "htex": make_htex,
 }
 
 

@@ -16,6 +16,7 @@ Calling an app returns an :class:`~flowlib.dataflow.futures.AppFuture` at once.
 from __future__ import annotations
 
 import inspect
+import types
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
@@ -74,6 +75,7 @@ class AppBase(Generic[P, R]):
         if not isinstance(cache, bool):
             raise TypeError(f"cache must be a bool, got {type(cache).__name__}")
         self.func = func
+        self.executable_func = _without_future_defaults(func)
         self.__name__ = name
         self.__doc__ = getattr(func, "__doc__", None)
         self.data_flow_kernel = data_flow_kernel
@@ -134,7 +136,7 @@ class AppBase(Generic[P, R]):
 
     def executable(self, executor_label: str, working_dir: str | None) -> Callable[..., Any]:
         """The callable an executor runs for one call of this app."""
-        return self.func
+        return self.executable_func
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> AppFuture[R]:
         """Submit a task; return its future at once."""
@@ -149,6 +151,37 @@ class AppBase(Generic[P, R]):
 
 def _holds_future(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and any(isinstance(v, Future) for v in value)
+
+
+def _without_future_defaults(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` with futures among its default values replaced by None.
+
+    The kernel passes those arguments explicitly (waiting for the futures), and a
+    future cannot travel to another process, so the shipped copy must not carry it.
+    """
+    if not isinstance(func, types.FunctionType):
+        return func
+    defaults = func.__defaults__ or ()
+    kwdefaults = func.__kwdefaults__ or {}
+
+    def futurish(v: Any) -> bool:
+        return isinstance(v, Future) or _holds_future(v)
+
+    if not any(futurish(v) for v in defaults) and not any(futurish(v) for v in kwdefaults.values()):
+        return func
+    clone = types.FunctionType(
+        func.__code__,
+        func.__globals__,
+        func.__name__,
+        tuple(None if futurish(v) else v for v in defaults),
+        func.__closure__,
+    )
+    clone.__kwdefaults__ = {k: None if futurish(v) else v for k, v in kwdefaults.items()} or None
+    clone.__qualname__ = func.__qualname__
+    clone.__module__ = func.__module__
+    clone.__doc__ = func.__doc__
+    clone.__dict__.update(func.__dict__)
+    return clone
 
 
 @overload

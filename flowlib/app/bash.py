@@ -38,7 +38,9 @@ class BashApp(AppBase[P, int]):
 
     def executable(self, executor_label: str, working_dir: str | None) -> Callable[..., Any]:
         """The runner that builds the command from the call's arguments and runs it."""
-        return functools.partial(execute_bash_app, self.func, self.__name__, self.accepted_special, working_dir)
+        return functools.partial(
+            execute_bash_app, self.executable_func, self.__name__, self.accepted_special, working_dir
+        )
 
 
 def _open_stream(name: str, spec: Any, cwd: str | None) -> IO[bytes] | int | None:

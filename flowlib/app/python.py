@@ -49,7 +49,7 @@ class JoinApp(AppBase[P, R]):
 
     def executable(self, executor_label: str, working_dir: str | None) -> Callable[..., Any]:
         """The join function itself, run on the internal executor."""
-        return self.func
+        return self.executable_func
 
 
 __all__ = ["JoinApp", "PythonApp", "INTERNAL_EXECUTOR"]

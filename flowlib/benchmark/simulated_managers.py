@@ -6,22 +6,38 @@ interchange and answer every task at once, to measure the interchange alone.
     executor client --> interchange --TASKS--> N simulated pools (one process, one thread)
                                    <--RESULTS-- (a canned result payload per task)
 
+    parent (benchmark)  --stdin: "stop"-->  python -m flowlib.benchmark.simulated_managers
+                        <--stdout: JSON lines ("registered", then "done" with counts)--
+
+A simulated pool answers a TASKS message with one RESULTS message carrying the
+same ids frame, a status byte per task and the canned payload, without
+deserializing anything, so the pools cost as little as the protocol allows.
+
 Also used by tests as a scriptable fake pool (see :class:`SimulatedPool`).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
+import resource
 import socket
+import sys
 import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import zmq
 
 from flowlib.executors.high_throughput import protocol as p
 from flowlib.version import VERSION
+
+FDS_PER_SOCKET = 3
+"""File descriptors one connected DEALER socket may use (TCP connection, mailbox, spare)."""
 
 
 def registration(
@@ -82,6 +98,150 @@ class SimulatedPool:
         self.socket.close(linger=0)
 
 
+def raise_socket_limits(context: zmq.Context[Any], sockets: int) -> int:
+    """Let this process hold ``sockets`` connected ZeroMQ sockets; return the new fd limit.
+
+    Raises the soft ``RLIMIT_NOFILE`` (up to the hard limit) and the context's
+    ``MAX_SOCKETS`` (1,023 by default), which must happen before any socket of
+    ``context`` is created. Raises OSError when the hard limit is too low.
+    """
+    wanted = FDS_PER_SOCKET * sockets + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+        soft = new_soft
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raise OSError(f"{sockets} sockets need about {wanted} file descriptors; the hard limit is {hard}")
+    context.set(zmq.MAX_SOCKETS, max(context.get(zmq.MAX_SOCKETS), sockets + 64))
+    return wanted if soft == resource.RLIM_INFINITY else int(soft)
+
+
+@dataclass
+class EchoStats:
+    """What :meth:`EchoPools.serve` did."""
+
+    pools: int
+    """Simulated pools connected."""
+    registered: int
+    """Pools whose registration the interchange accepted."""
+    registration_seconds: float
+    """From the first REGISTER sent to the last REGISTERED received."""
+    answered: int = 0
+    """Tasks answered."""
+    task_messages: int = 0
+    """TASKS messages received (each answered by one RESULTS message)."""
+    heartbeats: int = 0
+    """Heartbeats answered."""
+    busy_seconds: float = 0.0
+    """From the first TASKS message received to the last RESULTS message sent."""
+    max_batch: int = 0
+    """Largest number of tasks in one TASKS message."""
+
+    @property
+    def tasks_per_message(self) -> float:
+        """Mean tasks per TASKS message: how well the interchange batches."""
+        return self.answered / self.task_messages if self.task_messages else 0.0
+
+
+class EchoPools:
+    """Many simulated pools in one process, answering every task at once."""
+
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        cert_dir: str | None,
+        pools: int,
+        workers_per_pool: int,
+        result_payload: bytes,
+    ) -> None:
+        self.context: zmq.Context[Any] = zmq.Context()
+        self.fd_limit = raise_socket_limits(self.context, pools)
+        self.sims = [
+            SimulatedPool(self.context, address, port, cert_dir, registration(workers_per_pool, block_id=str(i)))
+            for i in range(pools)
+        ]
+        self.result_payload = result_payload
+        self.poller = zmq.Poller()
+        for sim in self.sims:
+            self.poller.register(sim.socket, zmq.POLLIN)
+        self.stats = EchoStats(pools=pools, registered=0, registration_seconds=0.0)
+
+    def register(self, timeout: float = 120.0) -> EchoStats:
+        """Register every pool; return when all are accepted (TimeoutError after ``timeout`` s)."""
+        started = time.perf_counter()
+        for sim in self.sims:
+            sim.socket.send_multipart(sim.reg.encode())
+        pending = {sim.socket for sim in self.sims}
+        deadline = started + timeout
+        while pending:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                raise TimeoutError(f"{len(pending)} of {len(self.sims)} pools not registered after {timeout} s")
+            for sock, _ in self.poller.poll(min(remaining, 1.0) * 1000):
+                frames = sock.recv_multipart()
+                _, kind = p.parse_header(frames[0])
+                if kind is p.Kind.REGISTERED:
+                    pending.discard(sock)
+                elif kind is p.Kind.REJECT:
+                    raise RuntimeError(f"registration refused: {bytes(frames[1]).decode(errors='replace')}")
+        self.stats.registered = len(self.sims)
+        self.stats.registration_seconds = time.perf_counter() - started
+        return self.stats
+
+    def serve(self, duration: float | None = None, stop_fd: int | None = None) -> EchoStats:
+        """Answer tasks until ``duration`` seconds pass or ``stop_fd`` is readable (a line or EOF)."""
+        poller = self.poller
+        if stop_fd is not None:
+            poller.register(stop_fd, zmq.POLLIN)
+        stats = self.stats
+        ok = bytes([p.TaskStatus.OK])
+        results_header = p.header(p.Kind.RESULTS)
+        payload = self.result_payload
+        first_task = last_result = 0.0
+        deadline = None if duration is None else time.perf_counter() + duration
+        try:
+            while deadline is None or time.perf_counter() < deadline:
+                stop = False
+                for sock, _ in poller.poll(100):
+                    if sock == stop_fd:
+                        stop = True
+                        continue
+                    while True:
+                        try:
+                            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        _, kind = p.parse_header(frames[0].bytes)
+                        if kind is p.Kind.TASKS:
+                            ids = frames[1]
+                            count = len(ids.buffer) // 8
+                            if not first_task:
+                                first_task = time.perf_counter()
+                            # The ids frame of TASKS has the layout of the ids frame of RESULTS.
+                            sock.send_multipart([results_header, ids, ok * count, *([payload] * count)], copy=False)
+                            last_result = time.perf_counter()
+                            stats.answered += count
+                            stats.task_messages += 1
+                            stats.max_batch = max(stats.max_batch, count)
+                        elif kind is p.Kind.HEARTBEAT:
+                            sock.send_multipart(p.encode_empty(p.Kind.HEARTBEAT))
+                            stats.heartbeats += 1
+                if stop:
+                    break
+        finally:
+            if stop_fd is not None:
+                poller.unregister(stop_fd)
+        stats.busy_seconds = last_result - first_task if first_task else 0.0
+        return stats
+
+    def close(self) -> None:
+        for sim in self.sims:
+            sim.close()
+        self.context.term()
+
+
 def run_echo_pools(
     address: str,
     port: int,
@@ -93,53 +253,61 @@ def run_echo_pools(
 ) -> dict[str, float]:
     """Register ``pools`` simulated pools and answer every task until ``duration`` passes.
 
-    Returns counts: tasks answered, messages, seconds of registration.
+    Returns counts: tasks answered, messages, pools registered, seconds of registration.
     """
-    context: zmq.Context[Any] = zmq.Context()
-    started = time.perf_counter()
-    sims = [
-        SimulatedPool(context, address, port, cert_dir, registration(workers_per_pool, block_id=str(i)))
-        for i in range(pools)
-    ]
-    for sim in sims:
-        sim.socket.send_multipart(sim.reg.encode())
-    poller = zmq.Poller()
-    for sim in sims:
-        poller.register(sim.socket, zmq.POLLIN)
-    by_socket = {sim.socket: sim for sim in sims}
-    registered = 0
-    answered = 0
-    messages = 0
-    registration_seconds = 0.0
-    deadline = time.perf_counter() + duration
-    ok = bytes([p.TaskStatus.OK])
-    while time.perf_counter() < deadline:
-        for sock, _ in poller.poll(100):
-            sim = by_socket[sock]
-            while True:
-                try:
-                    frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                except zmq.Again:
-                    break
-                _, kind = p.parse_header(frames[0])
-                if kind is p.Kind.REGISTERED:
-                    registered += 1
-                    if registered == pools:
-                        registration_seconds = time.perf_counter() - started
-                elif kind is p.Kind.TASKS:
-                    ids = p.unpack_ids(frames[1])
-                    sock.send_multipart(p.ResultBatch(ids, ok * len(ids), [result_payload] * len(ids)).encode())
-                    answered += len(ids)
-                    messages += 1
-                elif kind is p.Kind.HEARTBEAT:
-                    sock.send_multipart(p.encode_empty(p.Kind.HEARTBEAT))
-            del sim
-    for sim in sims:
-        sim.close()
-    context.term()
+    echo = EchoPools(address, port, cert_dir, pools, workers_per_pool, result_payload)
+    try:
+        started = time.perf_counter()
+        echo.register(timeout=duration)
+        stats = echo.serve(duration=max(duration - (time.perf_counter() - started), 0.0))
+    finally:
+        echo.close()
     return {
-        "answered": answered,
-        "messages": messages,
-        "registered": registered,
-        "registration_seconds": registration_seconds,
+        "answered": stats.answered,
+        "messages": stats.task_messages,
+        "registered": stats.registered,
+        "registration_seconds": stats.registration_seconds,
     }
+
+
+def _emit(event: str, **values: Any) -> None:
+    sys.stdout.write(json.dumps({"event": event, **values}) + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run simulated pools in this process, driven over stdin/stdout by a benchmark.
+
+    Prints ``{"event": "registered", ...}`` once every pool is accepted, answers
+    tasks until a line (or EOF) arrives on stdin, then prints
+    ``{"event": "done", ...}`` with the counts of :class:`EchoStats`.
+    """
+    parser = argparse.ArgumentParser(prog="python -m flowlib.benchmark.simulated_managers")
+    parser.add_argument("--address", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--cert-dir", default=None)
+    parser.add_argument("--pools", type=int, required=True)
+    parser.add_argument("--workers-per-pool", type=int, default=32)
+    parser.add_argument("--result-hex", required=True, help="the canned result payload, hex-encoded")
+    parser.add_argument("--register-timeout", type=float, default=300.0)
+    args = parser.parse_args(argv)
+    echo = EchoPools(
+        args.address,
+        args.port,
+        args.cert_dir,
+        args.pools,
+        args.workers_per_pool,
+        bytes.fromhex(args.result_hex),
+    )
+    try:
+        stats = echo.register(timeout=args.register_timeout)
+        _emit("registered", pid=os.getpid(), fd_limit=echo.fd_limit, **asdict(stats))
+        stats = echo.serve(stop_fd=sys.stdin.fileno())
+        _emit("done", tasks_per_message=stats.tasks_per_message, **asdict(stats))
+    finally:
+        echo.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

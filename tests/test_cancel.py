@@ -11,6 +11,12 @@ from flowlib import python_app
 from flowlib.dataflow.errors import DependencyError
 from flowlib.dataflow.states import States
 
+@pytest.fixture(params=["threads"])
+def executor_name(request: pytest.FixtureRequest) -> str:
+    """These tests pass thread objects into tasks: thread pool only (htex has its own)."""
+    return str(request.param)
+
+
 pytestmark = pytest.mark.timeout(30)
 
 

@@ -37,10 +37,19 @@ class BashApp(AppBase[P, int]):
     kind = "bash"
 
     def executable(self, executor_label: str, working_dir: str | None) -> Callable[..., Any]:
-        """The runner that builds the command from the call's arguments and runs it."""
-        return functools.partial(
-            execute_bash_app, self.executable_func, self.__name__, self.accepted_special, working_dir
-        )
+        """The runner that builds the command from the call's arguments and runs it.
+
+        Made once per working directory, so executors that cache serialized
+        functions see the same object for every call.
+        """
+        runners: dict[str | None, Callable[..., Any]] = self.__dict__.setdefault("_runners", {})
+        runner = runners.get(working_dir)
+        if runner is None:
+            runner = functools.partial(
+                execute_bash_app, self.executable_func, self.__name__, self.accepted_special, working_dir
+            )
+            runners[working_dir] = runner
+        return runner
 
 
 def _open_stream(name: str, spec: Any, cwd: str | None) -> IO[bytes] | int | None:

@@ -275,6 +275,9 @@ def _measure_managers(managers: int, options: ScaleOptions, say: Progress, run_d
     try:
         client = executor._client
         processes = {"interchange": psutil.Process(client.process.pid), "client": psutil.Process()}
+        # The interchange learns where the client is from its first message, and
+        # drops registration events until then: say hello before pools connect.
+        client.command("ping", timeout=options.timeout)
         point["rss_empty"] = _rss_now(processes)
         started = time.perf_counter()
         simulator = _Simulator(options, client.worker_port, executor.cert_dir, managers, serialize(0))

@@ -16,6 +16,7 @@ __all__ = ["FlowlibExecutor", "HighThroughputExecutor", "ParslExecutor", "Thread
 _LAZY = {
     "ThreadPoolExecutor": "flowlib.executors.threads",
     "HighThroughputExecutor": "flowlib.executors.high_throughput.executor",
+    "MPIExecutor": "flowlib.executors.high_throughput.mpi_executor",
 }
 
 
@@ -29,7 +30,6 @@ def __getattr__(name: str) -> Any:
                 if name
                 in {
                     "HighThroughputExecutor",
-                    "MPIExecutor",
                     "FluxExecutor",
                     "RadicalPilotExecutor",
                     "GlobusComputeExecutor",

@@ -153,13 +153,25 @@ class BlockProviderExecutor(FlowlibExecutor):
         return block_ids
 
     def poll_blocks(self, force: bool = False) -> dict[str, JobStatus]:
-        """Refresh block states from the provider (at most once per its polling interval)."""
+        """Refresh block states from the provider (at most once per its polling interval).
+
+        The error handler sees the block states on every call, also between polls:
+        a block whose submit failed is FAILED at once, with no poll needed.
+        """
         if self.provider is None:
             return {}
         now = time.monotonic()
-        if not force and now - self._last_poll < self.provider.status_polling_interval:
-            return self.block_status()
-        self._last_poll = now
+        if force or now - self._last_poll >= self.provider.status_polling_interval:
+            self._last_poll = now
+            self._refresh_block_status()
+        status = self.block_status()
+        if self.block_error_handler is not None and not self.bad_state_is_set:
+            self.block_error_handler(self, status)
+        return status
+
+    def _refresh_block_status(self) -> None:
+        """Ask the provider about every block not known to have ended."""
+        assert self.provider is not None
         with self._blocks_lock:
             pending = {b: j for b, j in self.blocks_to_job_id.items() if not self._block_status[b].terminal}
         if pending:
@@ -172,10 +184,6 @@ class BlockProviderExecutor(FlowlibExecutor):
                 for (block_id, _), status in zip(pending.items(), statuses, strict=False):
                     if self._block_status[block_id].state is not JobState.SCALED_IN:
                         self._block_status[block_id] = status
-        status = self.block_status()
-        if self.block_error_handler is not None and not self.bad_state_is_set:
-            self.block_error_handler(self, status)
-        return status
 
     def block_status(self) -> dict[str, JobStatus]:
         """The last known state of every block this executor started."""

@@ -180,8 +180,8 @@ class InterchangeClient:
                 events = dict(poller.poll(100))
                 if self._wake_r in events:
                     self._drain_wake_pipe()
+                self._send_tasks(sock)  # before control: a CANCEL must not overtake its task's SUBMIT
                 self._send_control(sock)
-                self._send_tasks(sock)
                 if events.get(sock):
                     self._receive(sock)
                 if self._stopping and not self._outbox and not self._control:

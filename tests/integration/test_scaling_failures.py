@@ -1,0 +1,124 @@
+"""A block that cannot start, or workers that never connect, fail the workflow with a clear error.
+
+No hang: once no block can start, every outstanding task fails with an error that
+says what went wrong (the scheduler's answer, the missing command, or what the
+worker pools reported on their stderr). The unknown partition needs the real
+Slurm; the other cases need no service.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from flowlib import python_app
+from flowlib.channels.local import LocalChannel
+from flowlib.executors.errors import BadStateException
+from flowlib.executors.high_throughput.security import create_keys
+from flowlib.launchers import SrunLauncher
+from flowlib.providers import LocalProvider, SlurmProvider
+
+from .conftest import LOCAL, SLURM, WorkflowFactory
+
+pytestmark = pytest.mark.timeout(120)
+
+POOL = "{python} -m flowlib.executors.high_throughput.worker_pool {options}"
+"""The executor's default pool command; the tests append options that override its own (argparse: last wins)."""
+
+
+@python_app
+def double(x: int) -> int:
+    return 2 * x
+
+
+def unused_port() -> int:
+    """A loopback TCP port that nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def slurm_provider(**kwargs: object) -> SlurmProvider:
+    return SlurmProvider(
+        launcher=SrunLauncher(),
+        min_blocks=0,
+        max_blocks=1,
+        cores_per_node=1,
+        exclusive=False,
+        walltime="00:02:00",
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.usefixtures("slurm")
+def test_an_unknown_partition_fails_the_tasks_with_sbatchs_answer(workflow: WorkflowFactory) -> None:
+    wf = workflow(slurm_provider(partition="no-such-partition", init_blocks=0), SLURM)
+    futures = [double(i) for i in range(3)]
+
+    errors = [f.exception(timeout=30) for f in futures]
+
+    for error in errors:
+        assert isinstance(error, BadStateException), repr(error)
+        text = str(error)
+        assert "no-such-partition" in text, text
+        assert "invalid partition specified" in text, text  # sbatch's own words
+    assert wf.states() == {"0": "FAILED"}
+    assert wf.job_ids() == []
+    with pytest.raises(BadStateException, match="no-such-partition"):
+        double(5)  # the executor stays failed; new tasks fail at once
+
+
+def test_a_scheduler_command_missing_from_path_is_named(workflow: WorkflowFactory, tmp_path: Path) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    channel = LocalChannel(envs={"PATH": str(empty)})
+    wf = workflow(slurm_provider(partition="debug", init_blocks=1, channel=channel), SLURM)
+    future = double(1)
+
+    error = future.exception(timeout=30)
+
+    assert isinstance(error, BadStateException), repr(error)
+    assert "sbatch was not found on the PATH" in str(error), str(error)
+    assert wf.states() == {"0": "FAILED"}
+
+
+def local_provider() -> LocalProvider:
+    return LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1)
+
+
+def test_workers_that_never_connect_fail_the_tasks_with_what_they_reported(workflow: WorkflowFactory) -> None:
+    dead_port = unused_port()
+    launch_cmd = f"{POOL} --port {dead_port} --address-probe-timeout 3"
+    wf = workflow(local_provider(), LOCAL, launch_cmd=launch_cmd)
+    futures = [double(i) for i in range(3)]
+
+    errors = [f.exception(timeout=30) for f in futures]
+
+    for error in errors:
+        assert isinstance(error, BadStateException), repr(error)
+        text = str(error)
+        assert "could not register with the interchange" in text, text
+        assert f"tcp://127.0.0.1:{dead_port}" in text, text
+        assert "connection refused" in text, text
+    assert wf.states() == {"0": "FAILED"}
+    assert wf.executor.connected_workers == 0
+
+
+def test_workers_with_the_wrong_keys_fail_the_tasks_with_a_key_error(
+    workflow: WorkflowFactory, tmp_path: Path
+) -> None:
+    other_keys = create_keys(str(tmp_path / "other-run-keys"))
+    launch_cmd = f"{POOL} --cert-dir {other_keys} --address-probe-timeout 3"
+    wf = workflow(local_provider(), LOCAL, launch_cmd=launch_cmd)
+    future = double(1)
+
+    error = future.exception(timeout=30)
+
+    assert isinstance(error, BadStateException), repr(error)
+    assert "could not register with the interchange" in str(error), str(error)
+    assert "CurveZMQ" in str(error) and "key" in str(error), str(error)
+    assert wf.states() == {"0": "FAILED"}
+    log = next(wf.run_dir.glob("*/htex/htex/interchange.log")).read_text()
+    assert "unknown CurveZMQ key" in log, log

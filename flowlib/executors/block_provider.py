@@ -28,7 +28,8 @@ BlockErrorHandler = Callable[["BlockProviderExecutor", dict[str, JobStatus]], No
 def simple_error_handler(executor: BlockProviderExecutor, status: dict[str, JobStatus]) -> None:
     """Set the executor bad when every block has failed and no worker ever connected.
 
-    The error carries what the failed jobs reported (their stderr tails).
+    The error carries what the failed jobs reported (their stderr tails) and where
+    their whole stderr is.
     """
     if not status or executor.ever_connected:
         return
@@ -36,7 +37,10 @@ def simple_error_handler(executor: BlockProviderExecutor, status: dict[str, JobS
     if len(failed) < max(1, executor.provider.init_blocks) or len(failed) < len(status):
         return
     details = "; ".join(
-        f"block {b}: {s.state.name}" + (f": {s.message.strip()}" if s.message else "") for b, s in failed.items()
+        f"block {b}: {s.state.name}"
+        + (f": {s.message.strip()}" if s.message else "")
+        + (f" (the job's stderr file: {s.stderr_path})" if s.stderr_path else "")
+        for b, s in failed.items()
     )
     executor.set_bad_state_and_fail_all(
         BadStateException(executor, f"all {len(failed)} blocks failed before any worker connected; {details}")

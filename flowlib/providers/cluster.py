@@ -54,6 +54,10 @@ _TRANSIENT = re.compile(
 )
 
 
+# A line that bash's ``set -x`` wrote (PS4 is "+ ", repeated once per nesting level).
+_SHELL_TRACE = re.compile(r"^\++ ")
+
+
 class JobRecord(TypedDict):
     """One row of a provider's job table ``resources`` (keyed by job id)."""
 
@@ -366,14 +370,24 @@ class ClusterProvider(ExecutionProvider):
         return status
 
     def stderr_tail(self, path: str) -> str:
-        """The last ``stderr_tail_bytes`` of the file ``path`` on the channel's side ('' if unreadable)."""
-        cmd = f"tail -c {int(self.stderr_tail_bytes)} {shlex.quote(path)}"
+        """The end of the file ``path`` on the channel's side ('' if unreadable), without shell traces.
+
+        Launchers trace their shell commands (``set -x``, as Parsl's do) into the same
+        file; those ``+ ...`` lines are dropped here, so that the last
+        ``stderr_tail_bytes`` of what the job itself said (the scheduler's, the
+        worker_init's and the worker pool's messages) reach the error. The file keeps
+        everything.
+        """
+        cmd = f"tail -c {4 * int(self.stderr_tail_bytes)} {shlex.quote(path)}"
         try:
             rc, out, _ = self.channel.execute_wait(cmd, walltime=self.cmd_timeout)
         except Exception as e:
             logger.debug("cannot read %s: %s", path, e)
             return ""
-        return out.strip() if rc == 0 else ""
+        if rc != 0:
+            return ""
+        said = "\n".join(line for line in out.splitlines() if line.strip() and not _SHELL_TRACE.match(line))
+        return said[-int(self.stderr_tail_bytes) :].strip()
 
     def _query_status(self, job_ids: list[str]) -> dict[str, JobStatus]:
         """Ask the scheduler about one batch; return the jobs it lists. Garbage: SchedulerCommandError."""

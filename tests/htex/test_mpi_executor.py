@@ -8,9 +8,9 @@ of one node cannot give a block several nodes, so the multi-node tests give
 the block a node list that names this host twice (``localhost`` and its host
 name, through ``$FLOWLIB_MPI_NODES``): Open MPI runs both "nodes" here.
 
-Open MPI and its compiler are installed by tests/services/install-launcher-tools.sh
-and tests/services/install-mpi-dev.sh when the tests run as root. Without them
-the executor tests skip when not root, and fail as root or when ``CI=true``.
+Open MPI and its compiler (openmpi-bin, libopenmpi-dev) are installed by
+tests/services/install-mpi-dev.sh when the tests run as root. Without them the
+executor tests skip when not root, and fail as root or when ``CI=true``.
 """
 
 from __future__ import annotations
@@ -120,6 +120,7 @@ def test_inconsistent_counts_are_refused_naming_the_keys(spec: dict[str, Any], k
         ({"ranks_per_node": True}, "ranks_per_node"),
         ({"num_ranks": "4"}, "num_ranks"),
         ({"launcher_options": ["-x"]}, "launcher_options"),
+        ({"priority": "high"}, "priority"),
     ],
 )
 def test_unknown_keys_and_bad_values_are_refused_naming_the_key(spec: dict[str, Any], key: str) -> None:
@@ -410,11 +411,11 @@ def test_options_may_change_before_start() -> None:
 @pytest.fixture(scope="session")
 def mpi_tools() -> None:
     """Open MPI's mpiexec and mpicc, installed when root; skip or fail when they are missing."""
-    if IS_ROOT:
-        for script in ("install-launcher-tools.sh", "install-mpi-dev.sh"):
-            done = subprocess.run(["bash", str(SERVICES / script)], capture_output=True, text=True, timeout=100)
-            if done.returncode != 0:
-                pytest.fail(f"{script} failed: {done.stderr.strip()[-2000:]}")
+    if IS_ROOT:  # one script, one apt-get run: it installs openmpi-bin too
+        script = SERVICES / "install-mpi-dev.sh"
+        done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=100)
+        if done.returncode != 0:
+            pytest.fail(f"{script} failed: {done.stderr.strip()[-2000:]}")
     missing = [tool for tool in ("mpiexec", "mpicc") if shutil.which(tool) is None]
     if missing:
         message = f"{' and '.join(missing)} missing (tests/services/install-mpi-dev.sh installs them, as root)"

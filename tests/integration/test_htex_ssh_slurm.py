@@ -99,11 +99,6 @@ def test_workers_reach_the_interchange_through_the_ssh_tunnel(workflow: Workflow
     wf = workflow(ssh_slurm_provider(remote_dir), SLURM, max_idletime=2, launch_cmd=LAUNCH_CMD)
     interchange_port = wf.executor._client.worker_port
 
-    # The interchange accepts workers on loopback only: nothing listens for them on the network.
-    if 0: assert listeners(interchange_port) == [("127.0.0.1", listeners(interchange_port)[0][1])], listeners(
-        interchange_port
-    )
-
     # The keys went over SFTP, owner-only, next to the run's remote files.
     keys = list(remote_dir.glob("htex/*/htex/keys/*"))
     assert keys, f"no keys under {remote_dir}"
@@ -143,6 +138,19 @@ def test_workers_reach_the_interchange_through_the_ssh_tunnel(workflow: Workflow
         lambda: set(wf.states().values()) == {"SCALED_IN"}, 30, lambda: f"blocks not scaled in: {wf.describe()}"
     )
     wait_until(lambda: not set(jobs) & SLURM.active_jobs(), 30, lambda: f"jobs still in squeue: {wf.describe()}")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HTEXOptions.bind_address binds the interchange to 0.0.0.0 for any non-local provider, "
+    "also when an SSH tunnel carries all worker traffic (reported; remove this mark with the fix)",
+)
+def test_behind_a_tunnel_the_interchange_listens_on_loopback_only(workflow: WorkflowFactory, tmp_path: Path) -> None:
+    wf = workflow(ssh_slurm_provider(tmp_path / "remote"), SLURM, launch_cmd=LAUNCH_CMD)
+    port = wf.executor._client.worker_port
+
+    # Every worker connects through the tunnel, so no port needs to be open on the network.
+    assert {address for address, _ in listeners(port)} == {"127.0.0.1"}, listeners(port)
 
 
 def test_a_job_that_fails_at_start_is_reported_over_ssh(workflow: WorkflowFactory, tmp_path: Path) -> None:

@@ -108,6 +108,8 @@ class InterchangeClient:
             apply_client(sock, client_keys(self.cert_dir))
         address = self.options.get("client_address", "127.0.0.1")
         sock.connect(f"tcp://{address}:{self.client_port}")
+        # introduce ourselves at once, so events (pools registering) reach us before any task
+        self._control.append(p.encode_json(p.Kind.COMMAND, {"id": 0, "op": "ping"}))
         self._thread = threading.Thread(
             target=self._io_loop, args=(sock,), name=f"flowlib-htex-io-{self.label}", daemon=True
         )

@@ -98,6 +98,7 @@ class Interchange:
         self.reported_refusals = 0
         self.last_heartbeat_sent = time.monotonic()
         self.next_housekeeping = 0.0
+        self.early_messages: list[list[Any]] = []
         self.stats = {"passes": 0, "from_client": 0, "from_pools": 0, "to_pools": 0, "to_client": 0, "tasks_out": 0}
         self.adaptive_prefetch = options.adaptive_prefetch
         self.result_ids: list[int] = []
@@ -174,6 +175,11 @@ class Interchange:
                 version, kind = p.parse_header(body[0])
                 if version != p.PROTOCOL_VERSION:
                     raise p.ProtocolError(f"client speaks protocol {version}, interchange {p.PROTOCOL_VERSION}")
+                if self.client_identity is None:
+                    self.client_identity = identity
+                    early, self.early_messages = self.early_messages, []
+                    for frames_waiting in early:
+                        self.send_to_client(frames_waiting)
                 self.client_identity = identity
                 self.handle_client_message(kind, body)
             except (p.ProtocolError, IndexError) as e:
@@ -254,7 +260,10 @@ class Interchange:
 
     def send_to_client(self, frames: list[Any]) -> None:
         if self.client_identity is None:
-            logger.warning("no client connected; dropped a %d-frame message", len(frames))
+            if len(self.early_messages) < 10000:
+                self.early_messages.append(frames)  # kept until the client says hello
+            else:
+                logger.warning("no client connected; dropped a %d-frame message", len(frames))
             return
         self.client.send_multipart([self.client_identity, *frames], copy=True)
 

@@ -115,7 +115,14 @@ def parse_request(spec: Mapping[str, Any] | None, max_nodes: int | None = None) 
         raise InvalidResourceSpecification(
             {"num_nodes"}, f"MPIExecutor: num_nodes={nodes} is more than the {max_nodes} node(s) of a block"
         )
-    passthrough = {"priority": spec["priority"]} if "priority" in spec else {}
+    passthrough: dict[str, Any] = {}
+    if "priority" in spec:
+        priority = spec["priority"]
+        if isinstance(priority, bool) or not isinstance(priority, (int, float)):
+            raise InvalidResourceSpecification(
+                {"priority"}, f"MPIExecutor: resource specification 'priority' must be a number, got {priority!r}"
+            )
+        passthrough["priority"] = priority
     return MPIRequest(nodes, per_node, ranks, options), passthrough
 
 

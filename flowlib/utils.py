@@ -87,8 +87,6 @@ def time_limited_open(path: str | os.PathLike[str], mode: str, seconds: float = 
         except FileNotFoundError:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(
-                    f"{os.fspath(path)!s} did not appear within {seconds} seconds"
-                ) from None
+                raise TimeoutError(f"{os.fspath(path)!s} did not appear within {seconds} seconds") from None
             time.sleep(min(wait, remaining))
             wait = min(wait * 2, 0.05)

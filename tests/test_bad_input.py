@@ -133,7 +133,8 @@ def test_argument_that_cannot_be_pickled(tmp_path):
     with flowlib.load(Config(run_dir=str(tmp_path), executors=[SerializingExecutor()])):
         fut = identity(threading.Lock())
         with pytest.raises(
-            SerializationError, match=f"positional argument 0 of type _thread.lock for task {fut.tid} .function 'identity'"
+            SerializationError,
+            match=f"positional argument 0 of type _thread.lock for task {fut.tid} .function 'identity'",
         ):
             fut.result(timeout=5)
         assert fut.task_status() == "failed"

@@ -11,6 +11,7 @@ from flowlib import python_app
 from flowlib.dataflow.errors import DependencyError
 from flowlib.dataflow.states import States
 
+
 @pytest.fixture(params=["threads"])
 def executor_name(request: pytest.FixtureRequest) -> str:
     """These tests pass thread objects into tasks: thread pool only (htex has its own)."""

@@ -90,9 +90,7 @@ def test_append_after_close_raises(tmp_path: pathlib.Path) -> None:
 
 
 @pytest.mark.parametrize("keep", [1, 7, 8, 12, -1])
-def test_torn_last_record(
-    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture, keep: int
-) -> None:
+def test_torn_last_record(tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture, keep: int) -> None:
     """Keep only ``keep`` bytes of the last record (-1: all but its last byte)."""
     path = write_store(tmp_path, RECORDS)
     last = record_offsets(path)[-1]
@@ -104,9 +102,7 @@ def test_torn_last_record(
     assert str(path) in caplog.text and f"offset {last}" in caplog.text
 
 
-def test_writer_cuts_torn_tail_before_appending(
-    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_writer_cuts_torn_tail_before_appending(tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture) -> None:
     path = write_store(tmp_path, RECORDS)
     os.truncate(path, path.stat().st_size - 2)
     with caplog.at_level(logging.WARNING, logger=LOGGER):
@@ -127,9 +123,7 @@ def test_crc_mismatch_in_middle(tmp_path: pathlib.Path, caplog: pytest.LogCaptur
     assert "CRC" in caplog.text and f"offset {middle}" in caplog.text
 
 
-def test_record_that_does_not_unpickle(
-    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_record_that_does_not_unpickle(tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture) -> None:
     path = write_store(tmp_path, RECORDS[:1])
     garbage = b"\x80\x05this is not a pickle"
     not_a_pair = pickle.dumps(["no", "tuple"])
@@ -181,9 +175,7 @@ while True:
 def test_sigkill_leaves_complete_records_readable(tmp_path: pathlib.Path) -> None:
     wanted = 200
     path = tmp_path / "tasks.ckpt"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CRASH_SCRIPT, str(tmp_path)], stderr=subprocess.PIPE
-    )
+    proc = subprocess.Popen([sys.executable, "-c", CRASH_SCRIPT, str(tmp_path)], stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
         while not (path.exists() and path.stat().st_size > len(MAGIC) + wanted * 1100):

@@ -103,22 +103,15 @@ def test_id_for_memo_equal_values_equal_keys() -> None:
     assert id_for_memo(pathlib.Path("a/b")) == id_for_memo(pathlib.PurePosixPath("a/b"))
 
 
-STABLE_VALUE = (
-    "{'b': [1, 2.5, None, True], 'a': {'x', 'y', 'z', 'w'}, 3: (b'q', frozenset({'p', 'q', 'r'}))}"
-)
+STABLE_VALUE = "{'b': [1, 2.5, None, True], 'a': {'x', 'y', 'z', 'w'}, 3: (b'q', frozenset({'p', 'q', 'r'}))}"
 
 
 def test_id_for_memo_stable_across_processes() -> None:
-    script = (
-        "from flowlib.dataflow.memoization import id_for_memo\n"
-        f"print(id_for_memo({STABLE_VALUE}).hex())\n"
-    )
+    script = f"from flowlib.dataflow.memoization import id_for_memo\nprint(id_for_memo({STABLE_VALUE}).hex())\n"
     here = id_for_memo(eval(STABLE_VALUE)).hex()
     for seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        out = subprocess.run(
-            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
-        )
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
         assert out.stdout.strip() == here
 
 
@@ -254,9 +247,7 @@ def test_ignore_for_cache_and_resource_keys(tmp_path: pathlib.Path, started: Any
     t1 = make_task(1, 1, seed=5, walltime=10, ignore=["seed"])
     assert m.check_memo(t1) is None
     m.update_memo_result(t1, "r")
-    same = make_task(
-        2, 1, seed=6, walltime=99, parsl_resource_specification={"cores": 2}, ignore=["seed"]
-    )
+    same = make_task(2, 1, seed=6, walltime=99, parsl_resource_specification={"cores": 2}, ignore=["seed"])
     hit = m.check_memo(same)
     assert hit is not None and hit.result() == "r"
     assert m.check_memo(make_task(3, 1, seed=6)) is None
@@ -385,9 +376,7 @@ def test_periodic_close_is_prompt(tmp_path: pathlib.Path) -> None:
     assert list(read_checkpoint(str(tmp_path / "checkpoint")).values()) == [3]
 
 
-def test_unpicklable_result_is_skipped(
-    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_unpicklable_result_is_skipped(tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture) -> None:
     m = BasicMemoizer(checkpoint_mode="manual")
     m.start(run_dir=str(tmp_path))
     _run_one(m, 7, "lock", threading.Lock())

@@ -14,6 +14,7 @@ from flowlib.dataflow.states import FINAL_FAILURE_STATES, FINAL_STATES, TRANSITI
 from flowlib.dataflow.taskrecord import TaskRecord, check_transition
 from flowlib.errors import InternalConsistencyError
 
+
 @pytest.fixture(params=["threads"])
 def executor_name(request: pytest.FixtureRequest) -> str:
     """These tests pass thread objects into tasks: thread pool only (htex has its own)."""

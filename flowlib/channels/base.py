@@ -16,7 +16,9 @@ class Channel(metaclass=abc.ABCMeta):
     """Where providers put submit scripts on the channel's side."""
 
     @abc.abstractmethod
-    def execute_wait(self, cmd: str, walltime: float | None = None, envs: dict[str, str] | None = None) -> tuple[int, str, str]:
+    def execute_wait(
+        self, cmd: str, walltime: float | None = None, envs: dict[str, str] | None = None
+    ) -> tuple[int, str, str]:
         """Run ``cmd`` in a shell; return ``(exit_code, stdout, stderr)``.
 
         Raises a channel error (naming the command) if it runs past ``walltime``

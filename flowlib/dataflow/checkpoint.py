@@ -84,9 +84,7 @@ class CheckpointWriter:
         end = _scan_valid_end(self.path)
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         if end < os.fstat(self._fd).st_size:
-            logger.warning(
-                "checkpoint %s: cutting a torn record at offset %d before appending", self.path, end
-            )
+            logger.warning("checkpoint %s: cutting a torn record at offset %d before appending", self.path, end)
             os.ftruncate(self._fd, end)
 
     def _create(self) -> None:
@@ -205,9 +203,7 @@ def _iter_frames(fname: str) -> Iterable[tuple[int, bytes]]:
                 return
             payload = f.read(length)
             if zlib.crc32(payload) != crc:
-                logger.warning(
-                    "checkpoint %s: CRC mismatch, record at offset %d skipped", fname, offset
-                )
+                logger.warning("checkpoint %s: CRC mismatch, record at offset %d skipped", fname, offset)
             else:
                 yield offset, payload
             offset += _FRAME.size + length

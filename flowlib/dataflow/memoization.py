@@ -110,16 +110,14 @@ class BasicMemoizer(RepresentationMixin, Memoizer):
             or not all(isinstance(p, (str, os.PathLike)) for p in checkpoint_files)
         ):
             raise TypeError(
-                "checkpoint_files must be a list of paths (e.g. get_all_checkpoints()), "
-                f"got {checkpoint_files!r}"
+                f"checkpoint_files must be a list of paths (e.g. get_all_checkpoints()), got {checkpoint_files!r}"
             )
         if checkpoint_period is not None and not isinstance(checkpoint_period, str):
             kind = type(checkpoint_period).__qualname__
             raise TypeError(f"checkpoint_period must be a str 'HH:MM:SS', got {kind}")
         if checkpoint_mode is not None and checkpoint_mode not in _MODES:
             raise ValueError(
-                f"checkpoint_mode must be one of {', '.join(map(repr, _MODES))} or None, "
-                f"got {checkpoint_mode!r}"
+                f"checkpoint_mode must be one of {', '.join(map(repr, _MODES))} or None, got {checkpoint_mode!r}"
             )
         self._period: float | None = None
         if checkpoint_period is not None:
@@ -161,9 +159,7 @@ class BasicMemoizer(RepresentationMixin, Memoizer):
                 self._memo.setdefault(hashsum, (True, result))
             self._writer = writer
         if self.checkpoint_mode == "periodic":
-            self._thread = threading.Thread(
-                target=self._periodic, name="flowlib-checkpoint-periodic", daemon=True
-            )
+            self._thread = threading.Thread(target=self._periodic, name="flowlib-checkpoint-periodic", daemon=True)
             self._thread.start()
 
     def _periodic(self) -> None:
@@ -244,9 +240,7 @@ class BasicMemoizer(RepresentationMixin, Memoizer):
         """Memoize ``exception`` in memory only (see the class docstring)."""
         self._record(task, False, exception)
 
-    def _write(
-        self, batch: list[tuple[str, Any, str]], writer: CheckpointWriter, fsync: bool
-    ) -> None:
+    def _write(self, batch: list[tuple[str, Any, str]], writer: CheckpointWriter, fsync: bool) -> None:
         labels = {h: label for h, _, label in batch}
         try:
             failed = writer.append((h, r) for h, r, _ in batch)

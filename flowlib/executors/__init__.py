@@ -9,9 +9,10 @@ from flowlib.executors.base import FlowlibExecutor, ParslExecutor
 
 if TYPE_CHECKING:
     from flowlib.executors.high_throughput.executor import HighThroughputExecutor
+    from flowlib.executors.high_throughput.mpi_executor import MPIExecutor
     from flowlib.executors.threads import ThreadPoolExecutor
 
-__all__ = ["FlowlibExecutor", "HighThroughputExecutor", "ParslExecutor", "ThreadPoolExecutor"]
+__all__ = ["FlowlibExecutor", "HighThroughputExecutor", "MPIExecutor", "ParslExecutor", "ThreadPoolExecutor"]
 
 _LAZY = {
     "ThreadPoolExecutor": "flowlib.executors.threads",
@@ -29,7 +30,6 @@ def __getattr__(name: str) -> Any:
                 "; this executor is not available in this version of flowlib"
                 if name
                 in {
-                    "HighThroughputExecutor",
                     "FluxExecutor",
                     "RadicalPilotExecutor",
                     "GlobusComputeExecutor",

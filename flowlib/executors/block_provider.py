@@ -31,7 +31,7 @@ def simple_error_handler(executor: BlockProviderExecutor, status: dict[str, JobS
     The error carries what the failed jobs reported (their stderr tails) and where
     their whole stderr is.
     """
-    if not status or executor.ever_connected:
+    if not status or executor.ever_connected or executor.provider is None:
         return
     failed = {b: s for b, s in status.items() if s.state in (JobState.FAILED, JobState.MISSING, JobState.TIMEOUT)}
     if len(failed) < max(1, executor.provider.init_blocks) or len(failed) < len(status):

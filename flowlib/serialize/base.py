@@ -68,7 +68,5 @@ class SerializerBase(abc.ABC):
             view = view.cast("B")
         if view[: len(self.identifier)] != self.identifier:
             seen = bytes(view[: len(self.identifier)])
-            raise DeserializationError(
-                f"{type(self).__name__} expects header {self.identifier!r}", header=seen
-            )
+            raise DeserializationError(f"{type(self).__name__} expects header {self.identifier!r}", header=seen)
         return view[len(self.identifier) :]

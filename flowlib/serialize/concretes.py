@@ -154,9 +154,7 @@ def _cloudpickler_class() -> Callable[..., pickle.Pickler]:
 
     class _CloudPickler(base):  # type: ignore[valid-type,misc]
         # cloudpickle would turn a memoryview into bytes; keep it a memoryview.
-        dispatch_table = collections.ChainMap(
-            {memoryview: _reduce_memoryview}, cloudpickle.Pickler.dispatch_table
-        )
+        dispatch_table = collections.ChainMap({memoryview: _reduce_memoryview}, cloudpickle.Pickler.dispatch_table)
 
     return _CloudPickler
 
@@ -248,9 +246,7 @@ class DillCallableSerializer(DillSerializer):
         if maxsize < 1:
             raise ValueError(f"maxsize must be at least 1, not {maxsize}")
         self.maxsize = maxsize
-        self._cache: collections.OrderedDict[int, tuple[weakref.ref[Any], bytes]] = (
-            collections.OrderedDict()
-        )
+        self._cache: collections.OrderedDict[int, tuple[weakref.ref[Any], bytes]] = collections.OrderedDict()
         self._lock = threading.Lock()
 
     @property

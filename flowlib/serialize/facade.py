@@ -135,9 +135,7 @@ def deserialize(data: Bytes) -> Any:
         raise DeserializationError(f"{type(exc).__name__}: {exc}", header=header) from exc
 
 
-def _blame(
-    what: str, obj: Any, error: Exception, task_id: int | str | None, func: Any
-) -> SerializationError:
+def _blame(what: str, obj: Any, error: Exception, task_id: int | str | None, func: Any) -> SerializationError:
     exc = SerializationError(
         what,
         type_name=type_name(obj),
@@ -262,10 +260,7 @@ def _unpack(data: Bytes) -> tuple[bytes, Callable[..., Any], tuple[Any, ...]]:
     payload = deserialize(body[func_length:])
     expected = 2 if header == APPLY_HEADER else 3
     if not (
-        isinstance(payload, tuple)
-        and len(payload) == expected
-        and isinstance(payload[1], dict)
-        and callable(func)
+        isinstance(payload, tuple) and len(payload) == expected and isinstance(payload[1], dict) and callable(func)
     ):
         raise DeserializationError("malformed apply message", header=header)
     return header, func, payload

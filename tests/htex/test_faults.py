@@ -18,6 +18,7 @@ from typing import Any
 
 import psutil
 import pytest
+from conftest import REPO_ROOT, try_assert
 
 import flowlib
 from flowlib import python_app
@@ -26,8 +27,6 @@ from flowlib.dataflow.dflow import DataFlowKernel
 from flowlib.executors.high_throughput.errors import ManagerLost, WorkerLost
 from flowlib.executors.high_throughput.executor import HighThroughputExecutor
 from flowlib.providers import LocalProvider
-
-from conftest import REPO_ROOT, try_assert
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -75,7 +74,6 @@ def square(x: int) -> int:
 
 @python_app
 def pool_pid_then_wait(path: str, release: str) -> int:
-    import time
 
     import psutil
 

@@ -8,6 +8,7 @@ from concurrent.futures import CancelledError
 from typing import Any
 
 import pytest
+from conftest import try_assert
 
 import flowlib
 from flowlib import python_app
@@ -16,14 +17,15 @@ from flowlib.dataflow.dflow import DataFlowKernel
 from flowlib.dataflow.errors import DependencyError
 from flowlib.executors.high_throughput.executor import HighThroughputExecutor
 from flowlib.providers import LocalProvider
-from conftest import try_assert
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
 def one_worker(tmp_path: Any) -> Iterator[DataFlowKernel]:
-    executor = HighThroughputExecutor(label="htex", max_workers_per_node=1, provider=LocalProvider(init_blocks=1, max_blocks=1))
+    executor = HighThroughputExecutor(
+        label="htex", max_workers_per_node=1, provider=LocalProvider(init_blocks=1, max_blocks=1)
+    )
     dfk = flowlib.load(Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none"))
     try:
         yield dfk

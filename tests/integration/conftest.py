@@ -164,6 +164,10 @@ class Workflow:
         """Block id -> state name, as the executor last saw it."""
         return {b: s.state.name for b, s in self.executor.block_status().items()}
 
+    def busy_blocks(self) -> set[str]:
+        """Blocks with a registered worker pool that holds at least one task (asks the interchange)."""
+        return {str(m["block_id"]) for m in self.executor.connected_managers if m["outstanding"]}
+
     def describe(self) -> str:
         """What the executor knows, for assertion messages."""
         status = self.executor.block_status()

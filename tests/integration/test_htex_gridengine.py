@@ -7,12 +7,15 @@ ran in (``JOB_ID``). A job that has left ``qstat`` is resolved through ``qacct``
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flowlib import python_app
 from flowlib.executors.errors import BadStateException
+from flowlib.jobs.states import JobState
 from flowlib.providers import GridEngineProvider
 
 from .conftest import GRID_ENGINE, WorkflowFactory, wait_until
@@ -21,10 +24,14 @@ pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("gridengine")]
 
 
 @python_app
-def square_in_job(x: int, delay: float = 0.0) -> tuple[int, str | None]:
+def square_in_job(x: int, delay: float = 0.0, gate: str | None = None) -> tuple[int, str | None]:
+    """x * x and the job it ran in, after ``delay`` s, or once the file ``gate`` exists (60 s at most)."""
     import os
     import time
 
+    deadline = time.monotonic() + 60
+    while gate is not None and not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.05)
     time.sleep(delay)
     return x * x, os.environ.get("JOB_ID")
 
@@ -36,23 +43,47 @@ def sge_provider(**kwargs: Any) -> GridEngineProvider:
     return provider
 
 
-def test_scales_from_zero_to_two_blocks_and_back(workflow: WorkflowFactory) -> None:
-    wf = workflow(sge_provider(), GRID_ENGINE, max_idletime=2)
+def test_scales_from_zero_to_two_blocks_and_back(workflow: WorkflowFactory, tmp_path: Path) -> None:
+    wf = workflow(sge_provider(), GRID_ENGINE, strategy="simple", max_idletime=2)
+    assert wf.executor.block_status() == {}
 
-    futures = [square_in_job(i, delay=1.0) for i in range(8)]
-    results = [f.result(timeout=120) for f in futures]
-
-    assert [value for value, _ in results] == [i * i for i in range(8)]
+    gate = tmp_path / "gate"
+    futures = [square_in_job(i, gate=str(gate)) for i in range(8)]
+    wait_until(lambda: len(wf.busy_blocks()) == 2, 90, lambda: f"not two busy blocks: {wf.describe()}")
     jobs = wf.job_ids()
     assert len(jobs) == 2, wf.describe()
-    assert {job for _, job in results} == set(jobs), "every task ran inside one of the two blocks' jobs"
+    assert set(jobs) <= GRID_ENGINE.active_jobs()
+    gate.touch()
+    results = [f.result(timeout=60) for f in futures]
 
+    assert [value for value, _ in results] == [i * i for i in range(8)]
+    assert {job for _, job in results} == set(jobs), "every task ran inside one of the two blocks' jobs"
+    assert wf.job_ids() == jobs, "no third block"
+
+    wait_until(lambda: set(wf.states().values()) == {"SCALED_IN"}, 30, lambda: f"blocks not scaled in: {wf.describe()}")
+    wait_until(lambda: not set(jobs) & GRID_ENGINE.active_jobs(), 30, lambda: f"jobs still in qstat: {wf.describe()}")
+
+
+def test_a_block_deleted_behind_flowlibs_back_is_replaced(workflow: WorkflowFactory) -> None:
+    wf = workflow(sge_provider(max_blocks=1), GRID_ENGINE, retries=2)
+    futures = [square_in_job(i, delay=1.0) for i in range(6)]
+
+    wait_until(lambda: wf.executor.connected_workers > 0, 60, wf.describe)
+    (first,) = wf.job_ids()
+    wait_until(lambda: any(f.done() for f in futures), 60, lambda: f"no task finished: {wf.describe()}")
+    subprocess.run(["qdel", first], check=True, timeout=30, capture_output=True)
+
+    # qdel'd: the job leaves qstat, and qacct says it was killed by a signal.
     wait_until(
-        lambda: set(wf.states().values()) == {"SCALED_IN"}, 30, lambda: f"blocks not scaled in: {wf.describe()}"
+        lambda: wf.executor.block_status()["0"].state is JobState.CANCELLED,
+        45,
+        lambda: f"the deleted block was not noticed: {wf.describe()}",
     )
-    wait_until(
-        lambda: not set(jobs) & GRID_ENGINE.active_jobs(), 30, lambda: f"jobs still in qstat: {wf.describe()}"
-    )
+    replacement = wait_until(lambda: wf.job_ids()[1:], 30, lambda: f"no new block: {wf.describe()}")[0]
+
+    results = [f.result(timeout=120) for f in futures]
+    assert [value for value, _ in results] == [i * i for i in range(6)]
+    assert replacement in {job for _, job in results}, "the replacement block ran the rest"
 
 
 def test_a_job_that_fails_at_start_fails_the_tasks_with_its_stderr(workflow: WorkflowFactory) -> None:

@@ -9,6 +9,7 @@ tests know the work really went through Slurm's jobs.
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,10 +26,14 @@ pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("slurm")]
 
 
 @python_app
-def square_in_job(x: int, delay: float = 0.0) -> tuple[int, str | None]:
+def square_in_job(x: int, delay: float = 0.0, gate: str | None = None) -> tuple[int, str | None]:
+    """x * x and the job it ran in, after ``delay`` s, or once the file ``gate`` exists (60 s at most)."""
     import os
     import time
 
+    deadline = time.monotonic() + 60
+    while gate is not None and not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.05)
     time.sleep(delay)
     return x * x, os.environ.get("SLURM_JOB_ID")
 
@@ -50,22 +55,26 @@ def slurm_provider(**kwargs: Any) -> SlurmProvider:
     return provider
 
 
-def test_scales_from_zero_to_two_blocks_and_back(workflow: WorkflowFactory) -> None:
+def test_scales_from_zero_to_two_blocks_and_back(workflow: WorkflowFactory, tmp_path: Path) -> None:
     wf = workflow(slurm_provider(), SLURM, max_idletime=2)
     assert wf.executor.block_status() == {}  # init_blocks=0: nothing until there is work
 
-    futures = [square_in_job(i, delay=1.0) for i in range(8)]
-    results = [f.result(timeout=120) for f in futures]
-
-    assert [value for value, _ in results] == [i * i for i in range(8)]
+    gate = tmp_path / "gate"
+    futures = [square_in_job(i, gate=str(gate)) for i in range(8)]
+    # The tasks wait at the gate until both blocks' pools hold one: two Slurm jobs run at once.
+    wait_until(lambda: len(wf.busy_blocks()) == 2, 90, lambda: f"not two busy blocks: {wf.describe()}")
     jobs = wf.job_ids()
     assert len(jobs) == 2, wf.describe()
+    assert [squeue_state(j) for j in jobs] == ["R", "R"]
+    gate.touch()
+    results = [f.result(timeout=60) for f in futures]
+
+    assert [value for value, _ in results] == [i * i for i in range(8)]
     assert {job for _, job in results} == set(jobs), "every task ran inside one of the two blocks' Slurm jobs"
+    assert wf.job_ids() == jobs, "no third block"
 
     # Idle for max_idletime: both blocks are drained and released, and leave Slurm's queue.
-    wait_until(
-        lambda: set(wf.states().values()) == {"SCALED_IN"}, 30, lambda: f"blocks not scaled in: {wf.describe()}"
-    )
+    wait_until(lambda: set(wf.states().values()) == {"SCALED_IN"}, 30, lambda: f"blocks not scaled in: {wf.describe()}")
     wait_until(lambda: not set(jobs) & SLURM.active_jobs(), 30, lambda: f"jobs still in squeue: {wf.describe()}")
     assert wf.executor.active_blocks() == []
 
@@ -74,7 +83,8 @@ def test_a_block_cancelled_behind_flowlibs_back_is_replaced(workflow: WorkflowFa
     wf = workflow(slurm_provider(max_blocks=1), SLURM, retries=2)
     futures = [square_in_job(i, delay=1.0) for i in range(6)]
 
-    first = wait_until(lambda: wf.executor.connected_workers > 0 and wf.job_ids(), 60, wf.describe)[0]
+    wait_until(lambda: wf.executor.connected_workers > 0, 60, wf.describe)
+    (first,) = wf.job_ids()
     wait_until(lambda: any(f.done() for f in futures), 60, lambda: f"no task finished: {wf.describe()}")
     subprocess.run(["scancel", first], check=True, timeout=30)
 

@@ -11,7 +11,6 @@ flowlib's own.
 
 from __future__ import annotations
 
-import os
 import re
 import stat
 import sys
@@ -36,10 +35,14 @@ LAUNCH_CMD = f"{sys.executable} -m {POOL_MODULE} {{options}}"
 
 
 @python_app
-def square_in_job(x: int, delay: float = 0.0) -> tuple[int, str | None]:
+def square_in_job(x: int, delay: float = 0.0, gate: str | None = None) -> tuple[int, str | None]:
+    """x * x and the job it ran in, after ``delay`` s, or once the file ``gate`` exists (60 s at most)."""
     import os
     import time
 
+    deadline = time.monotonic() + 60
+    while gate is not None and not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.05)
     time.sleep(delay)
     return x * x, os.environ.get("SLURM_JOB_ID")
 
@@ -80,15 +83,15 @@ def listeners(port: int) -> list[tuple[str, str]]:
     return found
 
 
-def pool_peers(marker: str) -> set[tuple[str, int]]:
-    """Remote ends of the TCP connections of the running worker pools of this test."""
-    peers = set()
+def pool_peers(marker: str) -> dict[int, set[tuple[str, int]]]:
+    """Pid of each running worker pool of this test -> the remote ends of its TCP connections."""
+    peers = {}
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info["cmdline"] or []
         if cmdline[1:3] != ["-m", POOL_MODULE] or not any(marker in part for part in cmdline):
             continue  # not a pool itself (srun and bash -c name the module too)
         try:
-            peers |= {(c.raddr.ip, c.raddr.port) for c in proc.net_connections("tcp") if c.raddr}
+            peers[proc.pid] = {(c.raddr.ip, c.raddr.port) for c in proc.net_connections("tcp") if c.raddr}
         except psutil.NoSuchProcess:
             continue
     return peers
@@ -104,9 +107,12 @@ def test_workers_reach_the_interchange_through_the_ssh_tunnel(workflow: Workflow
     assert keys, f"no keys under {remote_dir}"
     assert all(stat.S_IMODE(k.stat().st_mode) == 0o600 for k in keys), [oct(k.stat().st_mode) for k in keys]
 
-    futures = [square_in_job(i, delay=1.0) for i in range(8)]
-    peers = wait_until(lambda: pool_peers(str(tmp_path)), 60, lambda: f"no pool connected: {wf.describe()}")
-    results = [f.result(timeout=120) for f in futures]
+    gate = tmp_path / "gate"
+    futures = [square_in_job(i, gate=str(gate)) for i in range(8)]
+    wait_until(lambda: len(wf.busy_blocks()) == 2, 90, lambda: f"not two busy blocks: {wf.describe()}")
+    peers = pool_peers(str(tmp_path))
+    gate.touch()
+    results = [f.result(timeout=60) for f in futures]
 
     assert [value for value, _ in results] == [i * i for i in range(8)]
     jobs = wf.job_ids()
@@ -125,8 +131,10 @@ def test_workers_reach_the_interchange_through_the_ssh_tunnel(workflow: Workflow
     # ... a port that sshd (not the interchange) listens on, and to which the pools were connected.
     assert remote_port != interchange_port
     assert [name for _, name in listeners(remote_port)] == ["sshd"], listeners(remote_port)
-    assert ("127.0.0.1", remote_port) in peers, peers
-    assert ("127.0.0.1", interchange_port) not in peers, "a pool bypassed the tunnel"
+    assert len(peers) == 2, peers
+    for connections in peers.values():
+        assert ("127.0.0.1", remote_port) in connections, peers
+        assert ("127.0.0.1", interchange_port) not in connections, "a pool bypassed the tunnel"
 
     # The pools logged on the far side, and registered at the tunnel's end.
     manager_logs = list(remote_dir.glob("htex/*/htex/workers/*/*/manager.log"))
@@ -134,9 +142,7 @@ def test_workers_reach_the_interchange_through_the_ssh_tunnel(workflow: Workflow
     for log in manager_logs:
         assert f"registered with the interchange at tcp://127.0.0.1:{remote_port}" in log.read_text()
 
-    wait_until(
-        lambda: set(wf.states().values()) == {"SCALED_IN"}, 30, lambda: f"blocks not scaled in: {wf.describe()}"
-    )
+    wait_until(lambda: set(wf.states().values()) == {"SCALED_IN"}, 30, lambda: f"blocks not scaled in: {wf.describe()}")
     wait_until(lambda: not set(jobs) & SLURM.active_jobs(), 30, lambda: f"jobs still in squeue: {wf.describe()}")
 
 
@@ -163,4 +169,4 @@ def test_a_job_that_fails_at_start_is_reported_over_ssh(workflow: WorkflowFactor
     assert isinstance(error, BadStateException), repr(error)
     assert "boom-marker" in str(error), str(error)  # the job's stderr, read back over SSH
     assert wf.states() == {"0": "FAILED"}
-    assert os.path.dirname(wf.executor.provider.resources[wf.job_ids()[0]]["stderr_path"]) == str(tmp_path / "remote")
+    assert f"stderr file: {tmp_path / 'remote'}/" in str(error), "the job wrote its stderr on the far side"

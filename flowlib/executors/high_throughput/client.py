@@ -214,7 +214,7 @@ class InterchangeClient:
         outbox = self._outbox
         while outbox:
             ids: list[int] = []
-            payloads: list[bytes] = []
+            payloads: list[p.Frame] = []
             specs: dict[int, dict[str, Any]] = {}
             size = 0
             while outbox and len(ids) < MAX_BATCH_TASKS and size < MAX_BATCH_BYTES:
@@ -227,7 +227,7 @@ class InterchangeClient:
             sock.send_multipart(p.TaskBatch(ids, payloads, specs).encode(p.Kind.SUBMIT), copy=False)
 
     def _receive(self, sock: zmq.Socket[Any]) -> None:
-        while sock.get(zmq.EVENTS) & zmq.POLLIN:
+        while p.readable(sock):
             frames = sock.recv_multipart(copy=True)
             try:
                 _, kind = p.parse_header(frames[0])

@@ -168,7 +168,7 @@ class Interchange:
 
     def receive_from_client(self, now: float) -> None:
         sock = self.client
-        while sock.get(zmq.EVENTS) & zmq.POLLIN:
+        while p.readable(sock):
             frames = sock.recv_multipart(copy=True)
             identity, body = frames[0], frames[1:]
             try:
@@ -184,6 +184,8 @@ class Interchange:
                 self.handle_client_message(kind, body)
             except (p.ProtocolError, IndexError) as e:
                 logger.warning("dropped a malformed message from the client: %s", e)
+            except Exception:  # a bug handling one message must not take the interchange down
+                logger.exception("failed to handle a message from the client; continuing")
 
     def handle_client_message(self, kind: p.Kind, frames: Sequence[Any]) -> None:
         if kind is p.Kind.SUBMIT:
@@ -247,7 +249,7 @@ class Interchange:
         elif op == "drain_blocks":
             blocks = {str(b) for b in request.get("block_ids", [])}
             drained = []
-            for record in self.managers.all.values():
+            for record in list(self.managers.all.values()):
                 if record.registration.block_id in blocks and not record.draining:
                     self.drain(record)
                     drained.append(record.registration.pool_id)
@@ -274,7 +276,7 @@ class Interchange:
 
     def receive_from_managers(self, now: float) -> None:
         sock = self.workers
-        while sock.get(zmq.EVENTS) & zmq.POLLIN:
+        while p.readable(sock):
             frames = sock.recv_multipart(copy=True)
             identity, body = frames[0], frames[1:]
             self.stats["from_pools"] += 1
@@ -293,6 +295,8 @@ class Interchange:
                 self.handle_manager_message(record, kind, body)
             except (p.ProtocolError, IndexError) as e:
                 logger.warning("dropped a malformed message from %r: %s", identity[:32], e)
+            except Exception:  # a bug handling one message must not take the interchange down
+                logger.exception("failed to handle a message from pool %r; continuing", identity[:32])
 
     def register(self, identity: bytes, version: int, frames: Sequence[Any], now: float) -> None:
         if version != p.PROTOCOL_VERSION:
@@ -345,6 +349,8 @@ class Interchange:
             for tid in batch.ids:
                 record.release(tid, now)
             self.managers.refresh(record)
+            if record.draining and not record.tasks:
+                self.forget_drained(record)
             self.result_ids.extend(batch.ids)
             self.result_statuses += batch.statuses
             self.result_payloads.extend(batch.payloads)
@@ -363,6 +369,8 @@ class Interchange:
             record.draining = True
             self.managers.refresh(record)
             self.send_event({"event": "draining", **record.describe()})
+            if not record.tasks:
+                self.forget_drained(record)
         else:
             raise p.ProtocolError(f"a worker pool may not send {kind.name}")
 
@@ -379,6 +387,14 @@ class Interchange:
         record.draining = True
         self.managers.refresh(record)
         self.workers.send_multipart([record.identity, *p.encode_empty(p.Kind.DRAIN)])
+        if not record.tasks:
+            self.forget_drained(record)
+
+    def forget_drained(self, record: ManagerRecord) -> None:
+        """A draining pool with no task left is gone: it exits once it has drained."""
+        if self.managers.remove(record.identity) is not None:
+            logger.info("pool %s (block %s) drained", record.registration.pool_id, record.registration.block_id)
+            self.send_event({"event": "lost", "why": "drained", **record.describe()})
 
     def dispatch_tasks(self, now: float) -> None:
         queue, managers = self.queue, self.managers

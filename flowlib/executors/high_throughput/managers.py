@@ -41,6 +41,7 @@ class ManagerRecord:
     extra_slots: int = 0
     draining: bool = False
     service_time: float = math.inf
+    idle_since: float = field(default_factory=time.monotonic)
     tasks: dict[int, QueuedTask] = field(default_factory=dict)
 
     def can_overflow(self) -> bool:
@@ -75,6 +76,8 @@ class ManagerRecord:
                 sample = now - task.dispatched
                 self.service_time = sample if math.isinf(self.service_time) else 0.8 * self.service_time + 0.2 * sample
             self.free_slots += 1
+            if not self.tasks:
+                self.idle_since = time.monotonic()
             self.free_cores += task.cores
             self.free_memory += task.memory
             self.free_gpus += task.gpus
@@ -90,7 +93,7 @@ class ManagerRecord:
             "worker_count": reg.worker_count,
             "outstanding": len(self.tasks),
             "draining": self.draining,
-            "idle_seconds": None if self.tasks else round(time.monotonic() - self.last_seen, 3),
+            "idle_seconds": None if self.tasks else round(time.monotonic() - self.idle_since, 3),
             "flowlib_version": reg.flowlib_version,
             "python_version": reg.python_version,
         }

@@ -26,7 +26,7 @@ import struct
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Union, cast
 
 PROTOCOL_VERSION = 1
 MAGIC = b"FL"
@@ -82,6 +82,13 @@ class TaskStatus(enum.IntEnum):
     """The payload is a serialized RemoteExceptionWrapper."""
     CANCELLED = 2
     """The task was cancelled; the payload is empty."""
+
+
+def readable(socket: Any) -> bool:
+    """Whether a ZeroMQ socket has a message waiting (cheaper than a recv that raises Again)."""
+    import zmq
+
+    return bool(cast(int, socket.get(zmq.EVENTS)) & zmq.POLLIN)
 
 
 def header(kind: Kind) -> bytes:

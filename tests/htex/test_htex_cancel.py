@@ -92,3 +92,17 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+@flowlib.bash_app
+def long_command(pidfile: str) -> str:
+    return f"sleep 120 & echo $! > {pidfile}; wait"
+
+
+def test_cancel_running_bash_app_kills_its_command(one_worker, tmp_path):
+    pidfile = tmp_path / "pid"
+    fut = long_command(str(pidfile))
+    try_assert(lambda: pidfile.exists() and pidfile.read_text().strip() != "", message="the command never started")
+    sleeper = int(pidfile.read_text())
+    assert fut.cancel() is True
+    try_assert(lambda: not _alive(sleeper), message=f"the bash app's process {sleeper} outlived the cancel")

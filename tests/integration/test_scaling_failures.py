@@ -107,6 +107,19 @@ def test_workers_that_never_connect_fail_the_tasks_with_what_they_reported(workf
     assert wf.executor.connected_workers == 0
 
 
+def test_a_worker_side_python_without_flowlib_is_reported(workflow: WorkflowFactory) -> None:
+    # -I -S: this interpreter sees neither the current directory nor the venv's site-packages.
+    launch_cmd = "{python} -I -S -m flowlib.executors.high_throughput.worker_pool {options}"
+    wf = workflow(local_provider(), LOCAL, launch_cmd=launch_cmd)
+    future = double(1)
+
+    error = future.exception(timeout=30)
+
+    assert isinstance(error, BadStateException), repr(error)
+    assert "No module named 'flowlib'" in str(error), str(error)
+    assert wf.states() == {"0": "FAILED"}
+
+
 @pytest.mark.parametrize(
     "which, pool_says",
     [

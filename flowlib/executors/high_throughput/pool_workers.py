@@ -85,11 +85,26 @@ class WorkerSlot:
             self.conn = None
 
     def kill(self) -> None:
-        """SIGKILL the process (ignored if it is already gone)."""
+        """SIGKILL the worker and every process it started (ignored if already gone).
+
+        A bash app's command runs in its own session, so killing the worker alone
+        would leave it running; its process tree is collected first and killed too.
+        """
+        try:
+            import psutil
+
+            descendants = psutil.Process(self.process.pid).children(recursive=True)
+        except Exception:  # psutil missing, or the worker is already gone
+            descendants = []
         try:
             self.process.kill()
         except (OSError, ValueError, AttributeError):
             pass
+        for child in descendants:
+            try:
+                child.kill()
+            except Exception:  # already exited
+                pass
 
 
 def describe_exit(exitcode: int | None) -> str:

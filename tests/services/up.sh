@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Start every test service this directory has a script for (tests/services/*-up.sh,
-# e.g. slurm-up.sh, sge-up.sh, sshd-up.sh) and record which are up in tests/services/.status:
+# Install the test tools (tests/services/install-*.sh: Open MPI, GNU parallel) and start
+# every test service this directory has a script for (tests/services/*-up.sh, e.g.
+# slurm-up.sh, sge-up.sh, sshd-up.sh); record which are up in tests/services/.status:
 #
 #   slurm up
 #   sge failed (exit 1, log /tmp/flowlib-services/sge.log)
@@ -22,9 +23,10 @@ mkdir -p "$LOGDIR"
 : > "$STATUS.tmp"
 failures=0
 
-for script in "$HERE"/*-up.sh; do
+for script in "$HERE"/install-*.sh "$HERE"/*-up.sh; do
   [ -e "$script" ] || continue
-  name="$(basename "$script" -up.sh)"
+  name="$(basename "$script" .sh)"
+  name="${name%-up}"
   if [ -n "$ONLY" ] && ! [[ " ${ONLY//,/ } " == *" $name "* ]]; then
     continue
   fi

@@ -191,3 +191,16 @@ def test_wait_for_current_tasks(tmp_path):
         flowlib.wait_for_current_tasks()
         assert all(f.done() for f in futs)
         assert dfk.tasks == {}
+
+
+def test_debug_logging_adds_per_task_lines_when_asked(tmp_path):
+    from flowlib.logconfigs.file import FileLogging
+
+    dfk = DataFlowKernel(Config(run_dir=str(tmp_path), initialize_logging=FileLogging(level=logging.DEBUG)))
+    try:
+        fut = python_app(lambda: 1, data_flow_kernel=dfk)()
+        assert fut.result(timeout=10) == 1
+    finally:
+        dfk.cleanup()
+    log = Path(dfk.run_dir, "flowlib.log").read_text()
+    assert f"task {fut.tid} (<lambda>) launched -> exec_done" in log

@@ -85,6 +85,7 @@ class DataFlowKernel:
         self.run_dir = make_rundir(config.run_dir)
         self.run_id = f"{int(time.time())}-{random.getrandbits(32):08x}"
         self._start_logging()
+        self._debug = logger.isEnabledFor(logging.DEBUG)
         logger.info("DataFlowKernel starting in %s", self.run_dir)
 
         from flowlib.dataflow.memoization import BasicMemoizer
@@ -239,6 +240,8 @@ class DataFlowKernel:
         counts = self.task_state_counts
         counts[old] -= 1
         counts[new] += 1
+        if self._debug:  # per-task detail only when DEBUG was asked for
+            logger.debug("task %s (%s) %s -> %s on %s", record.id, record.func_name, old.name, new.name, record.executor)
 
     # ------------------------------------------------------------ dependencies
 

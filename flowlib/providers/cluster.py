@@ -372,13 +372,12 @@ class ClusterProvider(ExecutionProvider):
     def stderr_tail(self, path: str) -> str:
         """The end of the file ``path`` on the channel's side ('' if unreadable), without shell traces.
 
-        Launchers trace their shell commands (``set -x``, as Parsl's do) into the same
-        file; those ``+ ...`` lines are dropped here, so that the last
-        ``stderr_tail_bytes`` of what the job itself said (the scheduler's, the
-        worker_init's and the worker pool's messages) reach the error. The file keeps
-        everything.
+        Of the last ``stderr_tail_bytes``, the lines that launchers trace their shell
+        commands with (``set -x``, as Parsl's do) are dropped, so that the error shows
+        what the job said (the scheduler's, the worker_init's and the worker pool's
+        messages). The file keeps everything.
         """
-        cmd = f"tail -c {4 * int(self.stderr_tail_bytes)} {shlex.quote(path)}"
+        cmd = f"tail -c {int(self.stderr_tail_bytes)} {shlex.quote(path)}"
         try:
             rc, out, _ = self.channel.execute_wait(cmd, walltime=self.cmd_timeout)
         except Exception as e:
@@ -386,8 +385,7 @@ class ClusterProvider(ExecutionProvider):
             return ""
         if rc != 0:
             return ""
-        said = "\n".join(line for line in out.splitlines() if line.strip() and not _SHELL_TRACE.match(line))
-        return said[-int(self.stderr_tail_bytes) :].strip()
+        return "\n".join(line for line in out.splitlines() if line.strip() and not _SHELL_TRACE.match(line))
 
     def _query_status(self, job_ids: list[str]) -> dict[str, JobStatus]:
         """Ask the scheduler about one batch; return the jobs it lists. Garbage: SchedulerCommandError."""

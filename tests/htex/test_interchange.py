@@ -324,3 +324,30 @@ def test_results_are_not_deserialized_by_the_interchange():
     batch = p.ResultBatch([5], bytes([p.TaskStatus.OK]), [payload])
     decoded = p.ResultBatch.decode(batch.encode())
     assert decoded.payloads[0] is payload and deserialize(decoded.payloads[0]) == {"x": 1}
+
+
+def test_refused_pools_surface_as_version_mismatch(bare_htex):
+    """When every block fails after its pools were refused, tasks fail with VersionMismatch."""
+    from flowlib.executors.high_throughput.errors import VersionMismatch
+    from flowlib.jobs.states import JobState, JobStatus
+
+    dfk, executor = bare_htex
+    fut = square(3)
+    context: zmq.Context[Any] = zmq.Context()
+    try:
+        pool = SimulatedPool(
+            context, "127.0.0.1", executor._client.worker_port, executor.cert_dir, registration(1, protocol_version=99)
+        )
+        pool.send(pool.reg.encode())
+        assert pool.socket.poll(5000)
+        assert p.parse_header(pool.socket.recv_multipart()[0])[1] is p.Kind.REJECT
+        deadline = time.monotonic() + 5
+        while not executor._rejections and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pool.close()
+    finally:
+        context.term()
+    # the block whose pool was refused exits; the provider reports it failed
+    executor.block_error_handler(executor, {"0": JobStatus(JobState.FAILED, message="pool exited 2")})
+    with pytest.raises(VersionMismatch, match="protocol version 99.*interchange 1"):
+        fut.result(timeout=5)

@@ -153,6 +153,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
         self._tids = itertools.count()
         self._client: Any = None
         self._connected: dict[str, dict[str, Any]] = {}
+        self._rejections: list[str] = []
         self._lock = threading.Lock()
         self._started = False
         self._shutdown = False
@@ -360,6 +361,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
                 self._connected.pop(pool, None)
         elif kind == "rejected":
             logger.error("executor %s refused a worker pool: %s", self.label, event.get("reason"))
+            self._rejections.append(str(event.get("reason")))
         elif kind == "auth_failures":
             logger.error(
                 "executor %s: %s connection attempts failed authentication (workers with the wrong keys?)",
@@ -372,6 +374,14 @@ class HighThroughputExecutor(BlockProviderExecutor):
         if self._shutdown:
             return
         self.set_bad_state_and_fail_all(BadStateException(self, reason))
+
+    def set_bad_state_and_fail_all(self, exc: BaseException) -> None:
+        """As the base class; when pools were refused for their protocol version, say so as VersionMismatch."""
+        if self._rejections and not self.ever_connected:
+            from flowlib.executors.high_throughput.errors import VersionMismatch
+
+            exc = VersionMismatch(f"{self._rejections[-1]}; {exc}")
+        super().set_bad_state_and_fail_all(exc)
 
     def fail_all_outstanding(self, exc: BaseException) -> None:
         """Fail every task still waiting for a result."""

@@ -66,7 +66,17 @@ QUICK_ARGS = [
     "100",
     "--memory-tasks",
     "5000",
+    "--bigarg-tasks",
+    "100",
 ]
+
+#: Workloads run by default for each executor: the thread pool gets every
+#: in-process measurement; the high-throughput executor gets the ones its speed
+#: targets name (throughput, latency, chain, start-up, big arguments).
+DEFAULT_WORKLOADS = {
+    "threads": "throughput,submit,latency,chain,fanin,fixed,memory,import",
+    "htex": "startup,latency,chain,fanin,fixed,bigargs",
+}
 
 #: What each library must offer before it is benchmarked.
 IMPORT_CHECK = "import {lib}; {lib}.python_app; {lib}.load; {lib}.clear"
@@ -120,7 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=f"{BASELINE},{CANDIDATE}",
         help="libraries to run (default: parsl,flowlib; one alone gives no comparison)",
     )
-    parser.add_argument("--workloads", default="all", help="workloads to run (default: all, see flowlib-perf)")
+    parser.add_argument(
+        "--workloads",
+        default=None,
+        help="workloads to run (see flowlib-perf; default: "
+        + "; ".join(f"{name}: {names}" for name, names in DEFAULT_WORKLOADS.items())
+        + ")",
+    )
     parser.add_argument("--out", default=str(RESULTS_DIR), help="results directory (default: benchmarks/results)")
     parser.add_argument(
         "--run-timeout",
@@ -201,7 +217,8 @@ def main(argv: list[str]) -> int:
 
     load_benchmark_package()
     report = importlib.import_module(f"{STANDALONE_NAME}.report")
-    perf_args = [*(QUICK_ARGS if args.quick else FULL_ARGS), "--workloads", args.workloads]
+    workloads = args.workloads or DEFAULT_WORKLOADS[args.executor]
+    perf_args = [*(QUICK_ARGS if args.quick else FULL_ARGS), "--workloads", workloads]
     perf_args += passthrough
     command = shlex.join(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
     started = dt.datetime.now(dt.timezone.utc)

@@ -20,7 +20,7 @@ from types import ModuleType
 
 import pytest
 
-from flowlib.benchmark import BenchmarkError, Options, run_workloads
+from flowlib.benchmark import WORKLOADS, BenchmarkError, Options, run_workloads
 from flowlib.benchmark.measure import (
     median,
     next_batch_size,
@@ -276,11 +276,16 @@ def test_format_value() -> None:
     assert format_value(None) == "n/a"
 
 
-def test_side_by_side_alternates_the_order() -> None:
+def _side_by_side_module() -> ModuleType:
     spec = importlib.util.spec_from_file_location("side_by_side_under_test", REPO / "benchmarks" / "side_by_side.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_side_by_side_alternates_the_order() -> None:
+    module = _side_by_side_module()
     libs = ["parsl", "flowlib"]
     orders = [module.round_order(libs, index) for index in range(3)]
     assert orders == [["parsl", "flowlib"], ["flowlib", "parsl"], ["parsl", "flowlib"]]
@@ -308,6 +313,41 @@ def test_workloads_measure_and_verify(standin: ModuleType, tmp_path: Path) -> No
     assert work["memory"]["inflight_bytes_per_task"] > 0
     assert any(line.startswith("latency:") for line in lines)
     json.dumps(results)  # JSON-ready
+
+
+def test_startup_and_big_arguments(standin: ModuleType, tmp_path: Path) -> None:
+    options = Options(workloads=("startup", "bigargs"), bigarg_size=4096, bigarg_tasks=8, timeout=30.0)
+    lines: list[str] = []
+    results = run_workloads("standin_flow", _config_of(tmp_path), options, progress=lines.append)
+    work = results["workloads"]
+    assert list(work) == ["startup", "bigargs"]
+    assert work["startup"]["seconds"] > 0
+    big = work["bigargs"]
+    assert big["bytes"] == 4096 and big["tasks"] == 8 and big["tasks_per_s"] > 0
+    assert set(big["raw_copy_per_s"]) == {"in_process_per_s", "zmq_per_s", "zmq_curve_per_s"}
+    assert big["ratio_to_zmq_hop"] == pytest.approx(big["tasks_per_s"] / big["raw_copy_per_s"]["zmq_per_s"])
+    keys = [metric.key for metric in headline_metrics(results)]
+    assert keys == ["startup", "bigargs", "bigargs.raw", "bigargs.ratio"]
+    assert any(line.startswith("bigargs:") for line in lines)
+
+
+def test_big_argument_labels_name_the_size() -> None:
+    raw = {"in_process_per_s": 1.0, "zmq_per_s": 100.0, "zmq_curve_per_s": 50.0}
+    big = {"bytes": 1 << 20, "tasks_per_s": 50.0, "raw_copy_per_s": raw, "ratio_to_zmq_hop": 0.5}
+    labels = [metric.label for metric in headline_metrics({"workloads": {"bigargs": big}})]
+    assert labels == [
+        "throughput, 1 MiB arguments",
+        "raw copy, 1 MiB over one ZeroMQ hop",
+        "1 MiB throughput / raw copy",
+    ]
+
+
+def test_side_by_side_picks_workloads_per_executor() -> None:
+    module = _side_by_side_module()
+    assert "startup" in module.DEFAULT_WORKLOADS["htex"] and "bigargs" in module.DEFAULT_WORKLOADS["htex"]
+    assert "memory" in module.DEFAULT_WORKLOADS["threads"] and "import" in module.DEFAULT_WORKLOADS["threads"]
+    for names in module.DEFAULT_WORKLOADS.values():
+        parse_names(names, WORKLOADS)  # every default is a known workload
 
 
 def test_wrong_results_fail_loudly(standin: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

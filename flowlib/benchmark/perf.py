@@ -119,6 +119,20 @@ def build_parser(prog: str = "flowlib-perf") -> argparse.ArgumentParser:
         help="independent tasks gathered by the 'fanin' workload (default: 1000)",
     )
     parser.add_argument(
+        "--bigarg-size",
+        type=int,
+        default=1 << 20,
+        metavar="BYTES",
+        help="argument size of the 'bigargs' workload (default: 1048576)",
+    )
+    parser.add_argument(
+        "--bigarg-tasks",
+        type=int,
+        default=500,
+        metavar="N",
+        help="tasks of the 'bigargs' workload and its raw-copy baselines (default: 500)",
+    )
+    parser.add_argument(
         "--memory-tasks",
         type=int,
         default=20_000,
@@ -156,6 +170,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
         chain_length=args.chain_length,
         fanin_width=args.fanin_width,
         fixed_sizes=parse_sizes(args.tasks),
+        bigarg_size=args.bigarg_size,
+        bigarg_tasks=args.bigarg_tasks,
         memory_tasks=args.memory_tasks,
         import_samples=args.import_samples,
         timeout=args.timeout,

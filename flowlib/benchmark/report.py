@@ -38,7 +38,7 @@ class Metric:
     label: str
     """Human-readable name, e.g. ``"latency, median"``."""
     unit: str
-    """Unit of :attr:`value`: ``tasks/s``, ``ms``, ``s`` or ``B``."""
+    """Unit of :attr:`value`: ``tasks/s``, ``per s``, ``ms``, ``s``, ``B`` or ``x`` (a ratio)."""
     kind: Kind
     """Whether higher (``rate``) or lower (``time``, ``size``) is better."""
     value: float
@@ -75,6 +75,8 @@ def headline_metrics(results: Mapping[str, Any]) -> list[Metric]:
     def add(key: str, label: str, unit: str, kind: Kind, value: Any) -> None:
         metrics.append(Metric(key, label, unit, kind, float(value)))
 
+    if "startup" in workloads:
+        add("startup", "load to first result", "s", "time", workloads["startup"]["seconds"])
     if "throughput" in workloads:
         add("throughput", "throughput", "tasks/s", "rate", workloads["throughput"]["tasks_per_s"])
     if "submit" in workloads:
@@ -95,6 +97,13 @@ def headline_metrics(results: Mapping[str, Any]) -> list[Metric]:
             tasks = size["tasks"]
             label = f"throughput, {tasks:,} tasks"
             add(f"fixed.{tasks}", label, "tasks/s", "rate", size["tasks_per_s"])
+    if "bigargs" in workloads:
+        big = workloads["bigargs"]
+        size = f"{big['bytes'] / 2**20:g} MiB" if big["bytes"] % 2**10 == 0 else f"{big['bytes']:,} B"
+        add("bigargs", f"throughput, {size} arguments", "tasks/s", "rate", big["tasks_per_s"])
+        raw = big["raw_copy_per_s"]["zmq_per_s"]
+        add("bigargs.raw", f"raw copy, {size} over one ZeroMQ hop", "per s", "rate", raw)
+        add("bigargs.ratio", f"{size} throughput / raw copy", "x", "rate", big["ratio_to_zmq_hop"])
     if "memory" in workloads:
         memory = workloads["memory"]
         inflight, retained = memory["inflight_bytes_per_task"], memory["retained_bytes_per_task"]

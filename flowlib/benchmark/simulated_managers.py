@@ -179,7 +179,7 @@ class EchoPools:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 raise TimeoutError(f"{len(pending)} of {len(self.sims)} pools not registered after {timeout} s")
-            for sock, _ in self.poller.poll(min(remaining, 1.0) * 1000):
+            for sock, _ in self.poller.poll(int(min(remaining, 1.0) * 1000) + 1):
                 frames = sock.recv_multipart()
                 _, kind = p.parse_header(frames[0])
                 if kind is p.Kind.REGISTERED:

@@ -46,14 +46,16 @@ __all__ = [
     "run_workloads",
 ]
 
-#: Every workload, in the order they run.
+#: Every workload, in the order they run (``startup`` must come first: it times ``load``).
 WORKLOADS: tuple[str, ...] = (
+    "startup",
     "throughput",
     "submit",
     "latency",
     "chain",
     "fanin",
     "fixed",
+    "bigargs",
     "memory",
     "import",
 )
@@ -94,6 +96,10 @@ class Options:
     """Independent tasks gathered by the ``fanin`` workload."""
     fixed_sizes: tuple[int, ...] = (10_000, 100_000)
     """Batch sizes of the ``fixed`` workload."""
+    bigarg_size: int = 1 << 20
+    """Bytes of the argument of every task of the ``bigargs`` workload (1 MiB)."""
+    bigarg_tasks: int = 500
+    """Tasks of the ``bigargs`` workload, and arguments moved by its raw-copy baselines."""
     memory_tasks: int = 20_000
     """Tasks held in flight by the ``memory`` workload."""
     import_samples: int = 5
@@ -119,6 +125,8 @@ class Options:
             "chain_length": self.chain_length,
             "fanin_width": self.fanin_width,
             "memory_tasks": self.memory_tasks,
+            "bigarg_size": self.bigarg_size,
+            "bigarg_tasks": self.bigarg_tasks,
             "import_samples": self.import_samples,
         }
         for name, value in counts.items():
@@ -214,11 +222,14 @@ def run_workloads(
         "workloads": {},
         "verified": False,
     }
-    in_kernel = [name for name in options.workloads if name != "import"]
-    if in_kernel:
+    in_kernel = [name for name in options.workloads if name not in ("import", "startup")]
+    if in_kernel or "startup" in options.workloads:
         try:
+            start = time.perf_counter()
             with lib.load(config):
                 context = _Context(_make_apps(lib), options, b"x" * options.argsize, say)
+                if "startup" in options.workloads:
+                    results["workloads"]["startup"] = _guarded("startup", _first_result, context, start)
                 _guarded("warm-up", _warm_up, context)
                 for name in in_kernel:
                     results["workloads"][name] = _guarded(name, _IN_KERNEL[name], context)
@@ -304,6 +315,20 @@ def _warm_up(context: _Context) -> dict[str, Any]:
 
 
 # --- the workloads ---------------------------------------------------------
+
+
+def _first_result(context: _Context, loading_started: float) -> dict[str, Any]:
+    """Seconds from the start of ``load(config)`` to the result of the first task.
+
+    Runs before anything else in the kernel, so it includes starting the
+    executor (for a high-throughput executor: the interchange, the first block
+    and its workers connecting).
+    """
+    (value,) = _collect([context.apps.noop(context.payload)], _deadline(context))
+    elapsed = time.perf_counter() - loading_started
+    _verify([value], lambda _: len(context.payload), "first task")
+    context.progress(f"startup: first result {elapsed:.3f} s after load(config) started")
+    return {"seconds": elapsed, "verified": True}
 
 
 def _throughput(context: _Context) -> dict[str, Any]:
@@ -408,6 +433,46 @@ def _fixed(context: _Context) -> dict[str, Any]:
         sizes.append({"tasks": tasks, "seconds": elapsed, "tasks_per_s": rate})
         context.progress(f"fixed: {tasks} tasks in {elapsed:.3f} s = {rate:,.0f} tasks/s")
     return {"sizes": sizes, "verified": True}
+
+
+def _bigargs(context: _Context) -> dict[str, Any]:
+    """Throughput of no-op tasks with a big argument, against the raw cost of moving it.
+
+    The baselines come from :mod:`.rawcopy` and are measured in this process
+    after the tasks, with the same argument size and count.
+    """
+    from .rawcopy import measure_raw_copy
+
+    options = context.options
+    size, tasks = options.bigarg_size, options.bigarg_tasks
+    payload = b"x" * size
+    noop = context.apps.noop
+    deadline = _deadline(context)
+    start = time.perf_counter()
+    futures = [noop(payload) for _ in range(tasks)]
+    values = _collect(futures, deadline)
+    elapsed = time.perf_counter() - start
+    _verify(values, lambda _: size, "big-argument task")
+    del futures, values
+    rate = tasks / elapsed
+    raw = measure_raw_copy(size, tasks, python=options.python)
+    result = {
+        "bytes": size,
+        "tasks": tasks,
+        "seconds": elapsed,
+        "tasks_per_s": rate,
+        "raw_copy_per_s": raw,
+        "ratio_to_zmq_hop": rate / raw["zmq_per_s"],
+        "ratio_to_zmq_curve_hop": rate / raw["zmq_curve_per_s"],
+        "ratio_to_in_process": rate / raw["in_process_per_s"],
+        "verified": True,
+    }
+    context.progress(
+        f"bigargs: {tasks} tasks of {size:,} B in {elapsed:.3f} s = {rate:,.0f} tasks/s; raw copy: "
+        f"{raw['zmq_per_s']:,.0f}/s over one ZeroMQ hop ({raw['zmq_curve_per_s']:,.0f}/s encrypted, "
+        f"{raw['in_process_per_s']:,.0f}/s in process); ratio {result['ratio_to_zmq_hop']:.2f}"
+    )
+    return result
 
 
 def _memory(context: _Context) -> dict[str, Any]:
@@ -533,6 +598,7 @@ _IN_KERNEL: dict[str, Callable[[_Context], dict[str, Any]]] = {
     "chain": _chain,
     "fanin": _fanin,
     "fixed": _fixed,
+    "bigargs": _bigargs,
     "memory": _memory,
 }
 

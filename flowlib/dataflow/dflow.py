@@ -241,7 +241,9 @@ class DataFlowKernel:
         counts[old] -= 1
         counts[new] += 1
         if self._debug:  # per-task detail only when DEBUG was asked for
-            logger.debug("task %s (%s) %s -> %s on %s", record.id, record.func_name, old.name, new.name, record.executor)
+            logger.debug(
+                "task %s (%s) %s -> %s on %s", record.id, record.func_name, old.name, new.name, record.executor
+            )
 
     # ------------------------------------------------------------ dependencies
 

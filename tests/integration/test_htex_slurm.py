@@ -98,6 +98,9 @@ def test_a_block_cancelled_behind_flowlibs_back_is_replaced(workflow: WorkflowFa
 
     results = [f.result(timeout=120) for f in futures]
     assert [value for value, _ in results] == [i * i for i in range(6)]
+    retried = [f.task_record["fail_history"] for f in futures if f.task_record["fail_count"]]
+    assert retried, "a task was running on the block when it went"
+    assert all("WorkerLost" in h or "ManagerLost" in h for history in retried for h in history), retried
     assert {job for _, job in results} <= {first, replacement}
     assert replacement in {job for _, job in results}, "the replacement block ran the rest"
     assert squeue_state(first) in ("CA", ""), "Slurm saw the first job cancelled"

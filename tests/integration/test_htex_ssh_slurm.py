@@ -146,11 +146,6 @@ def test_workers_reach_the_interchange_through_the_ssh_tunnel(workflow: Workflow
     wait_until(lambda: not set(jobs) & SLURM.active_jobs(), 30, lambda: f"jobs still in squeue: {wf.describe()}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HTEXOptions.bind_address binds the interchange to 0.0.0.0 for any non-local provider, "
-    "also when an SSH tunnel carries all worker traffic (reported; remove this mark with the fix)",
-)
 def test_behind_a_tunnel_the_interchange_listens_on_loopback_only(workflow: WorkflowFactory, tmp_path: Path) -> None:
     wf = workflow(ssh_slurm_provider(tmp_path / "remote"), SLURM, launch_cmd=LAUNCH_CMD)
     port = wf.executor._client.worker_port

@@ -215,14 +215,19 @@ class HighThroughputExecutor(BlockProviderExecutor):
         Worker pools on the far side then connect to 127.0.0.1 there, through the
         same SSH connection, so no inbound port is opened on this machine.
         """
-        channel = getattr(self.provider, "channel", None)
-        if channel is None or not type(channel).__module__.startswith("flowlib.channels.ssh"):
+        from flowlib.executors.high_throughput.options import provider_uses_ssh
+
+        if not provider_uses_ssh(self.provider):
             return None
+        channel = self.provider.channel  # type: ignore[union-attr]
         from flowlib.channels.tunnel import SSHTunnel
 
         assert self._client is not None and self._client.worker_port is not None
         base = channel.script_dir or channel.abspath(".flowlib")
         remote_base = f"{base.rstrip('/')}/htex/{self.run_id or 'run'}/{self.label}"
+        if not channel.script_dir:  # submit scripts must be copied to the far side too
+            channel.script_dir = f"{remote_base}/submit_scripts"
+            channel.makedirs(channel.script_dir, mode=0o700, exist_ok=True)
         remote_keys = None
         if self.cert_dir:
             remote_keys = f"{remote_base}/keys"
@@ -266,7 +271,9 @@ class HighThroughputExecutor(BlockProviderExecutor):
     ) -> Future[Any]:
         """Serialize the task and hand it to the interchange; return its future."""
         if self.bad_state_is_set:
-            raise BadStateException(self, str(self.executor_exception))
+            if isinstance(self.executor_exception, Exception):
+                raise self.executor_exception
+            raise BadStateException(self, "the executor is in a bad state")
         if self._shutdown or self._client is None:
             raise BadStateException(self, "the executor is not running")
         spec = resource_specification or None

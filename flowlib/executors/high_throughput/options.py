@@ -127,7 +127,9 @@ class HTEXOptions:
         """Where the interchange listens for worker pools."""
         if self.address:
             return self.address
-        return self.loopback_address if provider_is_local(provider) else "0.0.0.0"
+        if provider_is_local(provider) or provider_uses_ssh(provider):
+            return self.loopback_address  # behind an SSH tunnel, pools arrive on loopback too
+        return "0.0.0.0"
 
     def worker_addresses(self, provider: Any) -> str:
         """The interchange addresses a worker pool tries, comma-separated."""
@@ -196,6 +198,12 @@ def provider_is_local(provider: Any) -> bool:
         return False
     channel = getattr(provider, "channel", None)
     return channel is None or type(channel).__name__ == "LocalChannel"
+
+
+def provider_uses_ssh(provider: Any) -> bool:
+    """True when the provider reaches its scheduler through an SSH channel (pools come through a tunnel)."""
+    channel = getattr(provider, "channel", None)
+    return channel is not None and type(channel).__module__.startswith("flowlib.channels.ssh")
 
 
 def _valid_range(pair: tuple[int, int]) -> bool:

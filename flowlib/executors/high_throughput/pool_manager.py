@@ -169,10 +169,29 @@ class Manager:
     # ------------------------------------------------------------------ steps
 
     def check_signals(self) -> None:
-        """Stop on SIGTERM/SIGINT (the caller kills the workers)."""
-        if self.stop.signum is not None:
-            logger.info("received %s; killing the workers and exiting", signal.Signals(self.stop.signum).name)
-            self.exit_code = 128 + self.stop.signum
+        """Stop on SIGTERM/SIGINT (the caller kills the workers).
+
+        Before leaving, the pool hands back every task it holds as ManagerLost and
+        says it is draining, so the interchange drops it and the tasks can be retried
+        at once (a scancel, qdel or walltime) instead of after a heartbeat timeout.
+        """
+        if self.stop.signum is None:
+            return
+        name = signal.Signals(self.stop.signum).name
+        logger.info("received %s; killing the workers and exiting", name)
+        held = list(self.queued) + list(self.running)
+        message = (
+            f"worker pool {self.options.pool_id} (block {self.options.block_id} on {self.hostname}) was stopped by "
+            f"{name} (cancelled by the scheduler, or its walltime ended?)"
+        )
+        try:
+            if held:
+                failures = {str(tid): {"error": "ManagerLost", "message": message} for tid in held}
+                self.socket.send_multipart(protocol.encode_json(Kind.FAILURES, failures), zmq.NOBLOCK)
+            self.socket.send_multipart(protocol.encode_empty(Kind.DRAIN), zmq.NOBLOCK)
+        except zmq.ZMQError:
+            logger.warning("could not tell the interchange that this pool is stopping")
+        self.exit_code = 128 + self.stop.signum
 
     def receive_interchange(self, ready: dict[Any, int], now: float) -> None:
         """Read every waiting message from the interchange and act on it."""

@@ -70,7 +70,7 @@ def test_failed_writer_fails_its_data_future_and_reader(dfk, tmp_path):
         reader.result(timeout=10)
 
 
-def test_zip_stage_out(dfk, in_tmp_path):
+def test_zip_stage_out(in_tmp_path, dfk):
     archive = in_tmp_path / "out.zip"
     fut = bash_write("zipped-content", outputs=[File(f"zip:{archive}/inner/a.txt")])
     assert fut.result(timeout=10) == 0
@@ -81,7 +81,7 @@ def test_zip_stage_out(dfk, in_tmp_path):
         assert zf.read("inner/a.txt") == b"zipped-content\n"
 
 
-def test_zip_stage_out_from_python_and_in_again(dfk, in_tmp_path):
+def test_zip_stage_out_from_python_and_in_again(in_tmp_path, dfk):
     archive = in_tmp_path / "data.zip"
     writer = write_lines(["x", "y"], outputs=[File(f"zip:{archive}/lines.txt")])
     # the reader gets the member extracted to a local file before it runs
@@ -89,7 +89,7 @@ def test_zip_stage_out_from_python_and_in_again(dfk, in_tmp_path):
     assert read_text(inputs=[File(f"zip:{archive}/lines.txt")]).result(timeout=10) == "x\ny\n"
 
 
-def test_several_members_in_one_archive(dfk, in_tmp_path):
+def test_several_members_in_one_archive(in_tmp_path, dfk):
     archive = in_tmp_path / "many.zip"
     futs = [bash_write(f"member-{i}", outputs=[File(f"zip:{archive}/m{i}.txt")]) for i in range(5)]
     assert [f.result(timeout=10) for f in futs] == [0] * 5
@@ -98,7 +98,7 @@ def test_several_members_in_one_archive(dfk, in_tmp_path):
         assert [zf.read(f"m{i}.txt") for i in range(5)] == [f"member-{i}\n".encode() for i in range(5)]
 
 
-def test_zip_member_copied_by_bash(dfk, in_tmp_path):
+def test_zip_member_copied_by_bash(in_tmp_path, dfk):
     archive = in_tmp_path / "copy.zip"
     source = bash_write("original", outputs=[File(f"zip:{archive}/src.txt")])
     copy = bash_copy(inputs=[source.outputs[0]], outputs=[File(f"zip:{archive}/dst.txt")])

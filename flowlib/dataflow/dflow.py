@@ -555,39 +555,4 @@ def _register_atexit(dfk: DataFlowKernel) -> Callable[[], None]:
     return cleanup_at_exit
 
 
-class DataFlowKernelLoader:
-    """Holds the loaded kernel: ``flowlib.load()``, ``flowlib.dfk()``, ``flowlib.clear()``."""
-
-    _dfk: DataFlowKernel | None = None
-    _lock = threading.Lock()
-
-    @classmethod
-    def load(cls, config: Config | None = None) -> DataFlowKernel:
-        """Start a kernel for ``config`` (default: a local thread pool) and make it current."""
-        with cls._lock:
-            if cls._dfk is not None:
-                raise ConfigurationError(
-                    f"a DataFlowKernel is already loaded ({cls._dfk.run_dir}); call flowlib.clear() or "
-                    "dfk.cleanup() first, or use `with flowlib.load(config):`"
-                )
-            cls._dfk = DataFlowKernel(config)
-            return cls._dfk
-
-    @classmethod
-    def dfk(cls) -> DataFlowKernel:
-        """The loaded kernel; NoDataFlowKernelError if there is none."""
-        dfk = cls._dfk
-        if dfk is None:
-            raise NoDataFlowKernelError("Must first load config")
-        return dfk
-
-    @classmethod
-    def clear(cls) -> None:
-        """Forget the loaded kernel (without cleaning it up)."""
-        with cls._lock:
-            cls._dfk = None
-
-    @classmethod
-    def wait_for_current_tasks(cls) -> None:
-        """Wait for every task of the loaded kernel."""
-        cls.dfk().wait_for_current_tasks()
+from flowlib.dataflow.loader import DataFlowKernelLoader  # noqa: E402 - re-exported at Parsl's path

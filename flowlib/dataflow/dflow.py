@@ -40,6 +40,7 @@ from flowlib.dataflow.dependencies import failed_dependencies, gather_dependenci
 from flowlib.dataflow.errors import DependencyError, JoinError
 from flowlib.dataflow.futures import AppFuture
 from flowlib.dataflow.launch import build_call
+from flowlib.dataflow.loader import DataFlowKernelLoader
 from flowlib.dataflow.retries import should_retry
 from flowlib.dataflow.rundir import make_rundir
 from flowlib.dataflow.states import FINAL_STATES, States
@@ -47,6 +48,8 @@ from flowlib.dataflow.task_files import needs_file_handling, prepare_files
 from flowlib.dataflow.taskrecord import TaskRecord, check_transition
 from flowlib.dataflow.trampoline import Trampoline
 from flowlib.errors import ConfigurationError, FlowlibError, NoDataFlowKernelError
+
+__all__ = ["DataFlowKernel", "DataFlowKernelLoader"]
 
 if TYPE_CHECKING:
     from flowlib.app.app import AppBase
@@ -553,6 +556,3 @@ def _register_atexit(dfk: DataFlowKernel) -> Callable[[], None]:
 
     atexit.register(cleanup_at_exit)
     return cleanup_at_exit
-
-
-from flowlib.dataflow.loader import DataFlowKernelLoader  # noqa: E402 - re-exported at Parsl's path

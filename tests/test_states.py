@@ -127,3 +127,19 @@ def _stack():
         frames.append(frame)
         frame = frame.f_back
     return frames
+
+
+def test_finished_tasks_leave_no_reference_cycles(dfk):
+    """Finished tasks are freed by reference counting alone, so the cyclic GC has nothing to do."""
+    identity(0).result(timeout=5)
+    gc.collect()
+    gc.disable()
+    try:
+        futures = [identity(i) for i in range(500)]
+        chained = identity(futures[-1])
+        assert chained.result(timeout=10) == 499
+        assert [f.result(timeout=10) for f in futures] == list(range(500))
+        del futures, chained
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

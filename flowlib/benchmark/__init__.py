@@ -8,7 +8,10 @@ library under test by name, so the same code measures flowlib and Parsl::
 
 This package imports only the standard library and refers to its own modules
 relatively, so ``benchmarks/side_by_side.py`` can load it by file path in an
-interpreter that imports nothing of flowlib but what it benchmarks.
+interpreter that imports nothing of flowlib but what it benchmarks. (pyzmq is
+imported inside :mod:`.rawcopy` when a raw copy is measured.) Two modules are
+flowlib's own and are never loaded that way: :mod:`.scale` (scale by
+simulation of the high-throughput executor) and :mod:`.simulated_managers`.
 """
 
 from .configs import load_config_file, make_config

@@ -6,6 +6,7 @@ resolver has an inlined fast path because it runs once per task.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -65,7 +66,7 @@ def dependency_name(fut: Future[Any]) -> str:
     return repr(fut)
 
 
-def failed_dependencies(deps: list[Future[Any]]) -> list[tuple[BaseException, str]]:
+def failed_dependencies(deps: Sequence[Future[Any]]) -> list[tuple[BaseException, str]]:
     """``(exception, name)`` for each done dependency that failed or was cancelled."""
     from concurrent.futures import CancelledError
 

@@ -80,6 +80,9 @@ class DataFlowKernel:
         self._lock = threading.Lock()
         self._tid = itertools.count()
         self._trampoline = Trampoline()
+        # bound once: a fresh bound method per task would be one more object for the GC to track
+        self._dependency_done_cb = self._dependency_done
+        self._exec_done_cb = self._exec_done
         self.tasks: dict[int, TaskRecord] = {}
         self.task_state_counts: dict[States, int] = dict.fromkeys(States, 0)
         self._resolver = config.dependency_resolver
@@ -201,7 +204,7 @@ class DataFlowKernel:
         if needs_file_handling(args, kwargs):
             prepare_files(record, self.run_dir, self.data_manager, self.config.std_autopath)
         deps = gather_dependencies(record.args, record.kwargs, self._resolver)
-        record.depends = deps
+        record.depends = deps or ()
         with self._lock:
             self.task_state_counts[_S.unsched] += 1
             self._transition(record, _S.pending)
@@ -211,7 +214,7 @@ class DataFlowKernel:
             self._trampoline.run(self._launch_if_ready, record)
             return app_fu
         record.outstanding = len(pending) + 1  # +1 until every callback is registered
-        callback = partial(self._dependency_done, record)
+        callback = partial(self._dependency_done_cb, record)
         for dep in pending:
             dep.add_done_callback(callback)
         self._dependency_done(record, None)
@@ -267,7 +270,7 @@ class DataFlowKernel:
                 self._finish(record, _S.dep_fail, exception=DependencyError(failures, record.id))
                 return
             record.args, record.kwargs = unwrap_arguments(record.args, record.kwargs, self._resolver)
-            record.depends = []
+            record.depends = ()
         if record.memoize:
             try:
                 memo_fu = self.memoizer.check_memo(record)
@@ -299,7 +302,7 @@ class DataFlowKernel:
             self._finish(record, _S.failed, exception=_name_task(e, record))
             return
         record.exec_fu = exec_fu
-        exec_fu.add_done_callback(partial(self._exec_done, record))
+        exec_fu.add_done_callback(partial(self._exec_done_cb, record))
 
     def _exec_done(self, record: TaskRecord, exec_fu: Future[Any]) -> None:
         self._trampoline.run(self._handle_result, record, exec_fu)
@@ -423,6 +426,7 @@ class DataFlowKernel:
                 logger.exception("could not record task %s in the memo table", record.id)
         record.exec_fu = None
         record.joins = None
+        record.app_fu = None  # the future keeps its record; the record need not keep its future (no cycle)
         if cancelled:
             app_fu._set_cancelled()
         elif exception is not None:

@@ -12,6 +12,7 @@ import asyncio
 import operator
 from collections.abc import Callable, Generator
 from concurrent.futures import Future
+from concurrent.futures._base import LOGGER as _LOGGER
 from concurrent.futures._base import PENDING
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -92,6 +93,16 @@ class LightFuture(Future[T]):
         self._exception = None
         self._waiters: list[Any] = []
         self._done_callbacks: list[Callable[[Future[T]], object]] = []
+
+    def _invoke_callbacks(self) -> None:
+        # Unlike Future, drop the callbacks once called: they hold the dependents'
+        # task records, and keeping them would tie finished tasks into cycles.
+        callbacks, self._done_callbacks = self._done_callbacks, []
+        for callback in callbacks:
+            try:
+                callback(self)
+            except Exception:
+                _LOGGER.exception("exception calling callback for %r", self)
 
     def __await__(self) -> Generator[Any, None, T]:
         return asyncio.wrap_future(self).__await__()

@@ -24,7 +24,7 @@ def should_retry(
 ) -> tuple[bool, BaseException]:
     """Record the failure on ``record``; return (retry?, the exception to report)."""
     record.fail_count += 1
-    record.fail_history.append(repr(exc))
+    record.fail_history = [*record.fail_history, repr(exc)]
     if retries <= 0:
         return False, exc
     if retry_handler is None:

@@ -6,7 +6,7 @@ mapping (``rec["fail_count"]``), because retry handlers written for Parsl index 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,8 @@ class TaskRecord:
     - ``executor``: the label of the executor chosen for this task.
     - ``status``: the current :class:`~flowlib.dataflow.states.States`.
     - ``depends``: the futures this task waits for.
-    - ``app_fu``: the task's :class:`~flowlib.dataflow.futures.AppFuture`.
+    - ``app_fu``: the task's :class:`~flowlib.dataflow.futures.AppFuture` while it is in flight
+      (None once it has finished, so finished tasks form no reference cycles).
     - ``exec_fu``: the executor's future for the current try, if launched.
     - ``fail_count`` / ``fail_cost`` / ``fail_history``: retry book-keeping.
     - ``try_id``: 0 for the first try, then 1, 2, ...
@@ -49,7 +50,7 @@ class TaskRecord:
         "id", "func", "func_name", "fn_hash", "args", "kwargs", "executor", "status",
         "depends", "app_fu", "exec_fu", "fail_count", "fail_cost", "fail_history",
         "try_id", "memoize", "hashsum", "ignore_for_cache", "from_memo", "join", "joins",
-        "resource_specification", "time_invoked", "time_returned", "history", "kind",
+        "resource_specification", "time_invoked", "time_returned", "_history", "kind",
         "outstanding", "dfk", "strip_kwargs", "__weakref__",
     )  # fmt: skip
 
@@ -64,7 +65,7 @@ class TaskRecord:
         executor: str,
         *,
         memoize: bool = False,
-        ignore_for_cache: list[str] | None = None,
+        ignore_for_cache: Sequence[str] | None = None,
         join: bool = False,
         kind: str = "python",
         resource_specification: dict[str, Any] | None = None,
@@ -78,27 +79,32 @@ class TaskRecord:
         self.kwargs = kwargs
         self.executor = executor
         self.status = States.unsched
-        self.depends: list[Future[Any]] = []
+        self.depends: Sequence[Future[Any]] = ()
         self.app_fu: AppFuture[Any] | None = None
         self.exec_fu: Future[Any] | None = None
         self.fail_count = 0
         self.fail_cost = 0.0
-        self.fail_history: list[str] = []
+        self.fail_history: Sequence[str] = ()
         self.try_id = 0
         self.memoize = memoize
         self.hashsum: str | None = None
-        self.ignore_for_cache = ignore_for_cache or []
+        self.ignore_for_cache = ignore_for_cache if ignore_for_cache is not None else ()
         self.from_memo = False
         self.join = join
         self.joins: Any = None
         self.resource_specification = resource_specification or {}
         self.time_invoked = time_invoked
         self.time_returned: float | None = None
-        self.history: list[States] = []
+        self._history = b""  # one byte per state left; bytes are invisible to the cyclic GC
         self.kind = kind
         self.outstanding = 0
         self.dfk: Any = None
         self.strip_kwargs: frozenset[str] = frozenset()
+
+    @property
+    def history(self) -> list[States]:
+        """The states the task went through, oldest first (not counting the current one)."""
+        return [States(code - 1) for code in self._history]
 
     def __getitem__(self, key: str) -> Any:
         if key == "status":
@@ -109,12 +115,12 @@ class TaskRecord:
             raise KeyError(key) from None
 
     def __setitem__(self, key: str, value: Any) -> None:
-        if key not in self.__slots__:
+        if key not in self.__slots__ or key.startswith("_"):
             raise KeyError(key)
         setattr(self, key, value)
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and key in self.__slots__
+        return isinstance(key, str) and (key in self.__slots__ or key == "history")
 
     def get(self, key: str, default: Any = None) -> Any:
         """Mapping-style access with a default."""
@@ -122,6 +128,9 @@ class TaskRecord:
 
     def __repr__(self) -> str:
         return f"<TaskRecord {self.id} {self.func_name} {self.status.name}>"
+
+
+_STATE_CODES = {state: bytes((state.value + 1,)) for state in States}
 
 
 def check_transition(record: TaskRecord, new: States) -> States:
@@ -136,6 +145,6 @@ def check_transition(record: TaskRecord, new: States) -> States:
         raise InternalConsistencyError(
             f"task {record.id} ({record.func_name}): illegal state transition {old.name} -> {new.name}; history: {path}"
         )
-    record.history.append(old)
+    record._history += _STATE_CODES[old]
     record.status = new
     return old

@@ -42,6 +42,9 @@ logger = logging.getLogger("flowlib.interchange")
 ADAPTIVE_PREFETCH_PER_WORKER = 32
 """Extra tasks per worker a pool may hold while its tasks are short (see managers.py)."""
 
+DISPATCH_CHUNK = 32
+"""Plain tasks given to one pool before moving on to the next."""
+
 HOUSEKEEPING_PERIOD = 0.05
 """Seconds between checks for lost pools, heartbeats due and a vanished executor."""
 
@@ -402,11 +405,19 @@ class Interchange:
             return
         batches: dict[bytes, list[QueuedTask]] = {}
         unplaced: list[tuple[float, QueuedTask]] = []
+        current: ManagerRecord | None = None  # plain tasks go to one pool in chunks: fewer, larger messages
+        chunk = 0
         while len(queue):
             task = queue.pop()
             if task is None:
                 break
-            record = managers.choose(task) if managers.available else None
+            record = None
+            if task.spec is None and current is not None and chunk < DISPATCH_CHUNK:
+                if current.free_slots > 0 or current.can_overflow():
+                    record = current
+            if record is None:
+                record = managers.choose(task) if managers.available else None
+                chunk = 0
             if record is None and task.spec is None:
                 record = managers.choose_overflow()
                 if record is None:  # no pool can take even a plain task now
@@ -420,6 +431,7 @@ class Interchange:
             task.dispatched = now
             record.take(task)
             managers.refresh(record)
+            current, chunk = (record, chunk + 1) if task.spec is None else (None, 0)
             batches.setdefault(record.identity, []).append(task)
         if unplaced:
             queue.push_back(unplaced)

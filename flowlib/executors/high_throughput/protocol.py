@@ -91,6 +91,9 @@ def readable(socket: Any) -> bool:
     return bool(cast(int, socket.get(zmq.EVENTS)) & zmq.POLLIN)
 
 
+_MAX_STATUS = max(TaskStatus)
+
+
 def header(kind: Kind) -> bytes:
     """The first frame of a message of ``kind``."""
     return _HEADER.pack(MAGIC, PROTOCOL_VERSION, kind)
@@ -205,7 +208,7 @@ class ResultBatch:
             raise ProtocolError(
                 f"result batch sizes differ: {len(ids)} ids, {len(statuses)} statuses, {len(payloads)} payloads"
             )
-        if any(s > max(TaskStatus) for s in statuses):
+        if statuses and max(statuses) > _MAX_STATUS:
             raise ProtocolError("unknown task status in result batch")
         return cls(ids, statuses, payloads)
 

@@ -24,11 +24,12 @@ Assumes, and what to adapt:
 - ``python3`` on the cluster (after ``worker_init``) has the same flowlib version.
 - ``partition``: ``$FLOWLIB_SLURM_PARTITION`` when set, else the cluster's
   default; ``account``, ``walltime``, ``max_blocks`` as in :mod:`flowlib.configs.slurm`.
-- The tunnel's remote end listens on the login node's loopback interface, so the
-  pools must run where that is reachable: on the login node itself (a one-node
-  cluster, or a cluster whose jobs run on the host you log in to). Pools on other
-  compute nodes cannot connect yet; see "Where the remote port listens" in the
-  SSH documentation.
+- The tunnel's remote end listens on the login node's loopback interface by
+  default, which suits pools running on the login node itself. For pools on
+  compute nodes, pass ``login_address``: the login node's address as the compute
+  nodes see it; the tunnel then listens there (the login node's sshd must allow
+  ``GatewayPorts clientspecified``; see "Where the remote port listens" in the SSH
+  documentation).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def fresh_config(
     walltime: str = "00:30:00",
     max_blocks: int = 1,
     worker_init: str = WORKER_INIT_PLACEHOLDER,
+    login_address: str | None = None,
     **config_kwargs: Any,
 ) -> Config:
     """A new Config with one HighThroughputExecutor labelled ``"htex_slurm_ssh"``: Slurm through an SSHChannel.
@@ -73,6 +75,8 @@ def fresh_config(
     :param walltime: each block's ``--time``.
     :param max_blocks: the most Slurm jobs at once.
     :param worker_init: shell run in each job before the workers start.
+    :param login_address: the login node's address as compute nodes see it (None: pools
+        run on the login node and reach the tunnel on its loopback).
     :param config_kwargs: other :class:`~flowlib.config.Config` keywords.
     """
     channel = SSHChannel(
@@ -93,7 +97,8 @@ def fresh_config(
         worker_init=worker_init,
         launcher=SrunLauncher(),
     )
-    return Config(executors=[HighThroughputExecutor(label="htex_slurm_ssh", provider=provider)], **config_kwargs)
+    executor = HighThroughputExecutor(label="htex_slurm_ssh", provider=provider, address=login_address)
+    return Config(executors=[executor], **config_kwargs)
 
 
 config = fresh_config()

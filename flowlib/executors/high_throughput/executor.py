@@ -235,7 +235,11 @@ class HighThroughputExecutor(BlockProviderExecutor):
             for name in sorted(os.listdir(self.cert_dir)):
                 channel.push_file(os.path.join(self.cert_dir, name), remote_keys)
             channel.execute_wait(f"chmod 600 {shlex.quote(remote_keys)}/*", walltime=30)
-        tunnel = SSHTunnel(channel, local_ports=[self._client.worker_port])
+        # Pools on the login node itself reach the tunnel on its loopback. Pools on compute
+        # nodes need it on an address they can reach: give that address as ``address=``
+        # (the login node's sshd needs ``GatewayPorts clientspecified``).
+        bind = "0.0.0.0" if self.options.address else "127.0.0.1"
+        tunnel = SSHTunnel(channel, local_ports=[self._client.worker_port], remote_bind_address=bind)
         (remote_port,) = tunnel.start()
         logger.info(
             "executor %s: workers reach the interchange through an SSH tunnel (remote port %d)", self.label, remote_port
@@ -250,7 +254,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
             return self.options.pool_command(
                 block_id=block_id,
                 worker_port=remote.port,
-                addresses="127.0.0.1",
+                addresses=self.options.address or "127.0.0.1",
                 cert_dir=remote.cert_dir,
                 logdir=self.options.worker_logdir_root or remote.logdir,
                 python="python3",

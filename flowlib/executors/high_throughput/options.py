@@ -125,9 +125,11 @@ class HTEXOptions:
 
     def bind_address(self, provider: Any) -> str:
         """Where the interchange listens for worker pools."""
+        if provider_uses_ssh(provider):
+            return self.loopback_address  # pools arrive through the SSH tunnel; ``address`` is the far end's
         if self.address:
             return self.address
-        if provider_is_local(provider) or provider_uses_ssh(provider):
+        if provider_is_local(provider):
             return self.loopback_address  # behind an SSH tunnel, pools arrive on loopback too
         return "0.0.0.0"
 

@@ -44,6 +44,12 @@ class Config(RepresentationMixin):
     - ``project_name``: a free-form label for the run.
     - ``initialize_logging``: True (``<run_dir>/flowlib.log`` at INFO), False, or a
       :class:`~flowlib.logconfigs.base.LoggingConfig`.
+    - ``gc_threshold`` (flowlib only): while the kernel runs, CPython's
+      young-generation garbage-collection threshold is raised to at least this
+      (default 50,000; restored at cleanup). With hundreds of thousands of tasks in
+      flight, the default (700) makes the collector walk every live task again and
+      again; flowlib's finished tasks leave no cycles to collect. None leaves the
+      interpreter's setting alone.
     """
 
     def __init__(
@@ -65,6 +71,7 @@ class Config(RepresentationMixin):
         usage_tracking: int | bool = 0,
         project_name: str | None = None,
         initialize_logging: bool | LoggingConfig = True,
+        gc_threshold: int | None = 50_000,
     ) -> None:
         from flowlib.dataflow.dependency_resolvers import DependencyResolver
         from flowlib.dataflow.memoization import Memoizer
@@ -92,6 +99,7 @@ class Config(RepresentationMixin):
                 "usage_tracking": (usage_tracking, int | bool),
                 "project_name": (project_name, str | None),
                 "initialize_logging": (initialize_logging, bool | LoggingConfig),
+                "gc_threshold": (gc_threshold, int | None),
             },
         )
         if retries < 0:
@@ -104,6 +112,8 @@ class Config(RepresentationMixin):
             raise ValueError(f"Config argument 'strategy' must be one of {_STRATEGIES}, got {strategy!r}")
         if strategy_period <= 0:
             raise ValueError(f"Config argument 'strategy_period' must be > 0, got {strategy_period}")
+        if gc_threshold is not None and gc_threshold < 1:
+            raise ValueError(f"Config argument 'gc_threshold' must be >= 1 or None, got {gc_threshold}")
         if monitoring is not None:
             raise ValueError(
                 "Config argument 'monitoring': monitoring is not available in this version of flowlib; pass None"
@@ -129,6 +139,7 @@ class Config(RepresentationMixin):
         self.usage_tracking = usage_tracking
         self.project_name = project_name
         self.initialize_logging = initialize_logging
+        self.gc_threshold = gc_threshold
 
     @property
     def executors(self) -> list[FlowlibExecutor]:

@@ -204,3 +204,20 @@ def test_debug_logging_adds_per_task_lines_when_asked(tmp_path):
         dfk.cleanup()
     log = Path(dfk.run_dir, "flowlib.log").read_text()
     assert f"task {fut.tid} (<lambda>) launched -> exec_done" in log
+
+
+def test_gc_threshold_is_raised_while_running_and_restored(tmp_path):
+    import gc
+
+    before = gc.get_threshold()
+    dfk = DataFlowKernel(Config(run_dir=str(tmp_path)))
+    try:
+        assert gc.get_threshold()[0] == max(before[0], 50_000)
+    finally:
+        dfk.cleanup()
+    assert gc.get_threshold() == before
+    dfk = DataFlowKernel(Config(run_dir=str(tmp_path), gc_threshold=None))
+    try:
+        assert gc.get_threshold() == before
+    finally:
+        dfk.cleanup()

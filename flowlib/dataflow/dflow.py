@@ -23,6 +23,7 @@ is bounded by what is in flight plus what the caller still holds.
 from __future__ import annotations
 
 import atexit
+import gc
 import itertools
 import logging
 import random
@@ -92,6 +93,7 @@ class DataFlowKernel:
         self.run_id = f"{int(time.time())}-{random.getrandbits(32):08x}"
         self._start_logging()
         self._debug = logger.isEnabledFor(logging.DEBUG)
+        self._gc_restore = _raise_gc_threshold(config.gc_threshold)
         logger.info("DataFlowKernel starting in %s", self.run_dir)
 
         from flowlib.dataflow.memoization import BasicMemoizer
@@ -508,6 +510,7 @@ class DataFlowKernel:
             self.memoizer.close()
         except Exception:
             logger.exception("closing the memoizer failed")
+        _restore_gc_threshold(self._gc_restore, self.config.gc_threshold)
         if DataFlowKernelLoader._dfk is self:
             DataFlowKernelLoader._dfk = None
         logger.info("DataFlowKernel cleanup complete")
@@ -543,6 +546,21 @@ def _name_task(exc: Exception, record: TaskRecord) -> Exception:
         if exc.function_name is None:
             exc.function_name = record.func_name
     return exc
+
+
+def _raise_gc_threshold(threshold: int | None) -> tuple[int, int, int] | None:
+    """Raise the young-generation GC threshold; return what to restore (None: nothing changed)."""
+    previous = gc.get_threshold()
+    if threshold is None or previous[0] >= threshold:
+        return None
+    gc.set_threshold(threshold, *previous[1:])
+    return previous
+
+
+def _restore_gc_threshold(previous: tuple[int, int, int] | None, threshold: int | None) -> None:
+    # restore only if nobody changed it since (another kernel, or the application)
+    if previous is not None and gc.get_threshold()[0] == threshold:
+        gc.set_threshold(*previous)
 
 
 def _short(exc: BaseException) -> str:

@@ -12,7 +12,7 @@ graph that the DataFlowKernel runs as inputs become ready::
         return 2 * x
 
     with flowlib.load():
-        print(double(double(3)).result())   # 12
+        assert double(double(3)).result() == 12
 
 Heavy parts are imported on first use, so ``import flowlib`` stays fast.
 """

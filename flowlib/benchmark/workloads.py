@@ -28,14 +28,16 @@ import gc
 import importlib
 import importlib.metadata
 import platform
-import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from flowlib.benchmark.describe import describe_executors as _describe_executors
+from flowlib.benchmark.describe import library_version as _version
+from flowlib.benchmark.import_time import measure_import_time
 
 from .measure import median, next_batch_size, percentile
 
@@ -566,35 +568,11 @@ def _settled_traced_memory(*, tolerance: int, poll: float = 0.05, quiet_polls: i
     return best
 
 
-_IMPORT_PROBE = (
-    "import sys, time\nstart = time.perf_counter()\n__import__(sys.argv[1])\nprint(repr(time.perf_counter() - start))\n"
-)
-
-
 def _import_time(lib_name: str, options: Options, say: Progress) -> dict[str, Any]:
     """Median wall time of ``import <lib_name>`` in fresh interpreters."""
-    millis: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="flowlib-import-") as neutral_dir:
-        for _ in range(options.import_samples):
-            done = subprocess.run(
-                [options.python, "-c", _IMPORT_PROBE, lib_name],
-                cwd=neutral_dir,
-                capture_output=True,
-                text=True,
-                timeout=options.timeout,
-                check=False,
-            )
-            if done.returncode != 0:
-                raise BenchmarkError(f"import {lib_name} failed:\n{done.stderr.strip()}")
-            millis.append(float(done.stdout.strip().splitlines()[-1]) * 1000.0)
-    result = {
-        "module": lib_name,
-        "samples_ms": millis,
-        "median_ms": median(millis),
-        "verified": True,
-    }
-    say(f"import: import {lib_name} takes {result['median_ms']:.1f} ms (median of {len(millis)})")
-    return result
+    return measure_import_time(
+        lib_name, python=options.python, samples=options.import_samples, timeout=options.timeout, say=say
+    )
 
 
 _IN_KERNEL: dict[str, Callable[[_Context], dict[str, Any]]] = {
@@ -607,27 +585,6 @@ _IN_KERNEL: dict[str, Callable[[_Context], dict[str, Any]]] = {
     "bigargs": _bigargs,
     "memory": _memory,
 }
-
-
-# --- describing the run ----------------------------------------------------
-
-
-def _version(lib_name: str, lib: Any) -> str:
-    version = getattr(lib, "__version__", None)
-    if isinstance(version, str):
-        return version
-    try:
-        return importlib.metadata.version(lib_name)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def _describe_executors(config: Any) -> list[str]:
-    described = []
-    for executor in getattr(config, "executors", []):
-        label = getattr(executor, "label", "?")
-        described.append(f"{type(executor).__name__}({label})")
-    return described
 
 
 def _jsonable_options(options: Options) -> dict[str, Any]:

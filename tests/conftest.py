@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,6 +45,30 @@ EXECUTOR_FACTORIES: dict[str, Callable[[Any], FlowlibExecutor]] = {
     "threads": make_threads,
     "htex": make_htex,
 }
+
+
+SERVICES = os.path.join(REPO_ROOT, "tests", "services")
+
+
+def require_service(name: str, probe: Callable[[], bool]) -> None:
+    """Skip (or, with CI=true, fail) unless the service answers ``probe``.
+
+    Services are started by ``tests/services/up.sh``; CI must never turn a broken
+    service into silent skips.
+    """
+    import subprocess
+
+    try:
+        if probe():
+            return
+    except (OSError, subprocess.SubprocessError):
+        pass
+    status_file = os.path.join(SERVICES, ".status")
+    recorded = Path(status_file).read_text().strip() if os.path.exists(status_file) else "no tests/services/.status"
+    message = f"{name} is not up ({recorded}); start it as root with: bash tests/services/{name}-up.sh"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def try_assert(check: Callable[[], bool], timeout: float = 10.0, message: str = "") -> None:

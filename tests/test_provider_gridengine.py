@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import require_service
 
 from flowlib.channels.local import LocalChannel
 from flowlib.jobs.states import JobState, JobStatus
@@ -24,21 +25,6 @@ from flowlib.providers.errors import SchedulerCommandError, SubmitException
 pytestmark = pytest.mark.timeout(90)
 
 SERVICES = Path(__file__).parent / "services"
-
-
-def require_service(name: str, probe: Callable[[], bool]) -> None:
-    """Skip (or, with CI=true, fail) unless the service answers ``probe``."""
-    try:
-        if probe():
-            return
-    except (OSError, subprocess.SubprocessError):
-        pass
-    status_file = SERVICES / ".status"
-    recorded = status_file.read_text().strip() if status_file.exists() else "no tests/services/.status"
-    message = f"{name} is not up ({recorded}); start it as root with: bash tests/services/{name}-up.sh"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def sge_ready() -> bool:

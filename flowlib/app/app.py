@@ -19,7 +19,7 @@ import inspect
 import types
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from flowlib.app.special import SPECIAL_KEYWORDS
 
@@ -316,6 +316,3 @@ def join_app(
     if function is not None:
         return decorator(function)
     return decorator
-
-
-ExecutorChoice = Literal["all"]

@@ -108,17 +108,3 @@ class RemoteExceptionWrapper:
     def reraise(self) -> None:
         """Raise the original exception here."""
         raise self.get_exception()
-
-
-def wrap_error(func: Any) -> Any:
-    """Wrap ``func`` so that any exception it raises is returned as a RemoteExceptionWrapper."""
-    import functools
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except Exception as exc:
-            return RemoteExceptionWrapper(type(exc), exc, exc.__traceback__)
-
-    return wrapper

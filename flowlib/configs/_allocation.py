@@ -41,6 +41,7 @@ class AllocationProvider(LocalProvider):
     """
 
     scheduler: ClassVar[str] = "the current batch allocation"
+    workers_on_this_machine = False  # the allocation's other nodes must reach the interchange
     # Inside an allocation every launcher is in its element: refuse none.
     incompatible_launchers: ClassVar[frozenset[str]] = frozenset()
 

@@ -21,11 +21,23 @@ def needs_file_handling(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     if kwargs and ("stdout" in kwargs or "stderr" in kwargs or "outputs" in kwargs or "inputs" in kwargs):
         return True
     if args:
+        file_types = _file_types()
+        return any(isinstance(a, file_types) for a in args)
+    return False
+
+
+_FILE_TYPES: tuple[type, ...] = ()
+
+
+def _file_types() -> tuple[type, ...]:
+    # imported on first use, then kept: this runs for every task with positional arguments
+    global _FILE_TYPES
+    if not _FILE_TYPES:
         from flowlib.app.futures import DataFuture
         from flowlib.data_provider.files import File
 
-        return any(isinstance(a, (File, DataFuture)) for a in args)
-    return False
+        _FILE_TYPES = (File, DataFuture)
+    return _FILE_TYPES
 
 
 def auto_log_path(run_dir: str, record: TaskRecord, stream: str) -> str:

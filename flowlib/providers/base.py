@@ -40,6 +40,8 @@ class ExecutionProvider(RepresentationMixin, metaclass=abc.ABCMeta):
     cores_per_node: int | None = None
     mem_per_node: float | None = None
     launcher: Any = None
+    workers_on_this_machine: bool = False
+    """True when blocks run on the submitting machine itself (executors may then keep to loopback)."""
 
     @abc.abstractmethod
     def submit(self, command: str, tasks_per_node: int, job_name: str = "flowlib.auto") -> str:

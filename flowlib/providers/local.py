@@ -48,6 +48,7 @@ class LocalProvider(ClusterProvider):
 
     scheduler = "local"
     template = "local.sh"
+    workers_on_this_machine = True
     cancel_grace: float = 5.0
     """Seconds between SIGTERM and SIGKILL when cancelling."""
     status_batch_size = 200

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import psutil
 import pytest
+from conftest import require_service
 
 import flowlib
 from flowlib.config import Config
@@ -35,21 +36,6 @@ T = TypeVar("T")
 
 
 # ---------------------------------------------------------------- service gates
-
-
-def require_service(name: str, probe: Callable[[], bool]) -> None:
-    """Skip (or, with CI=true, fail) unless the service answers ``probe``."""
-    try:
-        if probe():
-            return
-    except (OSError, subprocess.SubprocessError):
-        pass
-    status_file = SERVICES / ".status"
-    recorded = status_file.read_text().strip() if status_file.exists() else "no tests/services/.status"
-    message = f"{name} is not up ({recorded}); start it as root with: bash tests/services/{name}-up.sh"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def _run(*cmd: str) -> subprocess.CompletedProcess[str]:

@@ -193,13 +193,15 @@ class HTEXOptions:
 
 
 def provider_is_local(provider: Any) -> bool:
-    """True when the provider starts workers on this machine (a LocalProvider over a local channel)."""
+    """True when the provider starts workers on this machine, over a local channel."""
     if provider is None:
         return True
-    if type(provider).__name__ != "LocalProvider":
+    if not getattr(provider, "workers_on_this_machine", False):
         return False
+    from flowlib.channels.local import LocalChannel
+
     channel = getattr(provider, "channel", None)
-    return channel is None or type(channel).__name__ == "LocalChannel"
+    return channel is None or isinstance(channel, LocalChannel)
 
 
 def provider_uses_ssh(provider: Any) -> bool:

@@ -689,10 +689,17 @@ def test_real_gnu_parallel_runs_this_host_without_ssh(out: Path, tmp_path: Path,
     assert {env["PARALLEL_SSHLOGIN"] for env in copies(out)} == {":"}
 
 
-@pytest.fixture
-def parallel_over_fake_ssh(gnu_parallel: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    """Real GNU parallel, whose ssh is tests/fakebin/ssh: 'remote' commands run here, quoted as over ssh."""
+@pytest.fixture(params=["/bin/bash", "/bin/sh", None], ids=["SHELL=bash", "SHELL=sh", "SHELL-unset"])
+def parallel_over_fake_ssh(gnu_parallel: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    """Real GNU parallel, whose ssh is tests/fakebin/ssh: 'remote' commands run here, quoted as over ssh.
+
+    The 'remote' $SHELL varies: GNU parallel runs remote copies with it unless told otherwise, and a
+    CI machine without SHELL once made every copy vanish with exit status 0.
+    """
     env = {**gnu_parallel, "PARALLEL_SSH": str(FAKEBIN / "ssh"), "FAKEBIN_PYTHON": sys.executable}
+    env.pop("SHELL", None)
+    if request.param is not None:
+        env["SHELL"] = request.param
     env["PBS_NODEFILE"] = nodefile(tmp_path, "nodeA", "nodeA", "nodeB", "nodeB", "nodeC")
     return env
 

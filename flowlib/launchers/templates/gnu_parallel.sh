@@ -25,6 +25,10 @@ for flowlib_node in $flowlib_nodes; do
 done >"$flowlib_loginfile"
 FLOWLIB_LAUNCH_COMMAND=@{command}
 export FLOWLIB_LAUNCH_COMMAND
+# Name the shell for the remote side: GNU parallel otherwise runs each remote copy with the
+# remote $SHELL and, when that is unset, silently runs nothing and still exits 0.
+PARALLEL_SHELL=/bin/bash
+export PARALLEL_SHELL
 parallel --will-cite --jobs "$flowlib_per_node" --sshloginfile "$flowlib_loginfile" --workdir . \
     --env PATH --env FLOWLIB_LAUNCH_COMMAND --line-buffer -N0 \
     'exec /bin/bash -c "$FLOWLIB_LAUNCH_COMMAND"' ::: $(seq @{total}) </dev/null

@@ -690,7 +690,9 @@ def test_real_gnu_parallel_runs_this_host_without_ssh(out: Path, tmp_path: Path,
 
 
 @pytest.fixture(params=["/bin/bash", "/bin/sh", None], ids=["SHELL=bash", "SHELL=sh", "SHELL-unset"])
-def parallel_over_fake_ssh(gnu_parallel: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+def parallel_over_fake_ssh(
+    gnu_parallel: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest
+) -> dict[str, str]:
     """Real GNU parallel, whose ssh is tests/fakebin/ssh: 'remote' commands run here, quoted as over ssh.
 
     The 'remote' $SHELL varies: GNU parallel runs remote copies with it unless told otherwise, and a

@@ -62,6 +62,51 @@ _LENGTH = struct.Struct("!I")
 Invocation = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
+class _ChunkStream:
+    """A write-only stream that keeps what it is given as a list of chunks, joined once at the end.
+
+    pickle hands a large ``bytes`` payload to ``write`` as the object itself;
+    keeping the reference instead of growing one buffer (as ``io.BytesIO``
+    does, by repeated reallocation) makes a 1 MiB argument cost one copy.
+    Only what the serializers use is here: ``write``, ``tell`` and rewinding
+    to an earlier position with ``seek`` + ``truncate``.
+    """
+
+    __slots__ = ("chunks", "size")
+
+    def __init__(self) -> None:
+        self.chunks: list[Any] = []
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        if type(data) is not bytes:
+            data = bytes(data)  # a view into a buffer the writer may reuse or change
+        self.chunks.append(data)
+        self.size += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def seek(self, position: int) -> int:
+        if position > self.size:
+            raise ValueError("_ChunkStream only rewinds")
+        while self.size > position:
+            last = self.chunks.pop()
+            self.size -= len(last)
+            if self.size < position:  # keep the head of a chunk that straddles the position
+                self.chunks.append(last[: position - self.size])
+                self.size = position
+        return position
+
+    def truncate(self) -> int:
+        return self.size  # seek() already dropped everything after the position
+
+    def getvalue(self) -> bytes:
+        chunks = self.chunks
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 def type_name(obj: Any) -> str:
     """``module.QualName`` of ``obj``'s type, without ``builtins.``: ``"_thread.lock"``."""
     kind = type(obj)
@@ -94,8 +139,8 @@ def serialize(obj: Any) -> bytes:
 
     Raises :class:`SerializationError` when none does.
     """
-    stream = io.BytesIO()
-    error = _write(obj, stream)
+    stream = _ChunkStream()
+    error = _write(obj, stream)  # type: ignore[arg-type]
     if error is not None:
         raise SerializationError("object", type_name=type_name(obj), reason=str(error)) from error
     return stream.getvalue()
@@ -186,22 +231,21 @@ def _pack(
 ) -> bytes:
     args = tuple(args)
     kwargs = dict(kwargs)
-    stream = io.BytesIO()
+    stream = _ChunkStream()
     stream.write(header)
-    stream.write(_LENGTH.pack(0))
+    stream.write(_LENGTH.pack(0))  # the function's length, filled in below
     start = stream.tell()
     if function_bytes is not None:
         stream.write(function_bytes)
     else:
-        error = _write(func, stream)
+        error = _write(func, stream)  # type: ignore[arg-type]
         if error is not None:
             raise _blame("the function", func, error, task_id, func)
     func_length = stream.tell() - start
-    error = _write((args, kwargs, *extra), stream)
+    error = _write((args, kwargs, *extra), stream)  # type: ignore[arg-type]
     if error is not None:
         raise _find_culprit(args, kwargs, extra, error, task_id, func)
-    stream.seek(len(header))
-    stream.write(_LENGTH.pack(func_length))
+    stream.chunks[1] = _LENGTH.pack(func_length)
     return stream.getvalue()
 
 

@@ -22,18 +22,28 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any
 
 import zmq
 
+from flowlib.executors.high_throughput import links
 from flowlib.executors.high_throughput import protocol as p
 
 logger = logging.getLogger(__name__)
 
 MAX_BATCH_TASKS = 2048
-MAX_BATCH_BYTES = 64 << 20
+MAX_BATCH_BYTES = 4 << 20
+"""Payload bytes per SUBMIT message at most: larger buffers would be fresh memory (page faults) every time."""
+MAX_INFLIGHT_BYTES = 32 << 20
+"""Bytes of large payloads sent to the interchange and not yet answered, at most; the rest waits here.
+
+Without a bound, a burst of large tasks is copied into the interchange's queue at
+once and every byte lands in fresh memory; with it, buffers are reused.
+"""
+LARGE_PAYLOAD = 64 << 10
+"""Payloads from this size on count towards :data:`MAX_INFLIGHT_BYTES`."""
 
 
 class InterchangeClient:
@@ -66,10 +76,15 @@ class InterchangeClient:
         self.process: subprocess.Popen[bytes] | None = None
         self.client_port: int | None = None
         self.worker_port: int | None = None
+        self.pool_socket: str | None = None
+        """The interchange's Unix socket for pools on this machine (when it has one)."""
         self._outbox: collections.deque[tuple[int, dict[str, Any] | None, bytes]] = collections.deque()
         self._control: collections.deque[list[Any]] = collections.deque()
         self._replies: dict[int, Future[Any]] = {}
         self._command_ids = itertools.count(1)
+        self._large: dict[int, int] = {}  # task id -> payload size, for large payloads in flight
+        self._inflight_bytes = 0
+        self._cancelled_unsent: set[int] = set()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._awake = False
         self._stopping = False
@@ -97,21 +112,28 @@ class InterchangeClient:
         self.process.stdin.write(json.dumps(options).encode() + b"\n")
         self.process.stdin.close()
         line = self._read_ports_line(timeout)
-        ports = json.loads(line)
-        self.client_port, self.worker_port = int(ports["client_port"]), int(ports["worker_port"])
-        self._context = zmq.Context()
-        sock = self._context.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        if self.cert_dir:
-            from flowlib.executors.high_throughput.security import apply_client, client_keys
+        where = json.loads(line)
+        self.worker_port = int(where["worker_port"])
+        link: links.UnixLink | links.ZmqLink
+        if where.get("client_socket"):
+            link = links.connect(where["client_socket"], name="link to the interchange")
+            self.pool_socket = where.get("pool_socket")
+        else:
+            self.client_port = int(where["client_port"])
+            self._context = zmq.Context()
+            sock = self._context.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            if self.cert_dir:
+                from flowlib.executors.high_throughput.security import apply_client, client_keys
 
-            apply_client(sock, client_keys(self.cert_dir))
-        address = self.options.get("client_address", "127.0.0.1")
-        sock.connect(f"tcp://{address}:{self.client_port}")
+                apply_client(sock, client_keys(self.cert_dir))
+            address = self.options.get("client_address", "127.0.0.1")
+            sock.connect(f"tcp://{address}:{self.client_port}")
+            link = links.ZmqLink(sock, copy=True)
         # introduce ourselves at once, so events (pools registering) reach us before any task
         self._control.append(p.encode_json(p.Kind.COMMAND, {"id": 0, "op": "ping"}))
         self._thread = threading.Thread(
-            target=self._io_loop, args=(sock,), name=f"flowlib-htex-io-{self.label}", daemon=True
+            target=self._io_loop, args=(link,), name=f"flowlib-htex-io-{self.label}", daemon=True
         )
         self._thread.start()
 
@@ -146,7 +168,8 @@ class InterchangeClient:
             self._wake()
 
     def cancel(self, ids: list[int]) -> None:
-        """Ask the interchange to cancel tasks."""
+        """Ask the interchange to cancel tasks (those not sent yet are dropped here)."""
+        self._cancelled_unsent.update(ids)
         self._control.append(p.encode_ids(p.Kind.CANCEL, ids))
         self._wake()
 
@@ -173,29 +196,47 @@ class InterchangeClient:
 
     # --------------------------------------------------------------- I/O loop
 
-    def _io_loop(self, sock: zmq.Socket[Any]) -> None:
+    def _io_loop(self, link: links.UnixLink | links.ZmqLink) -> None:
         poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
+        target = link.poll_target
+        poller.register(target, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
+        writing = False
         try:
             while True:
                 events = dict(poller.poll(100))
                 if self._wake_r in events:
                     self._drain_wake_pipe()
-                self._send_tasks(sock)  # before control: a CANCEL must not overtake its task's SUBMIT
-                self._send_control(sock)
-                if events.get(sock):
-                    self._receive(sock)
-                if self._stopping and not self._outbox and not self._control:
+                if events.get(target, 0) & zmq.POLLOUT:
+                    link.flush()
+                self._send_tasks(link)  # before control: a CANCEL must not overtake its task's SUBMIT
+                self._send_control(link)
+                if events.get(target, 0) & zmq.POLLIN:
+                    self._receive(link)
+                if link.wants_write != writing:
+                    writing = link.wants_write
+                    poller.modify(target, zmq.POLLIN | (zmq.POLLOUT if writing else 0))
+                if self._stopping and not self._outbox and not self._control and not link.wants_write:
                     return
                 if self.process is not None and self.process.poll() is not None:
                     self._interchange_died()
                     return
+        except EOFError:
+            self._wait_for_exit(1.0)
+            self._interchange_died()
         except Exception:
             logger.exception("the I/O thread of executor %s failed", self.label)
             self._interchange_died("the executor's I/O thread failed; see the log")
         finally:
-            sock.close(linger=0)
+            link.close()
+
+    def _wait_for_exit(self, timeout: float) -> None:
+        """Give an interchange that closed its end a moment to exit, so its exit code can be reported."""
+        if self.process is not None:
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
 
     def _drain_wake_pipe(self) -> None:
         self._awake = False  # cleared before the outbox is drained: a later submit wakes us again
@@ -205,37 +246,61 @@ class InterchangeClient:
         except BlockingIOError:
             pass
 
-    def _send_control(self, sock: zmq.Socket[Any]) -> None:
+    def _send_control(self, link: links.UnixLink | links.ZmqLink) -> None:
         control = self._control
         while control:
-            sock.send_multipart(control.popleft())
+            link.send(control.popleft())
 
-    def _send_tasks(self, sock: zmq.Socket[Any]) -> None:
-        outbox = self._outbox
-        while outbox:
+    def _send_tasks(self, link: links.UnixLink | links.ZmqLink) -> None:
+        outbox, large, cancelled = self._outbox, self._large, self._cancelled_unsent
+        while outbox and self._inflight_bytes < MAX_INFLIGHT_BYTES:
             ids: list[int] = []
             payloads: list[p.Frame] = []
             specs: dict[int, dict[str, Any]] = {}
             size = 0
             while outbox and len(ids) < MAX_BATCH_TASKS and size < MAX_BATCH_BYTES:
                 tid, spec, payload = outbox.popleft()
+                if cancelled and tid in cancelled:
+                    cancelled.discard(tid)
+                    continue
                 if spec:
                     specs[len(ids)] = spec
                 ids.append(tid)
                 payloads.append(payload)
-                size += len(payload)
-            sock.send_multipart(p.TaskBatch(ids, payloads, specs).encode(p.Kind.SUBMIT), copy=False)
+                length = len(payload)
+                size += length
+                if length >= LARGE_PAYLOAD:
+                    large[tid] = length
+                    self._inflight_bytes += length
+                    if self._inflight_bytes >= MAX_INFLIGHT_BYTES:
+                        break
+            if ids:
+                link.send(p.TaskBatch(ids, payloads, specs).encode(p.Kind.SUBMIT))
+        if not outbox:
+            cancelled.clear()
 
-    def _receive(self, sock: zmq.Socket[Any]) -> None:
-        while p.readable(sock):
-            frames = sock.recv_multipart(copy=True)
+    def _answered(self, ids: Iterable[int]) -> None:
+        """Large payloads whose tasks were answered leave the in-flight count."""
+        large = self._large
+        if not large:
+            return
+        for tid in ids:
+            length = large.pop(tid, None)
+            if length is not None:
+                self._inflight_bytes -= length
+
+    def _receive(self, link: links.UnixLink | links.ZmqLink) -> None:
+        for frames in link.receive():
             try:
                 _, kind = p.parse_header(frames[0])
                 if kind is p.Kind.RESULTS:
                     batch = p.ResultBatch.decode(frames)
+                    self._answered(batch.ids)
                     self.on_results(batch.ids, batch.statuses, batch.payloads)
                 elif kind is p.Kind.FAILURES:
-                    self.on_failures(p.body_json(frames))
+                    failures = p.body_json(frames)
+                    self._answered(int(tid) for tid in failures if str(tid).isdigit())
+                    self.on_failures(failures)
                 elif kind is p.Kind.EVENT:
                     self.on_event(p.body_json(frames))
                 elif kind is p.Kind.COMMAND_REPLY:

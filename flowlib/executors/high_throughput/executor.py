@@ -83,7 +83,10 @@ class HighThroughputExecutor(BlockProviderExecutor):
 
     Accepts Parsl's keywords; the most used are ``label``, ``provider`` (default a
     ``LocalProvider``), ``max_workers_per_node``, ``cores_per_worker``,
-    ``mem_per_worker``, ``address`` and ``encrypted`` (default True). See the
+    ``mem_per_worker``, ``address`` and ``encrypted`` (default True). flowlib's
+    own ``unix_sockets`` (default True) carries the links that stay on this
+    machine (executor to interchange, interchange to a LocalProvider's pools)
+    over owner-only Unix sockets instead of encrypted loopback TCP. See the
     documentation page "High-throughput executor" for every option.
     """
 
@@ -116,6 +119,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
         manager_selector: Any = None,
         block_error_handler: bool | BlockErrorHandler = True,
         encrypted: bool = True,
+        unix_sockets: bool = True,
     ) -> None:
         if provider is None:
             from flowlib.providers.local import LocalProvider
@@ -143,6 +147,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
         self.address_probe_timeout = address_probe_timeout
         self.worker_logdir_root = worker_logdir_root
         self.encrypted = encrypted
+        self.unix_sockets = unix_sockets
         self.options = self._validated_options()
         self.storage_access = storage_access
         self.working_dir = working_dir
@@ -158,6 +163,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
         self._started = False
         self._shutdown = False
         self.cert_dir: str | None = None
+        self.unix_dir: str | None = None
         self.logdir: str | None = None
         self._remote: RemoteSide | None = None
 
@@ -182,6 +188,10 @@ class HighThroughputExecutor(BlockProviderExecutor):
 
             self.cert_dir = create_keys(os.path.join(base, "keys"))
         opts = self.options
+        if opts.unix_sockets:
+            from flowlib.executors.high_throughput.links import make_socket_dir
+
+            self.unix_dir = make_socket_dir()
         self._client = InterchangeClient(
             self.label,
             {
@@ -193,6 +203,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
                 "heartbeat_threshold": opts.heartbeat_threshold,
                 "poll_period_ms": opts.poll_period,
                 "debug": opts.worker_debug,
+                "unix_dir": self.unix_dir,
             },
             logdir=base,
             cert_dir=self.cert_dir,
@@ -201,7 +212,11 @@ class HighThroughputExecutor(BlockProviderExecutor):
             on_event=self._on_event,
             on_lost=self._on_interchange_lost,
         )
-        self._client.start()
+        try:
+            self._client.start()
+        except BaseException:
+            self._remove_unix_dir()
+            raise
         self._remote = self._connect_remote_side()
         if self.provider is not None:
             self.provider.script_dir = os.path.join(base, "submit_scripts")
@@ -259,6 +274,8 @@ class HighThroughputExecutor(BlockProviderExecutor):
                 logdir=self.options.worker_logdir_root or remote.logdir,
                 python="python3",
             )
+        from flowlib.executors.high_throughput.options import provider_is_local
+
         return self.options.pool_command(
             block_id=block_id,
             worker_port=self._client.worker_port,
@@ -266,6 +283,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
             cert_dir=self.cert_dir,
             logdir=self.options.worker_logdir_root or os.path.join(self.logdir or ".", "workers"),
             python=shlex.quote(sys.executable),
+            unix_socket=self._client.pool_socket if provider_is_local(self.provider) else None,
         )
 
     # ---------------------------------------------------------------- submit
@@ -465,7 +483,14 @@ class HighThroughputExecutor(BlockProviderExecutor):
         self.release_all_blocks(drain=False)
         if self._remote is not None:
             self._remote.tunnel.close()
+        self._remove_unix_dir()
         self.fail_all_outstanding(CancelledError(f"executor {self.label} shut down before the task finished"))
+
+    def _remove_unix_dir(self) -> None:
+        if self.unix_dir is not None:
+            import shutil
+
+            shutil.rmtree(self.unix_dir, ignore_errors=True)
 
     def __repr__(self) -> str:
         return f"HighThroughputExecutor(label={self.label!r}, provider={self.provider!r})"

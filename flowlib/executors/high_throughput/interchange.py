@@ -34,6 +34,7 @@ from typing import Any
 import zmq
 
 from flowlib.executors.high_throughput import protocol as p
+from flowlib.executors.high_throughput.links import UnixLink, UnixListener
 from flowlib.executors.high_throughput.managers import ManagerRecord, ManagerTable
 from flowlib.executors.high_throughput.task_queue import QueuedTask, TaskQueue
 
@@ -44,6 +45,9 @@ ADAPTIVE_PREFETCH_PER_WORKER = 32
 
 DISPATCH_CHUNK = 32
 """Plain tasks given to one pool before moving on to the next."""
+
+DISPATCH_BYTES = 4 << 20
+"""Payload bytes given to one pool before moving on (large tasks spread over pools at once)."""
 
 HOUSEKEEPING_PERIOD = 0.05
 """Seconds between checks for lost pools, heartbeats due and a vanished executor."""
@@ -66,6 +70,8 @@ class InterchangeOptions:
     max_message_size: int = 1 << 30
     parent_pid: int | None = None
     adaptive_prefetch: bool = True
+    unix_dir: str | None = None
+    """An owner-only directory: when set, the client and local pools connect over Unix sockets in it."""
 
 
 class _KeyChecker:
@@ -113,7 +119,19 @@ class Interchange:
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.MAXMSGSIZE, options.max_message_size)
             sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        self.client_port = self.client.bind_to_random_port(f"tcp://{options.client_address}")
+        self.client_link: UnixLink | None = None
+        self.client_listener: UnixListener | None = None
+        self.pool_listener: UnixListener | None = None
+        self.pool_links: dict[int, tuple[bytes, UnixLink]] = {}
+        """Worker pools connected over the Unix socket, by descriptor: (identity, link)."""
+        self.link_of: dict[bytes, UnixLink] = {}
+        self.client_port: int | None = None
+        if options.unix_dir:
+            size = options.max_message_size
+            self.client_listener = UnixListener(os.path.join(options.unix_dir, "client.sock"), size)
+            self.pool_listener = UnixListener(os.path.join(options.unix_dir, "pools.sock"), size)
+        else:
+            self.client_port = self.client.bind_to_random_port(f"tcp://{options.client_address}")
         if options.worker_port:
             self.workers.bind(f"tcp://{options.worker_address}:{options.worker_port}")
             self.worker_port = options.worker_port
@@ -125,6 +143,10 @@ class Interchange:
         self.poller = zmq.Poller()
         self.poller.register(self.client, zmq.POLLIN)
         self.poller.register(self.workers, zmq.POLLIN)
+        for listener in (self.client_listener, self.pool_listener):
+            if listener is not None:
+                self.poller.register(listener.fd, zmq.POLLIN)
+        self.next_pool_link = 0
 
     def _setup_security(self) -> None:
         cert_dir = self.options.cert_dir
@@ -156,8 +178,12 @@ class Interchange:
                 self.receive_from_client(now)
             if events.get(self.workers):
                 self.receive_from_managers(now)
+            if self.client_listener is not None:
+                self.serve_unix(events, now)
             self.forward_results()
             self.dispatch_tasks(now)
+            if self.client_listener is not None:
+                self.flush_unix(events)
             if now >= self.next_housekeeping:
                 self.next_housekeeping = now + HOUSEKEEPING_PERIOD
                 self.expire_managers(now)
@@ -172,22 +198,26 @@ class Interchange:
         sock = self.client
         while p.readable(sock):
             frames = sock.recv_multipart(copy=True)
-            identity, body = frames[0], frames[1:]
-            try:
-                version, kind = p.parse_header(body[0])
-                if version != p.PROTOCOL_VERSION:
-                    raise p.ProtocolError(f"client speaks protocol {version}, interchange {p.PROTOCOL_VERSION}")
-                if self.client_identity is None:
-                    self.client_identity = identity
-                    early, self.early_messages = self.early_messages, []
-                    for frames_waiting in early:
-                        self.send_to_client(frames_waiting)
+            self.from_client(frames[0], frames[1:])
+
+    def from_client(self, identity: bytes, body: Sequence[Any]) -> None:
+        """Act on one message from the client (its identity is b"unix" on the Unix socket)."""
+        self.stats["from_client"] += 1
+        try:
+            version, kind = p.parse_header(body[0])
+            if version != p.PROTOCOL_VERSION:
+                raise p.ProtocolError(f"client speaks protocol {version}, interchange {p.PROTOCOL_VERSION}")
+            if self.client_identity is None:
                 self.client_identity = identity
-                self.handle_client_message(kind, body)
-            except (p.ProtocolError, IndexError) as e:
-                logger.warning("dropped a malformed message from the client: %s", e)
-            except Exception:  # a bug handling one message must not take the interchange down
-                logger.exception("failed to handle a message from the client; continuing")
+                early, self.early_messages = self.early_messages, []
+                for frames_waiting in early:
+                    self.send_to_client(frames_waiting)
+            self.client_identity = identity
+            self.handle_client_message(kind, body)
+        except (p.ProtocolError, IndexError) as e:
+            logger.warning("dropped a malformed message from the client: %s", e)
+        except Exception:  # a bug handling one message must not take the interchange down
+            logger.exception("failed to handle a message from the client; continuing")
 
     def handle_client_message(self, kind: p.Kind, frames: Sequence[Any]) -> None:
         if kind is p.Kind.SUBMIT:
@@ -239,7 +269,7 @@ class Interchange:
         for record in self.managers.all.values():
             mine = [tid for tid in remaining if tid in record.tasks]
             if mine:
-                self.workers.send_multipart([record.identity, *p.encode_ids(p.Kind.CANCEL, mine)])
+                self.send_to_pool(record.identity, p.encode_ids(p.Kind.CANCEL, mine))
 
     def run_command(self, request: dict[str, Any]) -> None:
         op = request.get("op")
@@ -269,7 +299,25 @@ class Interchange:
             else:
                 logger.warning("no client connected; dropped a %d-frame message", len(frames))
             return
+        link = self.client_link
+        if link is not None:
+            try:
+                link.send(frames)
+            except EOFError:
+                pass  # noticed when the link is read
+            return
         self.client.send_multipart([self.client_identity, *frames], copy=True)
+
+    def send_to_pool(self, identity: bytes, frames: list[Any]) -> None:
+        """Send a message to one worker pool, over whichever socket it is connected to."""
+        link = self.link_of.get(identity)
+        if link is None:
+            self.workers.send_multipart([identity, *frames], copy=True)
+            return
+        try:
+            link.send(frames)
+        except EOFError:
+            pass  # noticed when the link is read: the pool is lost then
 
     def send_event(self, event: dict[str, Any]) -> None:
         self.send_to_client(p.encode_json(p.Kind.EVENT, event))
@@ -280,25 +328,96 @@ class Interchange:
         sock = self.workers
         while p.readable(sock):
             frames = sock.recv_multipart(copy=True)
-            identity, body = frames[0], frames[1:]
-            self.stats["from_pools"] += 1
+            self.from_pool(frames[0], frames[1:], now)
+
+    def from_pool(self, identity: bytes, body: Sequence[Any], now: float) -> None:
+        """Act on one message from a worker pool."""
+        self.stats["from_pools"] += 1
+        try:
+            version, kind = p.parse_header(body[0])
+            if kind is p.Kind.REGISTER:
+                self.register(identity, version, body, now)
+                return
+            if version != p.PROTOCOL_VERSION:
+                raise p.ProtocolError(f"protocol version {version}")
+            record = self.managers.get(identity)
+            if record is None:
+                logger.warning("dropped %s from an unregistered peer %r", kind.name, identity[:32])
+                return
+            record.last_seen = now
+            self.handle_manager_message(record, kind, body)
+        except (p.ProtocolError, IndexError) as e:
+            logger.warning("dropped a malformed message from %r: %s", identity[:32], e)
+        except Exception:  # a bug handling one message must not take the interchange down
+            logger.exception("failed to handle a message from pool %r; continuing", identity[:32])
+
+    # ------------------------------------------------------------ Unix links
+
+    def serve_unix(self, events: dict[Any, int], now: float) -> None:
+        """Accept and read the Unix-socket links: the client's and those of local pools."""
+        assert self.client_listener is not None and self.pool_listener is not None
+        if events.get(self.client_listener.fd):
+            for link in self.client_listener.accept("client link"):
+                if self.client_link is not None:
+                    logger.warning("refused a second client connection on %s", self.client_listener.path)
+                    link.close()
+                    continue
+                self.client_link = link
+                self.poller.register(link.fd, zmq.POLLIN)
+        if events.get(self.pool_listener.fd):
+            for link in self.pool_listener.accept("pool link"):
+                self.next_pool_link += 1
+                identity = b"unix-%d" % self.next_pool_link
+                self.pool_links[link.fd] = (identity, link)
+                self.link_of[identity] = link
+                self.poller.register(link.fd, zmq.POLLIN)
+        client = self.client_link
+        if client is not None and events.get(client.fd, 0) & zmq.POLLIN:
             try:
-                version, kind = p.parse_header(body[0])
-                if kind is p.Kind.REGISTER:
-                    self.register(identity, version, body, now)
+                for message in client.receive():
+                    self.from_client(b"unix", message)
+            except (EOFError, p.ProtocolError) as e:
+                logger.warning("the client link closed (%s); shutting down", e)
+                self.poller.unregister(client.fd)
+                client.close()
+                self.client_link = None
+                self.running = False
+        for fd, (identity, link) in list(self.pool_links.items()):
+            if not events.get(fd, 0) & zmq.POLLIN:
+                continue
+            try:
+                for message in link.receive():
+                    self.from_pool(identity, message, now)
+            except (EOFError, p.ProtocolError) as e:
+                self.drop_pool_link(identity, f"its connection closed ({e})")
+
+    def drop_pool_link(self, identity: bytes, why: str) -> None:
+        """Forget a local pool's Unix link; a registered pool on it is lost."""
+        link = self.link_of.pop(identity, None)
+        if link is None:
+            return
+        self.pool_links.pop(link.fd, None)
+        self.poller.unregister(link.fd)
+        link.close()
+        record = self.managers.get(identity)
+        if record is not None:
+            self.lose_manager(record, why)
+
+    def flush_unix(self, events: dict[Any, int]) -> None:
+        """Write what the Unix links hold back, and poll for writability only while they do."""
+        links = [(identity, link) for identity, link in self.pool_links.values()]
+        if self.client_link is not None:
+            links.append((b"", self.client_link))
+        for identity, link in links:
+            if link.wants_write and events.get(link.fd, 0) & zmq.POLLOUT:
+                try:
+                    link.flush()
+                except EOFError as e:
+                    if identity:
+                        self.drop_pool_link(identity, f"its connection closed ({e})")
                     continue
-                if version != p.PROTOCOL_VERSION:
-                    raise p.ProtocolError(f"protocol version {version}")
-                record = self.managers.get(identity)
-                if record is None:
-                    logger.warning("dropped %s from an unregistered peer %r", kind.name, identity[:32])
-                    continue
-                record.last_seen = now
-                self.handle_manager_message(record, kind, body)
-            except (p.ProtocolError, IndexError) as e:
-                logger.warning("dropped a malformed message from %r: %s", identity[:32], e)
-            except Exception:  # a bug handling one message must not take the interchange down
-                logger.exception("failed to handle a message from pool %r; continuing", identity[:32])
+            if not link.closed:
+                self.poller.modify(link.fd, zmq.POLLIN | (zmq.POLLOUT if link.wants_write else 0))
 
     def register(self, identity: bytes, version: int, frames: Sequence[Any], now: float) -> None:
         if version != p.PROTOCOL_VERSION:
@@ -307,7 +426,7 @@ class Interchange:
                 f"the interchange speaks {p.PROTOCOL_VERSION}"
             )
             logger.warning("refused a worker pool: %s", reason)
-            self.workers.send_multipart([identity, *p.encode_reject(reason)])
+            self.send_to_pool(identity, p.encode_reject(reason))
             self.send_event({"event": "rejected", "reason": reason})
             return
         reg = p.Registration.decode(frames)
@@ -316,7 +435,7 @@ class Interchange:
                 f"VersionMismatch: worker pool protocol version {reg.protocol_version}, "
                 f"interchange {p.PROTOCOL_VERSION}"
             )
-            self.workers.send_multipart([identity, *p.encode_reject(reason)])
+            self.send_to_pool(identity, p.encode_reject(reason))
             self.send_event({"event": "rejected", "reason": reason})
             return
         if identity in self.managers.all:
@@ -335,9 +454,8 @@ class Interchange:
             last_seen=now,
         )
         self.managers.add(record)
-        self.workers.send_multipart(
-            [identity, *p.encode_json(p.Kind.REGISTERED, {"heartbeat_period": self.options.heartbeat_period})]
-        )
+        registered = {"heartbeat_period": self.options.heartbeat_period}
+        self.send_to_pool(identity, p.encode_json(p.Kind.REGISTERED, registered))
         logger.info(
             "registered pool %s (block %s, %s, %d workers, flowlib %s, Python %s)",
             reg.pool_id, reg.block_id, reg.hostname, reg.worker_count, reg.flowlib_version, reg.python_version,
@@ -388,7 +506,7 @@ class Interchange:
     def drain(self, record: ManagerRecord) -> None:
         record.draining = True
         self.managers.refresh(record)
-        self.workers.send_multipart([record.identity, *p.encode_empty(p.Kind.DRAIN)])
+        self.send_to_pool(record.identity, p.encode_empty(p.Kind.DRAIN))
         if not record.tasks:
             self.forget_drained(record)
 
@@ -405,18 +523,18 @@ class Interchange:
         batches: dict[bytes, list[QueuedTask]] = {}
         unplaced: list[tuple[float, QueuedTask]] = []
         current: ManagerRecord | None = None  # plain tasks go to one pool in chunks: fewer, larger messages
-        chunk = 0
+        chunk = chunk_bytes = 0
         while len(queue):
             task = queue.pop()
             if task is None:
                 break
             record = None
-            if task.spec is None and current is not None and chunk < DISPATCH_CHUNK:
+            if task.spec is None and current is not None and chunk < DISPATCH_CHUNK and chunk_bytes < DISPATCH_BYTES:
                 if current.free_slots > 0 or current.can_overflow():
                     record = current
             if record is None:
                 record = managers.choose(task) if managers.available else None
-                chunk = 0
+                chunk = chunk_bytes = 0
             if record is None and task.spec is None:
                 record = managers.choose_overflow()
                 if record is None:  # no pool can take even a plain task now
@@ -431,15 +549,17 @@ class Interchange:
             record.take(task)
             managers.refresh(record)
             current, chunk = (record, chunk + 1) if task.spec is None else (None, 0)
+            chunk_bytes += len(task.payload)
             batches.setdefault(record.identity, []).append(task)
         if unplaced:
             queue.push_back(unplaced)
         for identity, tasks in batches.items():
-            specs = {i: t.spec for i, t in enumerate(tasks) if t.spec}
-            message = p.TaskBatch([t.tid for t in tasks], [t.payload for t in tasks], specs).encode(p.Kind.TASKS)
-            self.stats["to_pools"] += 1
-            self.stats["tasks_out"] += len(tasks)
-            self.workers.send_multipart([identity, *message], copy=True)
+            for part in _by_size(tasks, DISPATCH_BYTES):
+                specs = {i: t.spec for i, t in enumerate(part) if t.spec}
+                message = p.TaskBatch([t.tid for t in part], [t.payload for t in part], specs).encode(p.Kind.TASKS)
+                self.stats["to_pools"] += 1
+                self.stats["tasks_out"] += len(part)
+                self.send_to_pool(identity, message)
 
     def expire_managers(self, now: float) -> None:
         threshold = self.options.heartbeat_threshold
@@ -449,6 +569,11 @@ class Interchange:
 
     def lose_manager(self, record: ManagerRecord, why: str) -> None:
         self.managers.remove(record.identity)
+        link = self.link_of.pop(record.identity, None)
+        if link is not None:  # a pool that stopped answering on its Unix link: close it
+            self.pool_links.pop(link.fd, None)
+            self.poller.unregister(link.fd)
+            link.close()
         reg = record.registration
         logger.warning("lost pool %s (block %s on %s): %s", reg.pool_id, reg.block_id, reg.hostname, why)
         if record.tasks:
@@ -466,7 +591,7 @@ class Interchange:
         self.last_heartbeat_sent = now
         beat = p.encode_empty(p.Kind.HEARTBEAT)
         for identity in self.managers.all:
-            self.workers.send_multipart([identity, *beat])
+            self.send_to_pool(identity, beat)
 
     def report_refused_peers(self) -> None:
         checker = self.key_checker
@@ -487,14 +612,42 @@ class Interchange:
         shutdown = p.encode_empty(p.Kind.SHUTDOWN)
         for identity in list(self.managers.all):
             try:
-                self.workers.send_multipart([identity, *shutdown], zmq.NOBLOCK)
-            except zmq.ZMQError:
+                if identity in self.link_of:
+                    self.link_of[identity].send(shutdown)
+                else:
+                    self.workers.send_multipart([identity, *shutdown], zmq.NOBLOCK)
+            except (zmq.ZMQError, EOFError):
+                pass
+        for _, link in list(self.pool_links.values()):
+            link.close(linger=0.5)
+        if self.client_link is not None:
+            self.client_link.close(linger=2.0)
+        for listener in (self.client_listener, self.pool_listener):
+            if listener is not None:
+                listener.close()
+        if self.options.unix_dir:
+            try:  # the executor removes it too; this covers an executor killed outright
+                os.rmdir(self.options.unix_dir)
+            except OSError:
                 pass
         if self.auth is not None:
             self.auth.stop()
         self.client.close(linger=0)
         self.workers.close(linger=500)
         self.context.term()
+
+
+def _by_size(tasks: list[QueuedTask], limit: int) -> list[list[QueuedTask]]:
+    """Split tasks into runs whose payloads add up to about ``limit`` bytes (one message each)."""
+    parts: list[list[QueuedTask]] = [[]]
+    size = 0
+    for task in tasks:
+        if size >= limit and parts[-1]:
+            parts.append([])
+            size = 0
+        parts[-1].append(task)
+        size += len(task.payload)
+    return parts
 
 
 def _task_with_spec(tid: int, payload: Any, spec: dict[str, Any]) -> tuple[QueuedTask, float]:
@@ -538,11 +691,12 @@ def main() -> None:
     _configure_logging(options)
     interchange = Interchange(options)
     signal.signal(signal.SIGTERM, lambda *_: setattr(interchange, "running", False))
-    sys.stdout.write(
-        json.dumps({"client_port": interchange.client_port, "worker_port": interchange.worker_port}) + "\n"
-    )
+    where: dict[str, Any] = {"client_port": interchange.client_port, "worker_port": interchange.worker_port}
+    if interchange.client_listener is not None and interchange.pool_listener is not None:
+        where.update(client_socket=interchange.client_listener.path, pool_socket=interchange.pool_listener.path)
+    sys.stdout.write(json.dumps(where) + "\n")
     sys.stdout.flush()
-    logger.info("interchange serving: client port %d, worker port %d", interchange.client_port, interchange.worker_port)
+    logger.info("interchange serving: %s", where)
     try:
         interchange.run()
     except Exception:

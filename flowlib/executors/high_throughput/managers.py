@@ -7,10 +7,12 @@ order and rotated, so tasks spread round-robin.
 
 Adaptive prefetch: a pool registered with ``prefetch_capacity=0`` may also take
 extra tasks (up to 32 per worker), but only while tasks are queued beyond every
-free slot and only while its tasks come back within ``SHORT_TASK_SECONDS`` of being
-sent. That time includes waiting in the pool, so the work parked at a pool stays
-under about that long: a throughput-bound run of short tasks keeps every worker
-busy in large batches, and long tasks are never parked behind each other.
+free slot, only while its tasks come back within ``SHORT_TASK_SECONDS`` of being
+sent, and only while it holds less than ``PREFETCH_BYTES`` of payloads. That time
+includes waiting in the pool, so the work parked at a pool stays under about that
+long: a throughput-bound run of short tasks keeps every worker busy in large
+batches, long tasks are never parked behind each other, and large payloads are
+not piled up in a pool's memory.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from flowlib.executors.high_throughput.task_queue import QueuedTask
 
 SHORT_TASK_SECONDS = 0.05
 """Pools whose tasks come back faster than this on average may prefetch adaptively."""
+PREFETCH_BYTES = 8 << 20
+"""Adaptive prefetch stops while a pool holds this many payload bytes (large tasks are not parked)."""
 
 
 @dataclass(slots=True)
@@ -39,6 +43,7 @@ class ManagerRecord:
     free_gpus: float
     last_seen: float
     extra_slots: int = 0
+    held_bytes: int = 0
     draining: bool = False
     service_time: float = math.inf
     idle_since: float = field(default_factory=time.monotonic)
@@ -46,7 +51,11 @@ class ManagerRecord:
 
     def can_overflow(self) -> bool:
         """Whether adaptive prefetch lets this pool take one more task now."""
-        return self.free_slots + self.extra_slots > 0 and self.service_time < SHORT_TASK_SECONDS
+        return (
+            self.free_slots + self.extra_slots > 0
+            and self.service_time < SHORT_TASK_SECONDS
+            and self.held_bytes < PREFETCH_BYTES
+        )
 
     def fits(self, task: QueuedTask) -> bool:
         """Room for ``task`` now."""
@@ -67,6 +76,7 @@ class ManagerRecord:
         self.free_cores -= task.cores
         self.free_memory -= task.memory
         self.free_gpus -= task.gpus
+        self.held_bytes += len(task.payload)
         self.tasks[task.tid] = task
 
     def release(self, tid: int, now: float | None = None) -> QueuedTask | None:
@@ -76,6 +86,7 @@ class ManagerRecord:
                 sample = now - task.dispatched
                 self.service_time = sample if math.isinf(self.service_time) else 0.8 * self.service_time + 0.2 * sample
             self.free_slots += 1
+            self.held_bytes -= len(task.payload)
             if not self.tasks:
                 self.idle_since = time.monotonic()
             self.free_cores += task.cores

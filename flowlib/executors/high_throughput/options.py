@@ -48,12 +48,14 @@ class HTEXOptions:
     worker_logdir_root: str | None
     encrypted: bool
     working_dir: str | None
+    unix_sockets: bool
 
     FIELDS = (
         "label", "launch_cmd", "address", "loopback_address", "worker_ports", "worker_port_range",
         "interchange_port_range", "worker_debug", "cores_per_worker", "mem_per_worker", "max_workers_per_node",
         "cpu_affinity", "available_accelerators", "prefetch_capacity", "heartbeat_threshold", "heartbeat_period",
         "drain_period", "poll_period", "address_probe_timeout", "worker_logdir_root", "encrypted", "working_dir",
+        "unix_sockets",
     )  # fmt: skip
 
     @classmethod
@@ -85,6 +87,7 @@ class HTEXOptions:
                 "worker_logdir_root": (values["worker_logdir_root"], str | None),
                 "encrypted": (values["encrypted"], bool),
                 "working_dir": (values["working_dir"], str | None),
+                "unix_sockets": (values["unix_sockets"], bool),
             },
         )
         accelerators = values["available_accelerators"]
@@ -156,7 +159,15 @@ class HTEXOptions:
     # --------------------------------------------------------------- command
 
     def pool_command(
-        self, *, block_id: str, worker_port: int, addresses: str, cert_dir: str | None, logdir: str, python: str
+        self,
+        *,
+        block_id: str,
+        worker_port: int,
+        addresses: str,
+        cert_dir: str | None,
+        logdir: str,
+        python: str,
+        unix_socket: str | None = None,
     ) -> str:
         """The command line that starts one worker pool of block ``block_id``."""
         max_workers = "inf" if math.isinf(self.max_workers_per_node) else str(int(self.max_workers_per_node))
@@ -177,6 +188,8 @@ class HTEXOptions:
             args += ["--address-probe-timeout", repr(float(self.address_probe_timeout))]
         if cert_dir:
             args += ["--cert-dir", cert_dir]
+        if unix_socket:
+            args += ["--unix-socket", unix_socket]
         if self.mem_per_worker is not None:
             args += ["--mem-per-worker", repr(float(self.mem_per_worker))]
         if self.available_accelerators:

@@ -1,8 +1,9 @@
 """The main loop of a registered worker pool (see :mod:`.worker_pool` for the picture).
 
-:class:`Manager` owns the pool's socket to the interchange, the local task
+:class:`Manager` owns the pool's link to the interchange (a ZeroMQ socket, or a
+Unix socket when the pool runs on the interchange's machine), the local task
 queue and the worker slots. :meth:`Manager.run` is a list of named steps over
-one ``zmq.Poller`` that watches the interchange socket, every worker's Pipe
+one ``zmq.Poller`` that watches the interchange link, every worker's Pipe
 and every worker's sentinel; each step gets the poll result as an argument.
 """
 
@@ -23,6 +24,7 @@ from typing import Any
 import zmq
 
 from flowlib.executors.high_throughput import protocol
+from flowlib.executors.high_throughput.links import UnixLink, ZmqLink
 from flowlib.executors.high_throughput.pool_options import (
     EXIT_INTERCHANGE_LOST,
     EXIT_INTERNAL,
@@ -46,7 +48,7 @@ MAX_MESSAGES_PER_PASS = 1000
 """Interchange messages read in one pass at most, so that results keep flowing under a flood."""
 _CANCELLED = TaskStatus.CANCELLED.value
 # Plain ints: pyzmq's flag enums cost a Python-level operation each time they are combined.
-_NOBLOCK, _SNDMORE, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.EVENTS), int(zmq.POLLIN)
+_POLLIN, _POLLOUT = int(zmq.POLLIN), int(zmq.POLLOUT)
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ class Manager:
     def __init__(
         self,
         options: PoolOptions,
-        socket: Any,
+        link: UnixLink | ZmqLink,
         url: str,
         factory: WorkerFactory,
         slots: list[WorkerSlot],
@@ -103,7 +105,9 @@ class Manager:
         fatal: FatalReporter,
     ) -> None:
         self.options = options
-        self.socket = socket
+        self.link = link
+        self.writing = False
+        """Whether the poller also watches the link for writability (it holds unsent bytes)."""
         self.url = url
         self.factory = factory
         self.slots = slots  # by rank; replaced in place, so the caller's list stays current
@@ -128,7 +132,7 @@ class Manager:
         self.idle_deaths = [0] * len(slots)
         self.closed_pipes: dict[WorkerSlot, float] = {}  # Pipe at EOF, process not yet reaped
         self.poller = zmq.Poller()
-        self.poller.register(socket, zmq.POLLIN)
+        self.poller.register(link.poll_target, zmq.POLLIN)
         self.by_pipe: dict[int, WorkerSlot] = {}
         self.by_sentinel: dict[int, WorkerSlot] = {}
         for slot in slots:
@@ -136,8 +140,16 @@ class Manager:
 
     # ------------------------------------------------------------------ the loop
 
-    def run(self) -> int:
-        """Run until drained, shut down, signalled or cut off; return the exit code."""
+    def run(self, early: Sequence[list[Any]] = ()) -> int:
+        """Run until drained, shut down, signalled or cut off; return the exit code.
+
+        ``early`` holds messages that arrived with the registration answer.
+        """
+        for frames in early:
+            try:
+                self.handle_message(frames)
+            except ProtocolError as e:
+                logger.warning("malformed message from the interchange dropped: %s", e)
         poll, timeout = self.poller.poll, self.options.poll_period_ms
         while self.exit_code is None:
             ready = dict(poll(timeout))
@@ -187,25 +199,34 @@ class Manager:
         try:
             if held:
                 failures = {str(tid): {"error": "ManagerLost", "message": message} for tid in held}
-                self.socket.send_multipart(protocol.encode_json(Kind.FAILURES, failures), zmq.NOBLOCK)
-            self.socket.send_multipart(protocol.encode_empty(Kind.DRAIN), zmq.NOBLOCK)
-        except zmq.ZMQError:
+                self.link.send(protocol.encode_json(Kind.FAILURES, failures))
+            self.link.send(protocol.encode_empty(Kind.DRAIN))
+        except (zmq.ZMQError, EOFError):
             logger.warning("could not tell the interchange that this pool is stopping")
         self.exit_code = 128 + self.stop.signum
 
     def receive_interchange(self, ready: dict[Any, int], now: float) -> None:
         """Read every waiting message from the interchange and act on it."""
-        socket = self.socket
-        if socket not in ready or self.exit_code is not None:
+        link = self.link
+        events = ready.get(link.poll_target, 0)
+        if not events or self.exit_code is not None:
             return
-        for _ in range(MAX_MESSAGES_PER_PASS):
-            if not socket.getsockopt(_EVENTS) & _POLLIN:  # cheaper than letting recv raise zmq.Again
-                return
-            try:
-                frames = socket.recv_multipart(_NOBLOCK, copy=False)
-            except zmq.Again:
-                return
+        try:
+            if events & _POLLOUT:
+                link.flush()
+                if not link.wants_write:
+                    self.writing = False
+                    self.poller.modify(link.poll_target, _POLLIN)
+            messages = link.receive() if events & _POLLIN else []
+        except (EOFError, ProtocolError) as e:
+            self.exit_code = self.fatal(
+                f"lost the link to the interchange at {self.url} ({e}); killing the workers and exiting",
+                EXIT_INTERCHANGE_LOST,
+            )
+            return
+        if messages:
             self.last_received = now
+        for frames in messages:
             try:
                 self.handle_message(frames)
             except ProtocolError as e:
@@ -431,11 +452,15 @@ class Manager:
         self.result_payloads.append(payload)
 
     def _send(self, frames: list[Any], now: float) -> None:
-        send = self.socket.send
-        for frame in frames[:-1]:
-            send(frame, _SNDMORE, copy=False)
-        send(frames[-1], 0, copy=False)
+        link = self.link
+        try:
+            link.send(frames)
+        except EOFError:
+            return  # the next read of the link reports it
         self.last_sent = now
+        if link.wants_write != self.writing:
+            self.writing = link.wants_write
+            self.poller.modify(link.poll_target, _POLLIN | (_POLLOUT if self.writing else 0))
 
     def _watch(self, slot: WorkerSlot) -> None:
         fd = slot.fd

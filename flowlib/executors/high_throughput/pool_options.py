@@ -88,6 +88,8 @@ class PoolOptions:
     """Directory the workers change into, or None to stay in the pool's."""
     debug: bool
     """Log at DEBUG level (one line per task)."""
+    unix_socket: str | None = None
+    """The interchange's Unix socket for pools on its own machine, tried before the addresses."""
 
 
 def _positive(kind: type[float] | type[int] = float, allow_zero: bool = False) -> Callable[[str], float]:
@@ -144,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", required=True, type=_positive(int), help="the interchange's port for worker pools")
     p.add_argument("--address-probe-timeout", type=_positive(), default=30.0, metavar="S")
     p.add_argument("--cert-dir", default=None, help="CurveZMQ key directory; omit for no encryption")
+    p.add_argument(
+        "--unix-socket",
+        default=None,
+        help="the interchange's Unix socket, tried first when the pool runs on the interchange's machine",
+    )
     p.add_argument("--block-id", default=None, help="default: $PARSL_WORKER_BLOCK_ID or 0")
     p.add_argument("--pool-id", default=None, help="default: 12 random hex digits")
     p.add_argument("--max-workers-per-node", type=_max_workers, default=math.inf, metavar="N|inf")
@@ -201,6 +208,7 @@ def parse_args(argv: Sequence[str] | None = None) -> PoolOptions:
         logdir=os.path.abspath(logdir),
         working_dir=os.path.abspath(ns.working_dir) if ns.working_dir else None,
         debug=ns.debug,
+        unix_socket=ns.unix_socket,
     )
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import zmq
 
 from flowlib.executors.high_throughput import protocol
+from flowlib.executors.high_throughput.links import UnixLink, connect
 from flowlib.executors.high_throughput.protocol import Kind, ProtocolError, Registration
 
 logger = logging.getLogger("flowlib.executors.high_throughput.worker_pool")
@@ -196,3 +197,59 @@ class RegistrationProbe:
             f"could not register with the interchange at {', '.join(self.urls)} within {timeout:g} s "
             f"(wrong address, a firewall, mismatched keys, or the interchange is down); seen: {seen}"
         )
+
+
+def register_over_unix(
+    path: str, registration: Registration, timeout: float, should_stop: Callable[[], bool]
+) -> tuple[UnixLink, list[list[Any]]] | None:
+    """Register through the interchange's Unix socket, for a pool on the interchange's machine.
+
+    Returns the link once REGISTERED arrives, with the messages that arrived
+    right behind it in the same read (tasks, often); None when nothing listens
+    at ``path`` (the pool is on another node: the caller falls back to TCP).
+    Raises RegistrationRejected, RegistrationTimeout or RegistrationInterrupted
+    like :class:`RegistrationProbe`.
+    """
+    import select
+
+    try:
+        link = connect(path, name="link to the interchange")
+    except OSError as e:
+        logger.info("no interchange on the Unix socket %s (%s); trying its addresses", path, e)
+        return None
+    url = f"unix://{path}"
+    try:
+        link.send(registration.encode())
+        deadline = time.monotonic() + timeout
+        while True:
+            if should_stop():
+                raise RegistrationInterrupted()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RegistrationTimeout(f"no answer to REGISTER on {url} within {timeout:g} s")
+            wanted = [link.fd] if link.wants_write else []
+            readable, writable, _ = select.select([link.fd], wanted, [], min(remaining, 0.1))
+            if writable:
+                link.flush()
+            if not readable:
+                continue
+            messages = link.receive()
+            for index, frames in enumerate(messages):
+                try:
+                    _, kind = protocol.parse_header(frames[0])
+                except ProtocolError as e:
+                    logger.warning("malformed answer from %s dropped: %s", url, e)
+                    continue
+                if kind == Kind.REJECT:
+                    reason = bytes(frames[1]).decode("utf-8", "replace") if len(frames) > 1 else "no reason given"
+                    raise RegistrationRejected(url, reason)
+                if kind == Kind.REGISTERED:
+                    logger.info("registered with the interchange at %s", url)
+                    return link, messages[index + 1 :]
+                logger.warning("unexpected %s from %s before registration; dropped", kind.name, url)
+    except EOFError as e:
+        link.close()
+        raise RegistrationTimeout(f"the interchange closed {url} before answering REGISTER ({e})") from None
+    except BaseException:
+        link.close()
+        raise

@@ -27,6 +27,8 @@ from flowlib.executors.high_throughput.worker import PipeReader, WorkerSetup, ru
 logger = logging.getLogger("flowlib.executors.high_throughput.worker_pool")
 
 WORKER_MODULE = "flowlib.executors.high_throughput.worker"
+PIPE_BUFFER = 4 << 20
+"""Bytes asked for each direction of a worker's Pipe: a multi-MiB task then moves in one write."""
 
 
 @dataclass(eq=False)
@@ -159,12 +161,28 @@ class WorkerFactory:
     def start(self, rank: int) -> WorkerSlot:
         """Start the worker of ``rank`` and return its slot."""
         mine, theirs = self._context.Pipe(duplex=True)
+        _widen(mine)
+        _widen(theirs)
         process = self._context.Process(target=run, args=(theirs, self.setup(rank)), name=f"flowlib-worker-{rank}")
         try:
             process.start()
         finally:
             theirs.close()  # the child holds its own copy now; ours would hide its EOF
         return WorkerSlot(rank=rank, process=process, conn=mine)
+
+
+def _widen(conn: Any) -> None:
+    """Give a duplex Pipe (a Unix socket pair) buffers that hold a large task whole, where the kernel allows."""
+    import socket
+
+    sock = socket.socket(fileno=os.dup(conn.fileno()))
+    try:
+        for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            sock.setsockopt(socket.SOL_SOCKET, option, PIPE_BUFFER)
+    except OSError:  # capped or refused by the kernel: the default works too, with more wake-ups
+        pass
+    finally:
+        sock.close()
 
 
 def _wait_exits(slots: list[WorkerSlot], timeout: float) -> None:

@@ -73,7 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     import zmq
 
     from flowlib.executors.high_throughput import protocol
-    from flowlib.executors.high_throughput.pool_manager import DRAIN_LINGER_MS, FatalReporter, Manager, StopFlag
+    from flowlib.executors.high_throughput.links import UnixLink, ZmqLink
+    from flowlib.executors.high_throughput.pool_manager import (
+        DRAIN_LINGER_MS,
+        MAX_MESSAGES_PER_PASS,
+        FatalReporter,
+        Manager,
+        StopFlag,
+    )
     from flowlib.executors.high_throughput.pool_options import (
         EXIT_BAD_OPTIONS,
         EXIT_INTERNAL,
@@ -90,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         RegistrationProbe,
         RegistrationRejected,
         RegistrationTimeout,
+        register_over_unix,
     )
     from flowlib.executors.high_throughput.pool_workers import WorkerFactory, WorkerSlot, stop_all
 
@@ -130,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     factory = WorkerFactory(options, node, count)
     slots: list[WorkerSlot] = []
     context: zmq.Context[Any] | None = None
-    socket: Any = None
+    link: UnixLink | ZmqLink | None = None
     code = EXIT_INTERNAL
     manager: Manager | None = None
     try:
@@ -150,13 +158,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             accelerators=list(options.accelerators[:count]),
             pid=os.getpid(),
         )
-        probe = RegistrationProbe(context, options.addresses, options.port, keys, registration)
-        probe.send()
+        early: list[list[Any]] = []
+        if options.unix_socket:
+            registered = register_over_unix(
+                options.unix_socket, registration, options.address_probe_timeout, stop.is_set
+            )
+            if registered is not None:
+                link, early = registered
+            url = f"unix://{options.unix_socket}"
+        if link is None:
+            probe = RegistrationProbe(context, options.addresses, options.port, keys, registration)
+            probe.send()
         for rank in range(count):  # while the answer travels
             slots.append(factory.start(rank))
-        socket, url, _ = probe.wait(options.address_probe_timeout, stop.is_set)
-        manager = Manager(options, socket, url, factory, slots, stop, fatal)
-        code = manager.run()
+        if link is None:
+            socket, url, _ = probe.wait(options.address_probe_timeout, stop.is_set)
+            link = ZmqLink(socket, copy=False, max_messages=MAX_MESSAGES_PER_PASS)
+        manager = Manager(options, link, url, factory, slots, stop, fatal)
+        code = manager.run(early)
     except RegistrationRejected as e:
         code = fatal(str(e), EXIT_REJECTED)
     except RegistrationTimeout as e:
@@ -171,8 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = fatal(f"internal error: {type(e).__name__}: {e} (traceback in {log})", EXIT_INTERNAL)
     finally:
         stop_all(slots, graceful=1.0 if manager is not None and manager.drained else 0.0)
-        if socket is not None:
-            socket.close(linger=DRAIN_LINGER_MS if code == EXIT_OK else 0)
+        if link is not None:
+            link.close(linger=DRAIN_LINGER_MS / 1000 if code == EXIT_OK else 0)
         if context is not None:
             context.term()
     logger.info("exiting with code %d", code)

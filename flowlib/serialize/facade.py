@@ -89,8 +89,8 @@ class _ChunkStream:
         return self.size
 
     def seek(self, position: int) -> int:
-        if position > self.size:
-            raise ValueError("_ChunkStream only rewinds")
+        if not 0 <= position <= self.size:
+            raise ValueError(f"_ChunkStream only rewinds (to 0..{self.size}), not to {position}")
         while self.size > position:
             last = self.chunks.pop()
             self.size -= len(last)

@@ -79,6 +79,8 @@ class InterchangeClient:
         self.pool_socket: str | None = None
         """The interchange's Unix socket for pools on this machine (when it has one)."""
         self._outbox: collections.deque[tuple[int, dict[str, Any] | None, bytes]] = collections.deque()
+        self._outbox_large: collections.deque[tuple[int, dict[str, Any] | None, bytes]] = collections.deque()
+        """Tasks with large payloads: sent while the in-flight window has room (small ones never wait)."""
         self._control: collections.deque[list[Any]] = collections.deque()
         self._replies: dict[int, Future[Any]] = {}
         self._command_ids = itertools.count(1)
@@ -163,7 +165,10 @@ class InterchangeClient:
 
     def submit(self, tid: int, spec: dict[str, Any] | None, payload: bytes) -> None:
         """Queue one task for the interchange (thread-safe, non-blocking)."""
-        self._outbox.append((tid, spec, payload))
+        if len(payload) < LARGE_PAYLOAD:
+            self._outbox.append((tid, spec, payload))
+        else:
+            self._outbox_large.append((tid, spec, payload))
         if not self._awake:
             self._wake()
 
@@ -216,7 +221,8 @@ class InterchangeClient:
                 if link.wants_write != writing:
                     writing = link.wants_write
                     poller.modify(target, zmq.POLLIN | (zmq.POLLOUT if writing else 0))
-                if self._stopping and not self._outbox and not self._control and not link.wants_write:
+                idle = not self._outbox and not self._outbox_large and not self._control and not link.wants_write
+                if self._stopping and idle:
                     return
                 if self.process is not None and self.process.poll() is not None:
                     self._interchange_died()
@@ -252,8 +258,17 @@ class InterchangeClient:
             link.send(control.popleft())
 
     def _send_tasks(self, link: links.UnixLink | links.ZmqLink) -> None:
-        outbox, large, cancelled = self._outbox, self._large, self._cancelled_unsent
-        while outbox and self._inflight_bytes < MAX_INFLIGHT_BYTES:
+        cancelled = self._cancelled_unsent
+        seen = set(cancelled) if cancelled else None  # ids cancelled before the outboxes were checked
+        self._send_from(link, self._outbox)
+        if self._outbox_large and self._inflight_bytes < MAX_INFLIGHT_BYTES:
+            self._send_from(link, self._outbox_large)
+        if seen and not self._outbox and not self._outbox_large:
+            cancelled.difference_update(seen)  # their tasks were sent already (the interchange cancels them)
+
+    def _send_from(self, link: links.UnixLink | links.ZmqLink, outbox: collections.deque[Any]) -> None:
+        large, cancelled = self._large, self._cancelled_unsent
+        while outbox and self._inflight_bytes < MAX_INFLIGHT_BYTES or outbox is self._outbox and outbox:
             ids: list[int] = []
             payloads: list[p.Frame] = []
             specs: dict[int, dict[str, Any]] = {}
@@ -276,8 +291,6 @@ class InterchangeClient:
                         break
             if ids:
                 link.send(p.TaskBatch(ids, payloads, specs).encode(p.Kind.SUBMIT))
-        if not outbox:
-            cancelled.clear()
 
     def _answered(self, ids: Iterable[int]) -> None:
         """Large payloads whose tasks were answered leave the in-flight count."""

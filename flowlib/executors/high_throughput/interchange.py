@@ -639,6 +639,8 @@ class Interchange:
 
 def _by_size(tasks: list[QueuedTask], limit: int) -> list[list[QueuedTask]]:
     """Split tasks into runs whose payloads add up to about ``limit`` bytes (one message each)."""
+    if not tasks:
+        return []
     parts: list[list[QueuedTask]] = [[]]
     size = 0
     for task in tasks:

@@ -92,7 +92,8 @@ def local_provider() -> LocalProvider:
 def test_workers_that_never_connect_fail_the_tasks_with_what_they_reported(workflow: WorkflowFactory) -> None:
     dead_port = unused_port()
     launch_cmd = f"{POOL} --port {dead_port} --address-probe-timeout 3"
-    wf = workflow(local_provider(), LOCAL, launch_cmd=launch_cmd)
+    # unix_sockets=False: a pool on this machine would otherwise register over the Unix socket
+    wf = workflow(local_provider(), LOCAL, launch_cmd=launch_cmd, unix_sockets=False)
     futures = [double(i) for i in range(3)]
 
     errors = [f.exception(timeout=30) for f in futures]
@@ -137,7 +138,8 @@ def test_workers_with_the_wrong_keys_fail_the_tasks_with_a_key_error(
     launch_cmd = f"{POOL} --cert-dir {wrong} --address-probe-timeout 3"
     # No block until there is a task, so that the keys can be mixed before the pool starts.
     provider = LocalProvider(init_blocks=0, min_blocks=0, max_blocks=1)
-    wf = workflow(provider, LOCAL, launch_cmd=launch_cmd)
+    # unix_sockets=False: the keys matter on TCP; a pool on this machine would use the Unix socket
+    wf = workflow(provider, LOCAL, launch_cmd=launch_cmd, unix_sockets=False)
     assert wf.executor.cert_dir is not None
     if which == "a client key from another run":
         shutil.copy(Path(wf.executor.cert_dir) / "server.public", wrong / "server.public")

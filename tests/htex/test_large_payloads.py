@@ -5,7 +5,7 @@
   outbox, where ``cancel()`` drops a task before it is ever sent;
 * the interchange stops adaptive prefetch to a pool that holds ``PREFETCH_BYTES``
   of payloads (``ManagerRecord.held_bytes``), and splits what it gives a pool into
-  messages of about ``DISPATCH_BYTES`` (``_by_size``).
+  messages of about ``DISPATCH_BYTES`` (``split_by_size``).
 
 The executor tests run a real interchange and one LocalProvider pool of two
 workers; tasks that must stay queued are held back by a gate file the test
@@ -34,14 +34,14 @@ from flowlib.executors.high_throughput import client as client_module
 from flowlib.executors.high_throughput import protocol as p
 from flowlib.executors.high_throughput.client import LARGE_PAYLOAD, MAX_INFLIGHT_BYTES
 from flowlib.executors.high_throughput.executor import HighThroughputExecutor
-from flowlib.executors.high_throughput.interchange import DISPATCH_BYTES, Interchange, _by_size
+from flowlib.executors.high_throughput.interchange import DISPATCH_BYTES, Interchange
 from flowlib.executors.high_throughput.managers import (
     PREFETCH_BYTES,
     SHORT_TASK_SECONDS,
     ManagerRecord,
     ManagerTable,
 )
-from flowlib.executors.high_throughput.task_queue import QueuedTask, TaskQueue
+from flowlib.executors.high_throughput.task_queue import QueuedTask, TaskQueue, split_by_size
 
 from . import pool_tasks
 from .conftest import wait_for
@@ -456,7 +456,7 @@ def test_dispatch_without_short_tasks_gives_only_free_slots() -> None:
     assert len(state.queue) == 8 and pool.held_bytes == 2 * MiB
 
 
-# ------------------------------------------------------------------------- _by_size (unit)
+# --------------------------------------------------------------------- split_by_size (unit)
 
 
 def sizes_of(parts: list[list[QueuedTask]]) -> list[list[int]]:
@@ -474,31 +474,31 @@ def check_split(tasks: list[QueuedTask], parts: list[list[QueuedTask]], limit: i
 
 
 def test_by_size_of_nothing() -> None:
-    assert _by_size([], DISPATCH_BYTES) == []  # no message at all, not one empty message
+    assert split_by_size([], DISPATCH_BYTES) == []  # no message at all, not one empty message
 
 
 def test_by_size_keeps_small_tasks_together() -> None:
     tasks = [task(tid, bytes(1000)) for tid in range(50)]
-    parts = _by_size(tasks, DISPATCH_BYTES)
+    parts = split_by_size(tasks, DISPATCH_BYTES)
     assert len(parts) == 1 and parts[0] == tasks
 
 
 def test_by_size_puts_a_huge_task_alone() -> None:
     huge = task(1, bytes(3 * DISPATCH_BYTES))
-    parts = _by_size([huge], DISPATCH_BYTES)
+    parts = split_by_size([huge], DISPATCH_BYTES)
     assert parts == [[huge]]
     tasks = [huge, task(2, b"x"), task(3, b"y")]
-    assert sizes_of(_by_size(tasks, DISPATCH_BYTES)) == [[3 * DISPATCH_BYTES], [1, 1]]
+    assert sizes_of(split_by_size(tasks, DISPATCH_BYTES)) == [[3 * DISPATCH_BYTES], [1, 1]]
     # between huge ones, each huge task is a message of its own
     tasks = [task(tid, bytes(DISPATCH_BYTES)) for tid in range(4)]
-    parts = _by_size(tasks, DISPATCH_BYTES)
+    parts = split_by_size(tasks, DISPATCH_BYTES)
     assert [[t.tid for t in part] for part in parts] == [[0], [1], [2], [3]]
 
 
 def test_by_size_closes_a_part_once_it_reaches_the_limit() -> None:
     limit = 1000
     tasks = [task(tid, bytes(size)) for tid, size in enumerate([400, 400, 400, 10, 999, 1, 1000, 0, 5])]
-    parts = _by_size(tasks, limit)
+    parts = split_by_size(tasks, limit)
     assert sizes_of(parts) == [[400, 400, 400], [10, 999], [1, 1000], [0, 5]]
     check_split(tasks, parts, limit)
 
@@ -511,7 +511,7 @@ def test_by_size_random_batches(seed: int) -> None:
         task(tid, memoryview(bytes(rng.choice([0, 1, 100, 2000, 4095, 4096, 10_000]))))
         for tid in range(rng.randrange(1, 60))
     ]
-    parts = _by_size(tasks, limit)
+    parts = split_by_size(tasks, limit)
     check_split(tasks, parts, limit)
     assert all(
         part_item is original for part_item, original in zip([t for pt in parts for t in pt], tasks, strict=True)

@@ -260,15 +260,17 @@ class InterchangeClient:
     def _send_tasks(self, link: links.UnixLink | links.ZmqLink) -> None:
         cancelled = self._cancelled_unsent
         seen = set(cancelled) if cancelled else None  # ids cancelled before the outboxes were checked
-        self._send_from(link, self._outbox)
-        if self._outbox_large and self._inflight_bytes < MAX_INFLIGHT_BYTES:
-            self._send_from(link, self._outbox_large)
+        self._send_from(link, self._outbox, windowed=False)
+        self._send_from(link, self._outbox_large, windowed=True)
         if seen and not self._outbox and not self._outbox_large:
             cancelled.difference_update(seen)  # their tasks were sent already (the interchange cancels them)
 
-    def _send_from(self, link: links.UnixLink | links.ZmqLink, outbox: collections.deque[Any]) -> None:
+    def _send_from(
+        self, link: links.UnixLink | links.ZmqLink, outbox: collections.deque[Any], *, windowed: bool
+    ) -> None:
+        """Send an outbox in SUBMIT batches; a ``windowed`` one (large payloads) only while the window has room."""
         large, cancelled = self._large, self._cancelled_unsent
-        while outbox and self._inflight_bytes < MAX_INFLIGHT_BYTES or outbox is self._outbox and outbox:
+        while outbox and not (windowed and self._inflight_bytes >= MAX_INFLIGHT_BYTES):
             ids: list[int] = []
             payloads: list[p.Frame] = []
             specs: dict[int, dict[str, Any]] = {}
@@ -282,11 +284,10 @@ class InterchangeClient:
                     specs[len(ids)] = spec
                 ids.append(tid)
                 payloads.append(payload)
-                length = len(payload)
-                size += length
-                if length >= LARGE_PAYLOAD:
-                    large[tid] = length
-                    self._inflight_bytes += length
+                size += len(payload)
+                if windowed:
+                    large[tid] = len(payload)
+                    self._inflight_bytes += len(payload)
                     if self._inflight_bytes >= MAX_INFLIGHT_BYTES:
                         break
             if ids:

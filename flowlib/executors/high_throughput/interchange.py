@@ -8,6 +8,10 @@
                                                 task queue --TASKS-->  ROUTER (workers) <--> DEALER
                                                 manager table <--RESULTS/FAILURES/HEARTBEAT--
 
+With a socket directory (the executor's default), the executor and this
+machine's pools connect over owner-only Unix sockets instead
+(:mod:`.local_links`); pools on other nodes always use the ROUTER above.
+
 It never deserializes a task or a result: payload frames are forwarded as they
 arrive. Each pass of the loop runs one named step per concern. A malformed or
 unknown message is logged and dropped; only authenticated peers (CurveZMQ) get
@@ -25,7 +29,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,9 +37,15 @@ from typing import Any
 import zmq
 
 from flowlib.executors.high_throughput import protocol as p
-from flowlib.executors.high_throughput.links import UnixLink, UnixListener
+from flowlib.executors.high_throughput.local_links import LocalLinks
 from flowlib.executors.high_throughput.managers import ManagerRecord, ManagerTable
-from flowlib.executors.high_throughput.task_queue import QueuedTask, TaskQueue
+from flowlib.executors.high_throughput.task_queue import (
+    QueuedTask,
+    TaskQueue,
+    describe_request,
+    split_by_size,
+    task_from_spec,
+)
 
 logger = logging.getLogger("flowlib.interchange")
 
@@ -74,23 +83,6 @@ class InterchangeOptions:
     """An owner-only directory: when set, the client and local pools connect over Unix sockets in it."""
 
 
-class _KeyChecker:
-    """ZAP callback: accept only the executor's client key; count refusals."""
-
-    def __init__(self, allowed: bytes) -> None:
-        self.allowed = allowed
-        self.refused = 0
-        self._lock = threading.Lock()
-
-    def callback(self, domain: str, key: bytes) -> bool:
-        # pyzmq hands the client's public key over Z85-encoded, as the key files store it
-        ok = key == self.allowed
-        if not ok:
-            with self._lock:
-                self.refused += 1
-        return ok
-
-
 class Interchange:
     """The interchange's state and event loop."""
 
@@ -102,7 +94,7 @@ class Interchange:
         self.client_identity: bytes | None = None
         self.running = True
         self.auth: Any = None
-        self.key_checker: _KeyChecker | None = None
+        self.key_checker: Any = None  # a security.KeyChecker when encryption is on
         self.reported_refusals = 0
         self.last_heartbeat_sent = time.monotonic()
         self.next_housekeeping = 0.0
@@ -119,18 +111,8 @@ class Interchange:
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.MAXMSGSIZE, options.max_message_size)
             sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        self.client_link: UnixLink | None = None
-        self.client_listener: UnixListener | None = None
-        self.pool_listener: UnixListener | None = None
-        self.pool_links: dict[int, tuple[bytes, UnixLink]] = {}
-        """Worker pools connected over the Unix socket, by descriptor: (identity, link)."""
-        self.link_of: dict[bytes, UnixLink] = {}
         self.client_port: int | None = None
-        if options.unix_dir:
-            size = options.max_message_size
-            self.client_listener = UnixListener(os.path.join(options.unix_dir, "client.sock"), size)
-            self.pool_listener = UnixListener(os.path.join(options.unix_dir, "pools.sock"), size)
-        else:
+        if not options.unix_dir:
             self.client_port = self.client.bind_to_random_port(f"tcp://{options.client_address}")
         if options.worker_port:
             self.workers.bind(f"tcp://{options.worker_address}:{options.worker_port}")
@@ -143,10 +125,20 @@ class Interchange:
         self.poller = zmq.Poller()
         self.poller.register(self.client, zmq.POLLIN)
         self.poller.register(self.workers, zmq.POLLIN)
-        for listener in (self.client_listener, self.pool_listener):
-            if listener is not None:
-                self.poller.register(listener.fd, zmq.POLLIN)
-        self.next_pool_link = 0
+        self.now = time.monotonic()
+        """When the current pass of the loop started."""
+        self.local: LocalLinks | None = None
+        """The executor's link and this machine's pools, over Unix sockets (None: all on ZeroMQ)."""
+        if options.unix_dir:
+            self.local = LocalLinks(
+                options.unix_dir,
+                options.max_message_size,
+                self.poller,
+                on_client=lambda message: self.from_client(b"unix", message),
+                on_pool=lambda identity, message: self.from_pool(identity, message, self.now),
+                on_client_gone=self.client_gone,
+                on_pool_gone=self.pool_gone,
+            )
 
     def _setup_security(self) -> None:
         cert_dir = self.options.cert_dir
@@ -154,9 +146,14 @@ class Interchange:
             return
         from zmq.auth.thread import ThreadAuthenticator
 
-        from flowlib.executors.high_throughput.security import allowed_client_key, apply_server, server_keys
+        from flowlib.executors.high_throughput.security import (
+            KeyChecker,
+            allowed_client_key,
+            apply_server,
+            server_keys,
+        )
 
-        self.key_checker = _KeyChecker(allowed_client_key(cert_dir))
+        self.key_checker = KeyChecker(allowed_client_key(cert_dir))
         self.auth = ThreadAuthenticator(self.context, log=logging.getLogger("flowlib.interchange.auth"))
         self.auth.start()
         self.auth.configure_curve_callback(domain="flowlib", credentials_provider=self.key_checker)
@@ -178,12 +175,13 @@ class Interchange:
                 self.receive_from_client(now)
             if events.get(self.workers):
                 self.receive_from_managers(now)
-            if self.client_listener is not None:
-                self.serve_unix(events, now)
+            self.now = now
+            if self.local is not None:
+                self.local.serve(events)
             self.forward_results()
             self.dispatch_tasks(now)
-            if self.client_listener is not None:
-                self.flush_unix(events)
+            if self.local is not None:
+                self.local.flush(events)
             if now >= self.next_housekeeping:
                 self.next_housekeeping = now + HOUSEKEEPING_PERIOD
                 self.expire_managers(now)
@@ -241,14 +239,14 @@ class Interchange:
                 self.queue.push(QueuedTask(tid, payload, None, 0.0, 0.0, 0.0))
                 continue
             try:
-                task, priority = _task_with_spec(tid, payload, spec)
+                task, priority = task_from_spec(tid, payload, spec)
             except ValueError as e:
                 failures[str(tid)] = {"error": "InvalidResourceSpecification", "message": str(e)}
                 continue
             if len(self.managers) and not self.managers.largest_fit(task):
                 failures[str(tid)] = {
                     "error": "InvalidResourceSpecification",
-                    "message": f"task {tid} asks for {_describe_request(task)}, more than any connected pool has",
+                    "message": f"task {tid} asks for {describe_request(task)}, more than any connected pool has",
                 }
                 continue
             self.queue.push(task, priority)
@@ -299,25 +297,13 @@ class Interchange:
             else:
                 logger.warning("no client connected; dropped a %d-frame message", len(frames))
             return
-        link = self.client_link
-        if link is not None:
-            try:
-                link.send(frames)
-            except EOFError:
-                pass  # noticed when the link is read
-            return
-        self.client.send_multipart([self.client_identity, *frames], copy=True)
+        if self.local is None or not self.local.send_to_client(frames):
+            self.client.send_multipart([self.client_identity, *frames], copy=True)
 
     def send_to_pool(self, identity: bytes, frames: list[Any]) -> None:
         """Send a message to one worker pool, over whichever socket it is connected to."""
-        link = self.link_of.get(identity)
-        if link is None:
+        if self.local is None or not self.local.send_to_pool(identity, frames):
             self.workers.send_multipart([identity, *frames], copy=True)
-            return
-        try:
-            link.send(frames)
-        except EOFError:
-            pass  # noticed when the link is read: the pool is lost then
 
     def send_event(self, event: dict[str, Any]) -> None:
         self.send_to_client(p.encode_json(p.Kind.EVENT, event))
@@ -351,73 +337,16 @@ class Interchange:
         except Exception:  # a bug handling one message must not take the interchange down
             logger.exception("failed to handle a message from pool %r; continuing", identity[:32])
 
-    # ------------------------------------------------------------ Unix links
+    def client_gone(self, why: str) -> None:
+        """The executor's Unix link closed: nobody is left to serve."""
+        logger.warning("the client link closed (%s); shutting down", why)
+        self.running = False
 
-    def serve_unix(self, events: dict[Any, int], now: float) -> None:
-        """Accept and read the Unix-socket links: the client's and those of local pools."""
-        assert self.client_listener is not None and self.pool_listener is not None
-        if events.get(self.client_listener.fd):
-            for link in self.client_listener.accept("client link"):
-                if self.client_link is not None:
-                    logger.warning("refused a second client connection on %s", self.client_listener.path)
-                    link.close()
-                    continue
-                self.client_link = link
-                self.poller.register(link.fd, zmq.POLLIN)
-        if events.get(self.pool_listener.fd):
-            for link in self.pool_listener.accept("pool link"):
-                self.next_pool_link += 1
-                identity = b"unix-%d" % self.next_pool_link
-                self.pool_links[link.fd] = (identity, link)
-                self.link_of[identity] = link
-                self.poller.register(link.fd, zmq.POLLIN)
-        client = self.client_link
-        if client is not None and events.get(client.fd, 0) & zmq.POLLIN:
-            try:
-                for message in client.receive():
-                    self.from_client(b"unix", message)
-            except (EOFError, p.ProtocolError) as e:
-                logger.warning("the client link closed (%s); shutting down", e)
-                self.poller.unregister(client.fd)
-                client.close()
-                self.client_link = None
-                self.running = False
-        for fd, (identity, link) in list(self.pool_links.items()):
-            if not events.get(fd, 0) & zmq.POLLIN:
-                continue
-            try:
-                for message in link.receive():
-                    self.from_pool(identity, message, now)
-            except (EOFError, p.ProtocolError) as e:
-                self.drop_pool_link(identity, f"its connection closed ({e})")
-
-    def drop_pool_link(self, identity: bytes, why: str) -> None:
-        """Forget a local pool's Unix link; a registered pool on it is lost."""
-        link = self.link_of.pop(identity, None)
-        if link is None:
-            return
-        self.pool_links.pop(link.fd, None)
-        self.poller.unregister(link.fd)
-        link.close()
+    def pool_gone(self, identity: bytes, why: str) -> None:
+        """A local pool's Unix link closed: the pool is lost at once, not after a heartbeat timeout."""
         record = self.managers.get(identity)
         if record is not None:
             self.lose_manager(record, why)
-
-    def flush_unix(self, events: dict[Any, int]) -> None:
-        """Write what the Unix links hold back, and poll for writability only while they do."""
-        links = [(identity, link) for identity, link in self.pool_links.values()]
-        if self.client_link is not None:
-            links.append((b"", self.client_link))
-        for identity, link in links:
-            if link.wants_write and events.get(link.fd, 0) & zmq.POLLOUT:
-                try:
-                    link.flush()
-                except EOFError as e:
-                    if identity:
-                        self.drop_pool_link(identity, f"its connection closed ({e})")
-                    continue
-            if not link.closed:
-                self.poller.modify(link.fd, zmq.POLLIN | (zmq.POLLOUT if link.wants_write else 0))
 
     def register(self, identity: bytes, version: int, frames: Sequence[Any], now: float) -> None:
         if version != p.PROTOCOL_VERSION:
@@ -554,7 +483,7 @@ class Interchange:
         if unplaced:
             queue.push_back(unplaced)
         for identity, tasks in batches.items():
-            for part in _by_size(tasks, DISPATCH_BYTES):
+            for part in split_by_size(tasks, DISPATCH_BYTES):
                 specs = {i: t.spec for i, t in enumerate(part) if t.spec}
                 message = p.TaskBatch([t.tid for t in part], [t.payload for t in part], specs).encode(p.Kind.TASKS)
                 self.stats["to_pools"] += 1
@@ -569,11 +498,8 @@ class Interchange:
 
     def lose_manager(self, record: ManagerRecord, why: str) -> None:
         self.managers.remove(record.identity)
-        link = self.link_of.pop(record.identity, None)
-        if link is not None:  # a pool that stopped answering on its Unix link: close it
-            self.pool_links.pop(link.fd, None)
-            self.poller.unregister(link.fd)
-            link.close()
+        if self.local is not None:
+            self.local.close_pool(record.identity)  # one that stopped answering on its Unix link
         reg = record.registration
         logger.warning("lost pool %s (block %s on %s): %s", reg.pool_id, reg.block_id, reg.hostname, why)
         if record.tasks:
@@ -611,67 +537,19 @@ class Interchange:
         logger.info("loop statistics: %s", self.stats)
         shutdown = p.encode_empty(p.Kind.SHUTDOWN)
         for identity in list(self.managers.all):
+            if self.local is not None and identity in self.local.by_identity:
+                continue  # told by LocalLinks.close
             try:
-                if identity in self.link_of:
-                    self.link_of[identity].send(shutdown)
-                else:
-                    self.workers.send_multipart([identity, *shutdown], zmq.NOBLOCK)
-            except (zmq.ZMQError, EOFError):
+                self.workers.send_multipart([identity, *shutdown], zmq.NOBLOCK)
+            except zmq.ZMQError:
                 pass
-        for _, link in list(self.pool_links.values()):
-            link.close(linger=0.5)
-        if self.client_link is not None:
-            self.client_link.close(linger=2.0)
-        for listener in (self.client_listener, self.pool_listener):
-            if listener is not None:
-                listener.close()
-        if self.options.unix_dir:
-            try:  # the executor removes it too; this covers an executor killed outright
-                os.rmdir(self.options.unix_dir)
-            except OSError:
-                pass
+        if self.local is not None:
+            self.local.close(shutdown)
         if self.auth is not None:
             self.auth.stop()
         self.client.close(linger=0)
         self.workers.close(linger=500)
         self.context.term()
-
-
-def _by_size(tasks: list[QueuedTask], limit: int) -> list[list[QueuedTask]]:
-    """Split tasks into runs whose payloads add up to about ``limit`` bytes (one message each)."""
-    if not tasks:
-        return []
-    parts: list[list[QueuedTask]] = [[]]
-    size = 0
-    for task in tasks:
-        if size >= limit and parts[-1]:
-            parts.append([])
-            size = 0
-        parts[-1].append(task)
-        size += len(task.payload)
-    return parts
-
-
-def _task_with_spec(tid: int, payload: Any, spec: dict[str, Any]) -> tuple[QueuedTask, float]:
-    unknown = set(spec) - p.RESOURCE_KEYS
-    if unknown:
-        raise ValueError(f"task {tid}: unknown resource specification key(s) {sorted(unknown)}")
-    values = {}
-    for key in ("priority", "cores", "memory", "gpus"):
-        value = spec.get(key, 0)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or (key != "priority" and value < 0):
-            raise ValueError(f"task {tid}: resource specification {key!r} must be a non-negative number, got {value!r}")
-        values[key] = float(value)
-    return QueuedTask(tid, payload, spec, values["cores"], values["memory"], values["gpus"]), values["priority"]
-
-
-def _describe_request(task: QueuedTask) -> str:
-    parts = [
-        f"{name}={value:g}"
-        for name, value in (("cores", task.cores), ("memory", task.memory), ("gpus", task.gpus))
-        if value
-    ]
-    return ", ".join(parts) or "nothing"
 
 
 def _configure_logging(options: InterchangeOptions) -> None:
@@ -694,8 +572,8 @@ def main() -> None:
     interchange = Interchange(options)
     signal.signal(signal.SIGTERM, lambda *_: setattr(interchange, "running", False))
     where: dict[str, Any] = {"client_port": interchange.client_port, "worker_port": interchange.worker_port}
-    if interchange.client_listener is not None and interchange.pool_listener is not None:
-        where.update(client_socket=interchange.client_listener.path, pool_socket=interchange.pool_listener.path)
+    if interchange.local is not None:
+        where.update(interchange.local.paths)
     sys.stdout.write(json.dumps(where) + "\n")
     sys.stdout.flush()
     logger.info("interchange serving: %s", where)

@@ -24,9 +24,11 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import select
 import socket
 import struct
 import tempfile
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -269,9 +271,6 @@ class UnixLink:
     def close(self, linger: float = 0.0) -> None:
         """Close the socket; with ``linger`` > 0, first try that many seconds to write what is queued."""
         if linger > 0 and self._out and not self.closed:
-            import select
-            import time
-
             deadline = time.monotonic() + linger
             try:
                 while self._out and time.monotonic() < deadline:

@@ -214,9 +214,7 @@ class Manager:
         try:
             if events & _POLLOUT:
                 link.flush()
-                if not link.wants_write:
-                    self.writing = False
-                    self.poller.modify(link.poll_target, _POLLIN)
+                self._watch_writes()
             messages = link.receive() if events & _POLLIN else []
         except (EOFError, ProtocolError) as e:
             self.exit_code = self.fatal(
@@ -458,6 +456,11 @@ class Manager:
         except EOFError:
             return  # the next read of the link reports it
         self.last_sent = now
+        self._watch_writes()
+
+    def _watch_writes(self) -> None:
+        """Poll the link for writability exactly while it holds unsent bytes."""
+        link = self.link
         if link.wants_write != self.writing:
             self.writing = link.wants_write
             self.poller.modify(link.poll_target, _POLLIN | (_POLLOUT if self.writing else 0))

@@ -9,6 +9,7 @@ public key to connect. Pass the directory to worker pools with ``--cert-dir``.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,3 +82,20 @@ def apply_server(socket: Any, keys: CurveKeys) -> None:
     socket.curve_secretkey = keys.secret
     socket.curve_publickey = keys.public
     socket.curve_server = True
+
+
+class KeyChecker:
+    """ZAP callback: accept only the executor's client key; count refusals."""
+
+    def __init__(self, allowed: bytes) -> None:
+        self.allowed = allowed
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        # pyzmq hands the client's public key over Z85-encoded, as the key files store it
+        ok = key == self.allowed
+        if not ok:
+            with self._lock:
+                self.refused += 1
+        return ok

@@ -2,6 +2,8 @@
 
 Lower ``priority`` values are dispatched first; equal priorities keep submission
 order. Payloads are kept as the frames they arrived in (never deserialized).
+Also here: building a queued task from a resource specification, and splitting
+a pool's batch into messages of bounded size.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import heapq
 import itertools
 from dataclasses import dataclass
 from typing import Any
+
+from flowlib.executors.high_throughput import protocol as p
 
 
 @dataclass(slots=True)
@@ -66,3 +70,42 @@ class TaskQueue:
     def ids(self) -> list[int]:
         """Ids of all queued tasks."""
         return list(self._tasks)
+
+
+def split_by_size(tasks: list[QueuedTask], limit: int) -> list[list[QueuedTask]]:
+    """Split tasks into runs whose payloads add up to about ``limit`` bytes (one message each)."""
+    if not tasks:
+        return []
+    parts: list[list[QueuedTask]] = [[]]
+    size = 0
+    for task in tasks:
+        if size >= limit and parts[-1]:
+            parts.append([])
+            size = 0
+        parts[-1].append(task)
+        size += len(task.payload)
+    return parts
+
+
+def task_from_spec(tid: int, payload: Any, spec: dict[str, Any]) -> tuple[QueuedTask, float]:
+    """A queued task and its priority from a resource specification; ValueError naming a bad key or value."""
+    unknown = set(spec) - p.RESOURCE_KEYS
+    if unknown:
+        raise ValueError(f"task {tid}: unknown resource specification key(s) {sorted(unknown)}")
+    values = {}
+    for key in ("priority", "cores", "memory", "gpus"):
+        value = spec.get(key, 0)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or (key != "priority" and value < 0):
+            raise ValueError(f"task {tid}: resource specification {key!r} must be a non-negative number, got {value!r}")
+        values[key] = float(value)
+    return QueuedTask(tid, payload, spec, values["cores"], values["memory"], values["gpus"]), values["priority"]
+
+
+def describe_request(task: QueuedTask) -> str:
+    """What a task asks for, for error messages: ``cores=4, gpus=1``."""
+    parts = [
+        f"{name}={value:g}"
+        for name, value in (("cores", task.cores), ("memory", task.memory), ("gpus", task.gpus))
+        if value
+    ]
+    return ", ".join(parts) or "nothing"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import try_assert
+from proc_state import process_gone
 
 from flowlib.channels import ChannelError, ChannelTimeout, FileCopyError, LocalChannel
 from flowlib.channels.errors import (
@@ -20,15 +21,6 @@ from flowlib.channels.errors import (
 )
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def process_gone(pid: int) -> bool:
-    """True once ``pid`` no longer runs: missing, or a zombie waiting to be reaped."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 def test_output_and_exit_code() -> None:

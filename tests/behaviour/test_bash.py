@@ -8,6 +8,7 @@ import time
 
 import pytest
 from conftest import try_assert
+from proc_state import process_gone
 
 import flowlib
 from flowlib import AUTO_LOGNAME, File, bash_app
@@ -220,15 +221,6 @@ def test_walltime_for_an_app_not_declaring_it(dfk):
     assert sleeper(0, walltime=10).result(timeout=10) == 0
 
 
-def pid_gone(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return True
-    return state in ("Z", "X")
-
-
 def test_walltime_kills_grandchildren(dfk, tmp_path):
     pidfile = tmp_path / "grandchild.pid"
     command = f"bash -c 'sleep 60 & echo $! > {pidfile}; wait'"
@@ -237,4 +229,4 @@ def test_walltime_kills_grandchildren(dfk, tmp_path):
         fut.result(timeout=20)
     try_assert(lambda: pidfile.exists() and pidfile.read_text().strip() != "", timeout=5)
     pid = int(pidfile.read_text())
-    try_assert(lambda: pid_gone(pid), timeout=10, message=f"grandchild {pid} is still running")
+    try_assert(lambda: process_gone(pid), timeout=10, message=f"grandchild {pid} is still running")

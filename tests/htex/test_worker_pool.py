@@ -17,6 +17,7 @@ import time
 
 import psutil
 import pytest
+from proc_state import process_gone
 
 from flowlib.app.errors import RemoteExceptionWrapper
 from flowlib.executors.high_throughput import protocol
@@ -224,7 +225,7 @@ def test_cancel_queued_and_running_tasks(start_pool, cert_dir, interchange, tmp_
     interchange.wait_answers([1])
     assert interchange.results[1] == (TaskStatus.CANCELLED, None)
     assert not interchange.failures, "a cancelled task is not a lost worker"
-    wait_for(lambda: not psutil.pid_exists(running_pid) or psutil.Process(running_pid).status() == "zombie")
+    wait_for(lambda: process_gone(running_pid))
     replacement = interchange.run(identity, tasks.pid, tid=3)
     assert replacement != running_pid
 

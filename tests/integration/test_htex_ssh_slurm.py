@@ -78,7 +78,10 @@ def listeners(port: int) -> list[tuple[str, str]]:
     found = []
     for conn in psutil.net_connections("tcp"):
         if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port:
-            name = psutil.Process(conn.pid).name() if conn.pid else "?"
+            try:
+                name = psutil.Process(conn.pid).name() if conn.pid else "?"
+            except psutil.NoSuchProcess:
+                continue  # closed since net_connections() looked
             found.append((conn.laddr.ip, name))
     return found
 

@@ -1,4 +1,6 @@
-"""Large payloads on the high-throughput executor: the client's in-flight window, byte-capped prefetch, dispatch.
+"""Large payloads through the sockets: the client's in-flight window, byte-capped prefetch, dispatch.
+
+(With the shared-memory arena, the default for local pools, they travel another way: test_arena.py.)
 
 * the client sends at most ``MAX_INFLIGHT_BYTES`` (plus one payload) of large
   payloads (``>= LARGE_PAYLOAD``) that are not answered yet; the rest waits in its
@@ -133,8 +135,11 @@ def htex(tmp_path: Path) -> Iterator[LocalHtex]:
 
 
 def started(harness: LocalHtex) -> tuple[HighThroughputExecutor, Any]:
-    """Start the kernel; return the executor and its interchange client."""
-    executor = harness.start(workers=2)
+    """Start the kernel; return the executor and its interchange client.
+
+    Without the shared-memory arena: these tests are about large payloads that travel through the sockets.
+    """
+    executor = harness.start(workers=2, shared_memory=False)
     return executor, executor._client
 
 
@@ -431,7 +436,9 @@ def dispatch(queued: Sequence[QueuedTask], pools: Sequence[ManagerRecord]) -> tu
     queue = TaskQueue()
     for item in queued:
         queue.push(item)
-    state = types.SimpleNamespace(queue=queue, managers=table, stats=collections.Counter(), send_to_pool=send_to_pool)
+    state = types.SimpleNamespace(
+        queue=queue, managers=table, stats=collections.Counter(), send_to_pool=send_to_pool, arena=None
+    )
     Interchange.dispatch_tasks(state, time.monotonic())  # type: ignore[arg-type]
     return sent, state
 

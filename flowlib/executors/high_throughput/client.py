@@ -30,6 +30,7 @@ import zmq
 
 from flowlib.executors.high_throughput import links
 from flowlib.executors.high_throughput import protocol as p
+from flowlib.executors.high_throughput.arena import ArenaWriter
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,8 @@ Without a bound, a burst of large tasks is copied into the interchange's queue a
 once and every byte lands in fresh memory; with it, buffers are reused.
 """
 LARGE_PAYLOAD = 64 << 10
-"""Payloads from this size on count towards :data:`MAX_INFLIGHT_BYTES`."""
+"""Payloads from this size on go through the shared-memory arena when there is one, else count towards
+:data:`MAX_INFLIGHT_BYTES`."""
 
 
 class InterchangeClient:
@@ -85,6 +87,11 @@ class InterchangeClient:
         self._replies: dict[int, Future[Any]] = {}
         self._command_ids = itertools.count(1)
         self._large: dict[int, int] = {}  # task id -> payload size, for large payloads in flight
+        self._slots: dict[int, tuple[int, int]] = {}  # task id -> its slot in the arena
+        self.arena: ArenaWriter | None = None
+        """Large payloads go to local pools through this shared memory (None: through the sockets)."""
+        if options.get("arena_dir"):
+            self.arena = ArenaWriter(options["arena_dir"])
         self._inflight_bytes = 0
         self._cancelled_unsent: set[int] = set()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -268,40 +275,69 @@ class InterchangeClient:
     def _send_from(
         self, link: links.UnixLink | links.ZmqLink, outbox: collections.deque[Any], *, windowed: bool
     ) -> None:
-        """Send an outbox in SUBMIT batches; a ``windowed`` one (large payloads) only while the window has room."""
-        large, cancelled = self._large, self._cancelled_unsent
-        while outbox and not (windowed and self._inflight_bytes >= MAX_INFLIGHT_BYTES):
+        """Send an outbox in SUBMIT batches; a ``windowed`` one (large payloads) only while the window has room.
+
+        A large payload goes into a slot of the arena when it fits there (the
+        task carries a reference), else through the socket, counted against
+        :data:`MAX_INFLIGHT_BYTES`. Either way the window is full when the next
+        payload has no room: it waits, in order, for answers to free some.
+        """
+        cancelled = self._cancelled_unsent
+        full = False
+        while outbox and not full:
             ids: list[int] = []
             payloads: list[p.Frame] = []
             specs: dict[int, dict[str, Any]] = {}
             size = 0
             while outbox and len(ids) < MAX_BATCH_TASKS and size < MAX_BATCH_BYTES:
-                tid, spec, payload = outbox.popleft()
+                tid, spec, payload = outbox[0]
                 if cancelled and tid in cancelled:
+                    outbox.popleft()
                     cancelled.discard(tid)
                     continue
+                if windowed:
+                    payload = self._claim_window(tid, payload)
+                    if payload is None:
+                        full = True
+                        break
+                outbox.popleft()
                 if spec:
                     specs[len(ids)] = spec
                 ids.append(tid)
                 payloads.append(payload)
                 size += len(payload)
-                if windowed:
-                    large[tid] = len(payload)
-                    self._inflight_bytes += len(payload)
-                    if self._inflight_bytes >= MAX_INFLIGHT_BYTES:
-                        break
             if ids:
                 link.send(p.TaskBatch(ids, payloads, specs).encode(p.Kind.SUBMIT))
 
+    def _claim_window(self, tid: int, payload: bytes) -> bytes | None:
+        """Room for a large payload: what to send in its place (an arena reference, or itself), or None if full."""
+        arena = self.arena
+        if arena is not None and arena.fits(len(payload)):
+            placed = arena.put(payload)
+            if placed is not None:
+                self._slots[tid] = placed[1]
+                return placed[0]
+            if arena.failed is None:
+                return None  # no free slot now; answers will free some
+        if self._inflight_bytes >= MAX_INFLIGHT_BYTES:
+            return None
+        self._large[tid] = len(payload)
+        self._inflight_bytes += len(payload)
+        return payload
+
     def _answered(self, ids: Iterable[int]) -> None:
-        """Large payloads whose tasks were answered leave the in-flight count."""
-        large = self._large
-        if not large:
+        """Large payloads whose tasks were answered leave the in-flight count or free their arena slots."""
+        large, slots = self._large, self._slots
+        if not large and not slots:
             return
         for tid in ids:
             length = large.pop(tid, None)
             if length is not None:
                 self._inflight_bytes -= length
+            slot = slots.pop(tid, None)
+            if slot is not None:
+                assert self.arena is not None
+                self.arena.free(slot)
 
     def _receive(self, link: links.UnixLink | links.ZmqLink) -> None:
         for frames in link.receive():
@@ -366,6 +402,8 @@ class InterchangeClient:
         if self._context is not None:
             self._context.term()
             self._context = None
+        if self.arena is not None:
+            self.arena.close()
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)

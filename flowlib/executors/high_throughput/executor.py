@@ -86,8 +86,10 @@ class HighThroughputExecutor(BlockProviderExecutor):
     ``mem_per_worker``, ``address`` and ``encrypted`` (default True). flowlib's
     own ``unix_sockets`` (default True) carries the links that stay on this
     machine (executor to interchange, interchange to a LocalProvider's pools)
-    over owner-only Unix sockets instead of encrypted loopback TCP. See the
-    documentation page "High-throughput executor" for every option.
+    over owner-only Unix sockets instead of encrypted loopback TCP, and its
+    ``shared_memory`` (default True) hands large arguments to those pools
+    through an owner-only shared-memory arena. See the documentation page
+    "High-throughput executor" for every option.
     """
 
     def __init__(
@@ -120,6 +122,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
         block_error_handler: bool | BlockErrorHandler = True,
         encrypted: bool = True,
         unix_sockets: bool = True,
+        shared_memory: bool = True,
     ) -> None:
         if provider is None:
             from flowlib.providers.local import LocalProvider
@@ -148,6 +151,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
         self.worker_logdir_root = worker_logdir_root
         self.encrypted = encrypted
         self.unix_sockets = unix_sockets
+        self.shared_memory = shared_memory
         self.options = self._validated_options()
         self.storage_access = storage_access
         self.working_dir = working_dir
@@ -164,6 +168,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
         self._shutdown = False
         self.cert_dir: str | None = None
         self.unix_dir: str | None = None
+        self.arena_dir: str | None = None
         self.logdir: str | None = None
         self._remote: RemoteSide | None = None
 
@@ -192,6 +197,12 @@ class HighThroughputExecutor(BlockProviderExecutor):
             from flowlib.executors.high_throughput.links import make_socket_dir
 
             self.unix_dir = make_socket_dir()
+            from flowlib.executors.high_throughput.options import provider_is_local
+
+            if opts.shared_memory and provider_is_local(self.provider):
+                from flowlib.executors.high_throughput.arena import make_arena_dir
+
+                self.arena_dir = make_arena_dir()
         self._client = InterchangeClient(
             self.label,
             {
@@ -204,6 +215,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
                 "poll_period_ms": opts.poll_period,
                 "debug": opts.worker_debug,
                 "unix_dir": self.unix_dir,
+                "arena_dir": self.arena_dir,
             },
             logdir=base,
             cert_dir=self.cert_dir,
@@ -215,7 +227,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
         try:
             self._client.start()
         except BaseException:
-            self._remove_unix_dir()
+            self._remove_local_dirs()
             raise
         self._remote = self._connect_remote_side()
         if self.provider is not None:
@@ -374,6 +386,10 @@ class HighThroughputExecutor(BlockProviderExecutor):
                 exc = ManagerLost(message)
             elif kind == "InvalidResourceSpecification":
                 exc = InvalidResourceSpecification(set(), message)
+            elif kind == "ArenaError":
+                from flowlib.executors.high_throughput.arena import ArenaError
+
+                exc = ArenaError(message)
             else:
                 exc = BadStateException(self, f"{kind}: {message}")
             fut.set_exception(exc)
@@ -483,14 +499,16 @@ class HighThroughputExecutor(BlockProviderExecutor):
         self.release_all_blocks(drain=False)
         if self._remote is not None:
             self._remote.tunnel.close()
-        self._remove_unix_dir()
+        self._remove_local_dirs()
         self.fail_all_outstanding(CancelledError(f"executor {self.label} shut down before the task finished"))
 
-    def _remove_unix_dir(self) -> None:
-        if self.unix_dir is not None:
-            import shutil
+    def _remove_local_dirs(self) -> None:
+        """Remove the socket and arena directories (the interchange removes them too when it stops)."""
+        import shutil
 
-            shutil.rmtree(self.unix_dir, ignore_errors=True)
+        for path in (self.unix_dir, self.arena_dir):
+            if path is not None:
+                shutil.rmtree(path, ignore_errors=True)
 
     def __repr__(self) -> str:
         return f"HighThroughputExecutor(label={self.label!r}, provider={self.provider!r})"

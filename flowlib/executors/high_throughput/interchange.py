@@ -10,7 +10,10 @@
 
 With a socket directory (the executor's default), the executor and this
 machine's pools connect over owner-only Unix sockets instead
-(:mod:`.local_links`); pools on other nodes always use the ROUTER above.
+(:mod:`.local_links`); pools on other nodes always use the ROUTER above. A
+large argument may arrive as a reference into the executor's shared-memory
+arena (:mod:`.arena`): pools on the Unix socket get the reference, any other
+pool gets the bytes, read from the arena here.
 
 It never deserializes a task or a result: payload frames are forwarded as they
 arrive. Each pass of the loop runs one named step per concern. A malformed or
@@ -27,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -37,6 +41,7 @@ from typing import Any
 import zmq
 
 from flowlib.executors.high_throughput import protocol as p
+from flowlib.executors.high_throughput.arena import ArenaError, ArenaReader, is_reference
 from flowlib.executors.high_throughput.local_links import LocalLinks
 from flowlib.executors.high_throughput.managers import ManagerRecord, ManagerTable
 from flowlib.executors.high_throughput.task_queue import (
@@ -81,6 +86,8 @@ class InterchangeOptions:
     adaptive_prefetch: bool = True
     unix_dir: str | None = None
     """An owner-only directory: when set, the client and local pools connect over Unix sockets in it."""
+    arena_dir: str | None = None
+    """The executor's shared-memory arena directory, removed when the interchange stops."""
 
 
 class Interchange:
@@ -139,6 +146,8 @@ class Interchange:
                 on_client_gone=self.client_gone,
                 on_pool_gone=self.pool_gone,
             )
+        self.arena = ArenaReader() if options.arena_dir else None
+        """Reads arena references for pools that cannot (those not on this machine's Unix socket)."""
 
     def _setup_security(self) -> None:
         cert_dir = self.options.cert_dir
@@ -475,6 +484,9 @@ class Interchange:
                     break
                 continue
             task.dispatched = now
+            if self.arena is not None and not self.is_local_pool(record) and is_reference(task.payload):
+                if not self.inline_arena_payload(task):
+                    continue
             record.take(task)
             managers.refresh(record)
             current, chunk = (record, chunk + 1) if task.spec is None else (None, 0)
@@ -489,6 +501,20 @@ class Interchange:
                 self.stats["to_pools"] += 1
                 self.stats["tasks_out"] += len(part)
                 self.send_to_pool(identity, message)
+
+    def is_local_pool(self, record: ManagerRecord) -> bool:
+        return self.local is not None and record.identity in self.local.by_identity
+
+    def inline_arena_payload(self, task: QueuedTask) -> bool:
+        """Replace an arena reference by the bytes it names; on failure, fail the task and return False."""
+        assert self.arena is not None
+        try:
+            task.payload = self.arena.load(task.payload, bytes)
+        except ArenaError as e:
+            failure = {str(task.tid): {"error": "ArenaError", "message": str(e)}}
+            self.send_to_client(p.encode_json(p.Kind.FAILURES, failure))
+            return False
+        return True
 
     def expire_managers(self, now: float) -> None:
         threshold = self.options.heartbeat_threshold
@@ -550,6 +576,10 @@ class Interchange:
         self.client.close(linger=0)
         self.workers.close(linger=500)
         self.context.term()
+        if self.arena is not None:
+            self.arena.close()
+        if self.options.arena_dir:  # the executor removes it too; this covers an executor killed outright
+            shutil.rmtree(self.options.arena_dir, ignore_errors=True)
 
 
 def _configure_logging(options: InterchangeOptions) -> None:

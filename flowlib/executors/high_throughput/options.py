@@ -49,13 +49,14 @@ class HTEXOptions:
     encrypted: bool
     working_dir: str | None
     unix_sockets: bool
+    shared_memory: bool
 
     FIELDS = (
         "label", "launch_cmd", "address", "loopback_address", "worker_ports", "worker_port_range",
         "interchange_port_range", "worker_debug", "cores_per_worker", "mem_per_worker", "max_workers_per_node",
         "cpu_affinity", "available_accelerators", "prefetch_capacity", "heartbeat_threshold", "heartbeat_period",
         "drain_period", "poll_period", "address_probe_timeout", "worker_logdir_root", "encrypted", "working_dir",
-        "unix_sockets",
+        "unix_sockets", "shared_memory",
     )  # fmt: skip
 
     @classmethod
@@ -88,6 +89,7 @@ class HTEXOptions:
                 "encrypted": (values["encrypted"], bool),
                 "working_dir": (values["working_dir"], str | None),
                 "unix_sockets": (values["unix_sockets"], bool),
+                "shared_memory": (values["shared_memory"], bool),
             },
         )
         accelerators = values["available_accelerators"]

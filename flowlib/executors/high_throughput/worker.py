@@ -12,7 +12,8 @@ the message), read and written here with fewer copies (:class:`PipeReader`).
 ``tid`` is the task id as a native unsigned 64-bit integer (8 bytes), ``status``
 one byte (:class:`~flowlib.executors.high_throughput.protocol.TaskStatus`),
 ``payload`` the apply message made by
-:func:`flowlib.serialize.pack_res_spec_apply_message`, and ``result`` the
+:func:`flowlib.serialize.pack_res_spec_apply_message` (or, for a large one,
+a reference into the executor's shared-memory arena: :mod:`.arena`), and ``result`` the
 serialized return value or a serialized
 :class:`~flowlib.app.errors.RemoteExceptionWrapper`.
 
@@ -36,6 +37,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from flowlib.app.errors import RemoteExceptionWrapper
+from flowlib.executors.high_throughput.arena import REFERENCE_HEADER, ArenaReader
 from flowlib.executors.high_throughput.protocol import TaskStatus
 from flowlib.serialize import serialize, unpack_res_spec_apply_message
 from flowlib.serialize.errors import SerializationError
@@ -54,6 +56,7 @@ _EXCEPTION = TaskStatus.EXCEPTION.value
 _PR_SET_PDEATHSIG = 1
 
 logger = logging.getLogger("flowlib.executors.high_throughput.worker")
+_ARENA = ArenaReader()
 
 
 class PipeReader:
@@ -217,7 +220,10 @@ def _setup_logging(setup: WorkerSetup) -> None:
 def execute(task_id: int, payload: memoryview) -> tuple[int, bytes]:
     """Run one task; return its status byte and the serialized result or exception wrapper."""
     try:
-        func, args, kwargs, _spec = unpack_res_spec_apply_message(payload)
+        if payload[:3] == REFERENCE_HEADER:
+            func, args, kwargs, _spec = _ARENA.load(payload, unpack_res_spec_apply_message)
+        else:
+            func, args, kwargs, _spec = unpack_res_spec_apply_message(payload)
         result = func(*args, **kwargs)
     except KeyboardInterrupt:
         raise

@@ -86,6 +86,11 @@ def pool_pid_then_wait(path: str, release: str) -> int:
     return pool
 
 
+def written(path: Any) -> bool:
+    """True once the task has written ``path``: it exists, empty, a moment before its content is written."""
+    return path.exists() and path.read_text() != ""
+
+
 def test_killed_worker_fails_task_with_worker_lost(kernel_factory, tmp_path):
     kernel_factory(htex_config(tmp_path))
     others = [square(i) for i in range(20)]
@@ -109,7 +114,7 @@ def test_killed_pool_is_detected_and_its_task_retried_on_another(kernel_factory,
     try_assert(lambda: executor.connected_workers == 2, timeout=30, message="two pools never connected")
     pid_file, release = tmp_path / "pool_pid", tmp_path / "release"
     fut = pool_pid_then_wait(str(pid_file), str(release))
-    try_assert(pid_file.exists, timeout=30)
+    try_assert(lambda: written(pid_file), timeout=30)
     doomed = int(pid_file.read_text())
     pid_file.unlink()
     os.kill(doomed, signal.SIGKILL)
@@ -123,7 +128,7 @@ def test_killed_pool_without_retries_raises_manager_lost(kernel_factory, tmp_pat
     kernel_factory(htex_config(tmp_path, workers=1))
     pid_file = tmp_path / "pool_pid"
     fut = pool_pid_then_wait(str(pid_file), str(tmp_path / "never"))
-    try_assert(pid_file.exists, timeout=30)
+    try_assert(lambda: written(pid_file), timeout=30)
     os.kill(int(pid_file.read_text()), signal.SIGKILL)
     with pytest.raises(ManagerLost, match="was lost"):
         fut.result(timeout=30)

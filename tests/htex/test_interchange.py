@@ -194,8 +194,9 @@ def test_lower_priority_value_runs_first(bare_htex):
 
     futures = [tag(i, parsl_resource_specification={"priority": 10 - i}) for i in range(10)]
     # let every task reach the interchange before a pool exists
-    deadline = time.monotonic() + 10
-    while executor._client.command("outstanding") < 10 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30
+    while executor._client.command("outstanding") < 10:
+        assert time.monotonic() < deadline, "the tasks never all reached the interchange"
         time.sleep(0.01)
     pool = RunningPool(executor, worker_count=1)
     try:
@@ -215,8 +216,9 @@ def test_silent_pool_is_lost_and_task_retried_elsewhere(tmp_path):
         doomed = RunningPool(executor, worker_count=1, block_id="doomed")
         doomed.silent.set()  # takes tasks, never answers, sends no heartbeats
         fut = square(7)
-        deadline = time.monotonic() + 10
-        while not doomed_got_task(executor) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30
+        while not doomed_got_task(executor):
+            assert time.monotonic() < deadline, "the silent pool never got the task"
             time.sleep(0.01)
         healthy = RunningPool(executor, worker_count=1, block_id="healthy")
         try:
@@ -341,8 +343,9 @@ def test_refused_pools_surface_as_version_mismatch(bare_htex):
         pool.send(pool.reg.encode())
         assert pool.socket.poll(5000)
         assert p.parse_header(pool.socket.recv_multipart()[0])[1] is p.Kind.REJECT
-        deadline = time.monotonic() + 5
-        while not executor._rejections and time.monotonic() < deadline:
+        deadline = time.monotonic() + 20
+        while not executor._rejections:
+            assert time.monotonic() < deadline, "the executor never recorded the refusal"
             time.sleep(0.01)
         pool.close()
     finally:

@@ -437,7 +437,7 @@ def dispatch(queued: Sequence[QueuedTask], pools: Sequence[ManagerRecord]) -> tu
     for item in queued:
         queue.push(item)
     state = types.SimpleNamespace(
-        queue=queue, managers=table, stats=collections.Counter(), send_to_pool=send_to_pool, arena=None
+        queue=queue, managers=table, stats=collections.Counter(), send_to_pool=send_to_pool, arena=None, local=None
     )
     Interchange.dispatch_tasks(state, time.monotonic())  # type: ignore[arg-type]
     return sent, state

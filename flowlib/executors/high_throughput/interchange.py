@@ -35,13 +35,13 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import zmq
 
 from flowlib.executors.high_throughput import protocol as p
 from flowlib.executors.high_throughput.arena import ArenaError, ArenaReader, is_reference
+from flowlib.executors.high_throughput.interchange_options import InterchangeOptions
 from flowlib.executors.high_throughput.local_links import LocalLinks
 from flowlib.executors.high_throughput.managers import ManagerRecord, ManagerTable
 from flowlib.executors.high_throughput.task_queue import (
@@ -65,29 +65,6 @@ DISPATCH_BYTES = 4 << 20
 
 HOUSEKEEPING_PERIOD = 0.05
 """Seconds between checks for lost pools, heartbeats due and a vanished executor."""
-
-
-@dataclass(frozen=True)
-class InterchangeOptions:
-    """What the executor tells the interchange at start."""
-
-    client_address: str = "127.0.0.1"
-    worker_address: str = "127.0.0.1"
-    worker_port: int | None = None
-    worker_port_range: tuple[int, int] = (54000, 55000)
-    cert_dir: str | None = None
-    heartbeat_period: float = 30.0
-    heartbeat_threshold: float = 120.0
-    poll_period_ms: int = 10
-    logdir: str = "."
-    debug: bool = False
-    max_message_size: int = 1 << 30
-    parent_pid: int | None = None
-    adaptive_prefetch: bool = True
-    unix_dir: str | None = None
-    """An owner-only directory: when set, the client and local pools connect over Unix sockets in it."""
-    arena_dir: str | None = None
-    """The executor's shared-memory arena directory, removed when the interchange stops."""
 
 
 class Interchange:
@@ -146,7 +123,7 @@ class Interchange:
                 on_client_gone=self.client_gone,
                 on_pool_gone=self.pool_gone,
             )
-        self.arena = ArenaReader() if options.arena_dir else None
+        self.arena = ArenaReader() if options.arena_dir and self.local is not None else None
         """Reads arena references for pools that cannot (those not on this machine's Unix socket)."""
 
     def _setup_security(self) -> None:
@@ -458,6 +435,7 @@ class Interchange:
         queue, managers = self.queue, self.managers
         if not len(queue) or not (managers.available or managers.overflow):
             return
+        local_pools = self.local.by_identity if self.local is not None else {}
         batches: dict[bytes, list[QueuedTask]] = {}
         unplaced: list[tuple[float, QueuedTask]] = []
         current: ManagerRecord | None = None  # plain tasks go to one pool in chunks: fewer, larger messages
@@ -484,7 +462,7 @@ class Interchange:
                     break
                 continue
             task.dispatched = now
-            if self.arena is not None and not self.is_local_pool(record) and is_reference(task.payload):
+            if self.arena is not None and record.identity not in local_pools and is_reference(task.payload):
                 if not self.inline_arena_payload(task):
                     continue
             record.take(task)
@@ -501,9 +479,6 @@ class Interchange:
                 self.stats["to_pools"] += 1
                 self.stats["tasks_out"] += len(part)
                 self.send_to_pool(identity, message)
-
-    def is_local_pool(self, record: ManagerRecord) -> bool:
-        return self.local is not None and record.identity in self.local.by_identity
 
     def inline_arena_payload(self, task: QueuedTask) -> bool:
         """Replace an arena reference by the bytes it names; on failure, fail the task and return False."""

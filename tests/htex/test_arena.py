@@ -140,6 +140,9 @@ def test_a_payload_round_trips_through_a_slot(writer: ArenaWriter) -> None:
         reader.close()
     writer.free(slot)
     assert writer.free_bytes == writer.size
+    writer.close()
+    assert not os.path.exists(writer.path)
+    assert writer.put(data) is None and not os.path.exists(writer.path), "a closed arena is not made again"
 
 
 def test_only_payloads_up_to_half_the_arena_fit_and_a_full_arena_says_so(writer: ArenaWriter) -> None:

@@ -235,6 +235,7 @@ class ArenaWriter:
 
     def close(self) -> None:
         """Unmap and remove the arena file (readers that still map it keep their pages until they unmap)."""
+        self.failed = "the arena was closed"  # never created again
         if self._map is not None:
             with contextlib.suppress(BufferError):
                 self._map.close()

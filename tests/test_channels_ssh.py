@@ -459,7 +459,7 @@ def test_connection_dying_silently_during_a_command_is_reported(
     )
     assert channel.execute_wait("echo up")[1] == "up\n"
     # The "remote" side shares /tmp with us: the command leaves a mark there once it runs.
-    shared = Path(tempfile.mkdtemp(prefix="flowlib-ssh-test-"))
+    shared = Path(tempfile.mkdtemp(dir="/tmp", prefix="flowlib-ssh-test-"))
     shared.chmod(0o777)
     marker = shared / "running"
     done = threading.Event()

@@ -97,12 +97,16 @@ def test_cancel_ends_the_whole_process_group(provider, tmp_path: Path):
     assert not session_alive(job)
 
 
-def test_cancel_escalates_to_sigkill(provider):
+def test_cancel_escalates_to_sigkill(provider, tmp_path: Path):
     p = provider()
     p.cancel_grace = 0.3
-    job = p.submit("trap '' TERM; sleep 300", 1)
+    trapped = tmp_path / "trapped"
+    job = p.submit(f"trap '' TERM; touch {trapped}; sleep 300", 1)
     wait_for(p, job, {JobState.RUNNING})
-    time.sleep(0.2)  # let the trap be set
+    deadline = time.monotonic() + 20
+    while not trapped.exists():  # the trap is set: only SIGKILL can end the block now
+        assert time.monotonic() < deadline, "the block never set its trap"
+        time.sleep(0.01)
     started = time.monotonic()
     assert p.cancel([job]) == [True]
     assert time.monotonic() - started < 10

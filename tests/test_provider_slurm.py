@@ -86,7 +86,7 @@ def test_blocks_run_to_completion_through_srun(make, tmp_path: Path):
     provider = make()
     markers = [tmp_path / f"marker{i}" for i in range(2)]
     jobs = [
-        provider.submit(f"sleep 1; echo $SLURM_PROCID > {m}", 1, f"flowlib.htex.block-{i}")
+        provider.submit(f"sleep 3; echo $SLURM_PROCID > {m}", 1, f"flowlib.htex.block-{i}")
         for i, m in enumerate(markers)
     ]
     seen = wait_for(provider, jobs[0], {JobState.COMPLETED})

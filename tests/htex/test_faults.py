@@ -182,13 +182,24 @@ def run_workflow_script(tmp_path: Any, mode: str) -> tuple[subprocess.Popen[str]
         )
     )
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try_assert(
-        lambda: len([f for f in os.listdir(marker_dir) if f.startswith("started")]) >= 2 or proc.poll() is not None,
-        timeout=40,
-        message="tasks never started",
-    )
-    assert proc.poll() is None or mode == "cleanup", proc.stderr.read() if proc.stderr else ""
+    try:
+        try_assert(
+            lambda: len([f for f in os.listdir(marker_dir) if f.startswith("started")]) >= 2 or proc.poll() is not None,
+            timeout=40,
+            message="tasks never started",
+        )
+        assert proc.poll() is None or mode == "cleanup", proc.stderr.read() if proc.stderr else ""
+    except BaseException:
+        stop(proc)
+        raise
     return proc, descendants(proc.pid) if proc.poll() is None else set()
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """Kill the script if it still runs and close its pipes, so that a failed test leaks nothing into the next."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()
 
 
 def descendants(pid: int) -> set[int]:
@@ -219,19 +230,25 @@ def worker_pids(marker_dir: str) -> set[int]:
 @pytest.mark.parametrize("how", ["sigint", "sigkill"])
 def test_no_process_survives_the_submitting_script(tmp_path, how):
     proc, pids = run_workflow_script(tmp_path, "wait")
-    workers = worker_pids(str(tmp_path / "markers"))
-    pids |= workers
-    assert workers and pids
-    os.kill(proc.pid, signal.SIGINT if how == "sigint" else signal.SIGKILL)
-    proc.communicate(timeout=30)
+    try:
+        workers = worker_pids(str(tmp_path / "markers"))
+        pids |= workers
+        assert workers and pids
+        os.kill(proc.pid, signal.SIGINT if how == "sigint" else signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        stop(proc)
     run_dir = str(tmp_path / "run")
     try_assert(lambda: not living(pids, run_dir), timeout=30, message=f"left behind: {living(pids, run_dir)}")
 
 
 def test_cleanup_with_tasks_in_flight_leaves_nothing(tmp_path):
     proc, pids = run_workflow_script(tmp_path, "cleanup")
-    pids |= worker_pids(str(tmp_path / "markers"))
-    out, err = proc.communicate(timeout=60)
+    try:
+        pids |= worker_pids(str(tmp_path / "markers"))
+        out, err = proc.communicate(timeout=60)
+    finally:
+        stop(proc)
     assert "cleaned" in out, err
     run_dir = str(tmp_path / "run")
     try_assert(lambda: not living(pids, run_dir), timeout=30, message=f"left behind: {living(pids, run_dir)}")

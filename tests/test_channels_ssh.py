@@ -274,6 +274,50 @@ def test_concurrent_commands_share_one_connection(channel: SSHChannel) -> None:
     assert channel.connections == 1
 
 
+class _LastOutputRacesTheEnd:
+    """A paramiko channel whose transport thread delivers the last output, EOF and status all at once,
+    just after the reader has emptied both buffers: the race that lost ``echo``'s output under load."""
+
+    def __init__(self) -> None:
+        self.status_event = threading.Event()
+        self.exit_status = -1
+        self.eof_received = False
+        self.closed = False
+        self._out = b""
+        self._stderr_checks = 0
+        self._fds = os.pipe()
+
+    def fileno(self) -> int:
+        return self._fds[0]
+
+    def recv_ready(self) -> bool:
+        return bool(self._out)
+
+    def recv(self, size: int) -> bytes:
+        data, self._out = self._out[:size], self._out[size:]
+        return data
+
+    def recv_stderr_ready(self) -> bool:
+        self._stderr_checks += 1
+        if self._stderr_checks == 2:  # the reader's last look at the buffers; then the thread runs
+            self._out, self.eof_received, self.exit_status = b"8\n", True, 0
+            self.status_event.set()
+        return False
+
+    def close(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+
+
+def test_output_that_arrives_with_the_end_of_the_command_is_kept() -> None:
+    chan = _LastOutputRacesTheEnd()
+    try:
+        result = SSHChannel("localhost")._collect(None, chan, "echo 8", walltime=5)
+    finally:
+        chan.close()
+    assert result == (0, "8\n", "")
+
+
 # ----------------------------------------------------------------- files
 
 

@@ -347,6 +347,10 @@ class SSHChannel(SFTPOperations, Channel, RepresentationMixin):
         probe_every = self.keepalive or 30.0
         last_heard = time.monotonic()
         while True:
+            # Look at the end of the command before reading: paramiko's thread queues the last
+            # output before it sets EOF and the status, so reading after looking gets all of it.
+            got_status = chan.status_event.is_set() and chan.exit_status != -1
+            finished = chan.closed or (got_status and chan.eof_received)
             if chan.recv_ready() or chan.recv_stderr_ready():
                 last_heard = time.monotonic()
             while chan.recv_ready():
@@ -357,8 +361,7 @@ class SSHChannel(SFTPOperations, Channel, RepresentationMixin):
                 line, _, rest = bytes(err).partition(b"\n")
                 pgid = int(line[len(_PGID_MARK) :].strip() or b"0") or None
                 err = bytearray(rest)
-            got_status = chan.status_event.is_set() and chan.exit_status != -1
-            if chan.closed or (got_status and chan.eof_received):
+            if finished:
                 if not got_status and not t.is_active():
                     self._forget(t)
                     raise ChannelError(

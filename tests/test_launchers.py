@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 import flowlib.launchers
@@ -397,6 +398,39 @@ def test_single_node_passes_a_signal_on_to_its_copies(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def test_single_node_stops_starting_copies_when_a_signal_comes_meanwhile(
+    out: Path, tmp_path: Path, fake_env: dict[str, str]
+) -> None:
+    # The first copy signals the launcher's shell at once, while the other 39 are still being started:
+    # every copy started before or after the signal must be told, or the launcher waits for it forever.
+    command = '[ "$FLOWLIB_TASK_RANK" = 0 ] && kill -TERM $PPID; echo "$$" > "$FLOWLIB_TEST_OUT/pid.$$"; exec sleep 300'
+    script = tmp_path / "launch.sh"
+    script.write_text("#!/bin/bash\n" + SingleNodeLauncher(debug=False)(command, 40, 1) + "\n")
+    process = subprocess.Popen(["bash", str(script)], env=fake_env, cwd=tmp_path, start_new_session=True)
+    try:
+        assert process.wait(timeout=20) == 128 + signal.SIGTERM
+
+        def copies_left() -> list[int]:
+            return [
+                proc.pid
+                for proc in psutil.process_iter(["status"])
+                if proc.info["status"] != psutil.STATUS_ZOMBIE and _pgid(proc.pid) == process.pid
+            ]
+
+        wait_until(lambda: not copies_left(), 10, "copies outlived the launcher")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
 
 
 # ---------------------------------------------------------------- Slurm (fake srun/scontrol)

@@ -2,9 +2,9 @@
 @{trace}
 @{wait_functions}
 flowlib_rank=0
-while [ "$flowlib_rank" -lt @{total} ]; do
+while [ "$flowlib_rank" -lt @{total} ] && flowlib_starting; do
     FLOWLIB_TASK_RANK=$flowlib_rank FLOWLIB_TASK_COUNT=@{total} /bin/bash -c @{command} &
-    flowlib_pids="$flowlib_pids $!"
+    flowlib_started $!
     flowlib_rank=$((flowlib_rank + 1))
 done
 flowlib_failed=0
@@ -17,6 +17,8 @@ for flowlib_pid in $flowlib_pids; do
         [ "$flowlib_first" -ne 0 ] || flowlib_first=$flowlib_status
     fi
 done
+# told to stop (and to stop the copies): say so, however few copies had started
+[ "$flowlib_stop" = 0 ] || exit 143
 if [ "$flowlib_failed" -ne 0 ]; then
     echo "flowlib SingleNodeLauncher: $flowlib_failed of @{total} copies failed (first exit status $flowlib_first)" >&2
     if [ @{fail_on_any} = 1 ] || [ "$flowlib_failed" -eq @{total} ]; then

@@ -8,8 +8,9 @@ if [ -z "$flowlib_nodes" ]; then
     exit 1
 fi
 for flowlib_node in $flowlib_nodes; do
+    flowlib_starting || break
     srun --nodes=1 --ntasks=@{tasks_per_node} --nodelist="$flowlib_node" --overlap --label @{overrides} /bin/bash -c @{command} &
-    flowlib_pids="$flowlib_pids $!"
+    flowlib_started $!
 done
 flowlib_first=0
 for flowlib_pid in $flowlib_pids; do

@@ -31,6 +31,8 @@ __all__ = ["LocalProvider"]
 # Is session $1 (a setsid'd wrapper's pid) still running anything that is not a zombie?
 # PID 1 may reap orphans late, so `kill -0` alone would count zombies as alive.
 _ALIVE = 'flowlib_alive() { ps -o stat= -s "$1" 2>/dev/null | grep -qv "^Z"; }'
+_KILL_GRACE = 5.0
+"""Seconds for SIGKILLed processes to be gone before a cancel is reported as failed (a busy machine is slow)."""
 
 
 class LocalProvider(ClusterProvider):
@@ -188,13 +190,20 @@ class LocalProvider(ClusterProvider):
         if not pids:
             return dict.fromkeys(job_ids, False)
         listed = " ".join(pids)
-        steps = max(1, int(self.cancel_grace / 0.1))
+
+        def wait_for_exit(seconds: float) -> str:  # poll every 0.1 s until none is alive, at most `seconds`
+            steps = max(1, int(seconds / 0.1))
+            return (
+                f"for i in $(seq {steps}); do left=; for p in {listed}; do flowlib_alive $p && left=1; done; "
+                f'[ -z "$left" ] && break; sleep 0.1; done; '
+            )
+
         cmd = (
             f"{_ALIVE}; for p in {listed}; do kill -TERM -- -$p 2>/dev/null; done; "
-            f"for i in $(seq {steps}); do left=; for p in {listed}; do flowlib_alive $p && left=1; done; "
-            f'[ -z "$left" ] && break; sleep 0.1; done; '
-            f"for p in {listed}; do flowlib_alive $p && kill -KILL -- -$p 2>/dev/null; done; "
-            f"sleep 0.1; for p in {listed}; do flowlib_alive $p && echo $p alive || echo $p ended; done"
+            + wait_for_exit(self.cancel_grace)
+            + f"for p in {listed}; do flowlib_alive $p && kill -KILL -- -$p 2>/dev/null; done; "
+            + wait_for_exit(_KILL_GRACE)
+            + f"for p in {listed}; do flowlib_alive $p && echo $p alive || echo $p ended; done"
         )
         rc, out, _ = self.run(cmd, idempotent=True)
         ended = {line.split()[0] for line in out.splitlines() if line.endswith(" ended")}

@@ -381,6 +381,14 @@ def test_the_default_provider_has_a_simple_launcher() -> None:
     assert flowlib.executors.MPIExecutor is MPIExecutor
 
 
+def test_the_local_fast_paths_can_be_turned_off() -> None:
+    assert MPIExecutor().options.unix_sockets and MPIExecutor().options.shared_memory
+    executor = MPIExecutor(unix_sockets=False, shared_memory=False)
+    assert not executor.options.unix_sockets and not executor.options.shared_memory
+    with pytest.raises(TypeError, match="shared_memory"):
+        MPIExecutor(shared_memory="yes")  # type: ignore[arg-type]
+
+
 def test_other_launchers_are_refused_naming_both() -> None:
     with pytest.raises(ConfigurationError, match="SimpleLauncher.*LocalProvider has a SingleNodeLauncher"):
         MPIExecutor(provider=LocalProvider(launcher=SingleNodeLauncher()))

@@ -50,9 +50,12 @@ def test_bad_values_name_the_option(kwargs, message):
         HighThroughputExecutor(provider=LocalProvider(), **kwargs)
 
 
-def test_wrong_type_names_the_option():
-    with pytest.raises(TypeError, match="HighThroughputExecutor argument 'max_workers_per_node'"):
-        HighThroughputExecutor(provider=LocalProvider(), max_workers_per_node="4")  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    "name, value", [("max_workers_per_node", "4"), ("unix_sockets", "yes"), ("shared_memory", 1), ("encrypted", None)]
+)
+def test_wrong_type_names_the_option(name, value):
+    with pytest.raises(TypeError, match=f"HighThroughputExecutor argument '{name}'"):
+        HighThroughputExecutor(provider=LocalProvider(), **{name: value})
 
 
 def test_options_changed_before_start_are_validated_again():

@@ -87,6 +87,8 @@ class MPIExecutor(HighThroughputExecutor):
         poll_period: int = 10,
         address_probe_timeout: int | float | None = None,
         worker_logdir_root: str | None = None,
+        unix_sockets: bool = True,
+        shared_memory: bool = True,
     ) -> None:
         if provider is None:
             from flowlib.launchers import SimpleLauncher
@@ -120,6 +122,8 @@ class MPIExecutor(HighThroughputExecutor):
             worker_logdir_root=worker_logdir_root,
             block_error_handler=block_error_handler,
             encrypted=encrypted,
+            unix_sockets=unix_sockets,
+            shared_memory=shared_memory,
         )
 
     def _validated_options(self) -> HTEXOptions:

@@ -49,7 +49,7 @@ from flowlib.providers import LocalProvider
 
 from .conftest import wait_for
 from .test_large_payloads import fingerprint, fingerprint_app, gated_fingerprint, markers_in, payload
-from .test_local_links import WORKER_INIT, LocalHtex, until
+from .test_local_links import WORKER_INIT, LocalHtex, harness_in
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -293,23 +293,7 @@ def test_stale_arena_directories_of_dead_processes_are_removed(tmp_path: Path) -
 @pytest.fixture
 def htex(tmp_path: Path) -> Iterator[LocalHtex]:
     """A kernel on an htex executor with one LocalProvider pool; afterwards no process and no arena may remain."""
-    harness = LocalHtex(str(tmp_path / "run"))
-    try:
-        yield harness
-    finally:
-        harness.cleanup()
-        try:
-            until(lambda: not harness.survivors(), 15, lambda: f"processes outlived the kernel: {harness.survivors()}")
-        finally:
-            for proc in harness.seen.values():
-                try:
-                    if proc.is_running():
-                        proc.kill()
-                except psutil.NoSuchProcess:
-                    pass
-    executor = harness.executor
-    if executor is not None and executor.arena_dir is not None:
-        assert not os.path.exists(executor.arena_dir), "the arena outlived its executor"
+    yield from harness_in(tmp_path)
 
 
 def arena_idle(client: Any) -> bool:

@@ -28,7 +28,6 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from flowlib import python_app
@@ -47,7 +46,7 @@ from flowlib.executors.high_throughput.task_queue import QueuedTask, TaskQueue, 
 
 from . import pool_tasks
 from .conftest import wait_for
-from .test_local_links import LocalHtex, until
+from .test_local_links import LocalHtex, harness_in, until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -118,20 +117,7 @@ class InflightSampler:
 @pytest.fixture
 def htex(tmp_path: Path) -> Iterator[LocalHtex]:
     """A kernel on an htex executor with one LocalProvider pool of 2 workers; no process may outlive it."""
-    harness = LocalHtex(str(tmp_path / "run"))
-    try:
-        yield harness
-    finally:
-        harness.cleanup()
-        try:
-            until(lambda: not harness.survivors(), 15, lambda: f"processes outlived the kernel: {harness.survivors()}")
-        finally:
-            for proc in harness.seen.values():
-                try:
-                    if proc.is_running():
-                        proc.kill()
-                except psutil.NoSuchProcess:
-                    pass
+    yield from harness_in(tmp_path)
 
 
 def started(harness: LocalHtex) -> tuple[HighThroughputExecutor, Any]:

@@ -181,8 +181,8 @@ class LocalHtex:
         return time.monotonic() - started
 
 
-@pytest.fixture
-def local_htex(tmp_path: Any) -> Iterator[LocalHtex]:
+def harness_in(tmp_path: Any) -> Iterator[LocalHtex]:
+    """Yield a :class:`LocalHtex`; afterwards no process, socket directory or arena it made may remain."""
     harness = LocalHtex(str(tmp_path / "run"))
     try:
         yield harness
@@ -200,8 +200,13 @@ def local_htex(tmp_path: Any) -> Iterator[LocalHtex]:
     executor = harness.executor
     if executor is not None:
         assert executor._client.process.poll() is not None, "the interchange is still running"
-        if executor.unix_dir is not None:
-            assert not os.path.exists(executor.unix_dir), "the socket directory was left behind"
+        for kind, path in (("socket directory", executor.unix_dir), ("arena", executor.arena_dir)):
+            assert path is None or not os.path.exists(path), f"the {kind} {path} was left behind"
+
+
+@pytest.fixture
+def local_htex(tmp_path: Any) -> Iterator[LocalHtex]:
+    yield from harness_in(tmp_path)
 
 
 def until(check: Callable[[], Any], timeout: float, describe: Callable[[], str]) -> None:

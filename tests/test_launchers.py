@@ -375,16 +375,27 @@ def test_single_node_fail_on_any(
         assert result.stderr == ""
 
 
+@contextlib.contextmanager
+def launched(text: str, tmp_path: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a launcher's script in a session of its own; afterwards nothing of that session outlives the test."""
+    script = tmp_path / "launch.sh"
+    script.write_text("#!/bin/bash\n" + text + "\n")
+    process = subprocess.Popen(["bash", str(script)], env=env, cwd=tmp_path, start_new_session=True)
+    try:
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_single_node_passes_a_signal_on_to_its_copies(
     signum: signal.Signals, out: Path, tmp_path: Path, fake_env: dict[str, str]
 ) -> None:
     # Each copy records its pid and its parent (the launcher's subshell), then lives until killed.
     command = 'echo "$$ $PPID" > "$FLOWLIB_TEST_OUT/pid.$$"; exec sleep 300'
-    script = tmp_path / "launch.sh"
-    script.write_text("#!/bin/bash\n" + SingleNodeLauncher(debug=False)(command, 3, 1) + "\n")
-    process = subprocess.Popen(["bash", str(script)], env=fake_env, cwd=tmp_path, start_new_session=True)
-    try:
+    with launched(SingleNodeLauncher(debug=False)(command, 3, 1), tmp_path, fake_env) as process:
         wait_until(lambda: len([p for p in out.glob("pid.*") if p.read_text().strip()]) == 3, message="copies")
         pairs = [path.read_text().split() for path in out.glob("pid.*")]
         children = [int(child) for child, _ in pairs]
@@ -394,22 +405,15 @@ def test_single_node_passes_a_signal_on_to_its_copies(
         for child in children:
             with pytest.raises(ProcessLookupError):
                 os.kill(child, 0)
-    finally:  # whatever happened, nothing of this test's process group outlives it
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def test_single_node_stops_starting_copies_when_a_signal_comes_meanwhile(
-    out: Path, tmp_path: Path, fake_env: dict[str, str]
+    tmp_path: Path, fake_env: dict[str, str]
 ) -> None:
     # The first copy signals the launcher's shell at once, while the other 39 are still being started:
     # every copy started before or after the signal must be told, or the launcher waits for it forever.
-    command = '[ "$FLOWLIB_TASK_RANK" = 0 ] && kill -TERM $PPID; echo "$$" > "$FLOWLIB_TEST_OUT/pid.$$"; exec sleep 300'
-    script = tmp_path / "launch.sh"
-    script.write_text("#!/bin/bash\n" + SingleNodeLauncher(debug=False)(command, 40, 1) + "\n")
-    process = subprocess.Popen(["bash", str(script)], env=fake_env, cwd=tmp_path, start_new_session=True)
-    try:
+    command = '[ "$FLOWLIB_TASK_RANK" = 0 ] && kill -TERM $PPID; exec sleep 300'
+    with launched(SingleNodeLauncher(debug=False)(command, 40, 1), tmp_path, fake_env) as process:
         assert process.wait(timeout=20) == 128 + signal.SIGTERM
 
         def copies_left() -> list[int]:
@@ -420,10 +424,6 @@ def test_single_node_stops_starting_copies_when_a_signal_comes_meanwhile(
             ]
 
         wait_until(lambda: not copies_left(), 10, "copies outlived the launcher")
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def _pgid(pid: int) -> int | None:

@@ -29,6 +29,26 @@ TESTS_DIR = pathlib.Path(__file__).resolve().parents[1]
 POOL_MODULE = "flowlib.executors.high_throughput.worker_pool"
 
 
+def make_registration(**changes: Any) -> Registration:
+    """A pool's registration with harmless defaults (two workers, this process's pid); ``changes`` override them."""
+    fields: dict[str, Any] = {
+        "protocol_version": protocol.PROTOCOL_VERSION,
+        "flowlib_version": "0",
+        "python_version": "3",
+        "hostname": "unit",
+        "block_id": "0",
+        "pool_id": "pool",
+        "worker_count": 2,
+        "prefetch_capacity": 0,
+        "cores": 4.0,
+        "memory_mb": 1000.0,
+        "accelerators": [],
+        "pid": os.getpid(),
+    }
+    fields.update(changes)
+    return Registration(**fields)
+
+
 def wait_for(check: Callable[[], Any], timeout: float = 10.0, message: str = "") -> Any:
     """Poll ``check`` until it returns something true; return it, or fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout

@@ -45,7 +45,7 @@ from flowlib.executors.high_throughput.managers import (
 from flowlib.executors.high_throughput.task_queue import QueuedTask, TaskQueue, split_by_size
 
 from . import pool_tasks
-from .conftest import wait_for
+from .conftest import make_registration, wait_for
 from .test_local_links import LocalHtex, harness_in, until
 
 pytestmark = pytest.mark.timeout(30)
@@ -307,20 +307,7 @@ def test_small_tasks_are_not_held_back_behind_a_full_window(htex: LocalHtex, tmp
 
 
 def registration(workers: int = 2) -> p.Registration:
-    return p.Registration(
-        protocol_version=p.PROTOCOL_VERSION,
-        flowlib_version="0",
-        python_version="3",
-        hostname="unit",
-        block_id="0",
-        pool_id="pool",
-        worker_count=workers,
-        prefetch_capacity=0,
-        cores=4.0,
-        memory_mb=1000.0,
-        accelerators=[],
-        pid=os.getpid(),
-    )
+    return make_registration(worker_count=workers)
 
 
 def record(workers: int = 2, identity: bytes = b"pool", short: bool = True) -> ManagerRecord:

@@ -39,7 +39,7 @@ from flowlib.executors.high_throughput.pool_options import EXIT_OK
 from flowlib.providers import LocalProvider
 
 from . import pool_tasks as tasks
-from .conftest import FakeInterchange, PoolProcess, wait_for
+from .conftest import FakeInterchange, PoolProcess, make_registration, wait_for
 
 POOL_MODULE = "flowlib.executors.high_throughput.worker_pool"
 # Workers import this module to run its apps: the repository and tests/ go on their path.
@@ -291,19 +291,14 @@ def wait_closed(sock: socket.socket, timeout: float = 10.0) -> None:
 
 def registration_frames(pool_id: str, version: int = p.PROTOCOL_VERSION) -> list[bytes]:
     """A REGISTER for a pool of no workers: registered, it is never given a task."""
-    reg = p.Registration(
+    reg = make_registration(
         protocol_version=version,
-        flowlib_version="0",
-        python_version="3",
         hostname="fuzz",
         block_id="fuzz",
         pool_id=pool_id,
         worker_count=0,
-        prefetch_capacity=0,
         cores=1.0,
         memory_mb=1.0,
-        accelerators=[],
-        pid=os.getpid(),
     )
     return [bytes(frame) for frame in reg.encode()]
 

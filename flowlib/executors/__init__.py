@@ -8,16 +8,25 @@ from typing import TYPE_CHECKING, Any
 from flowlib.executors.base import FlowlibExecutor, ParslExecutor
 
 if TYPE_CHECKING:
+    from flowlib.executors.globus_compute import GlobusComputeExecutor
     from flowlib.executors.high_throughput.executor import HighThroughputExecutor
     from flowlib.executors.high_throughput.mpi_executor import MPIExecutor
     from flowlib.executors.threads import ThreadPoolExecutor
 
-__all__ = ["FlowlibExecutor", "HighThroughputExecutor", "MPIExecutor", "ParslExecutor", "ThreadPoolExecutor"]
+__all__ = [
+    "FlowlibExecutor",
+    "GlobusComputeExecutor",
+    "HighThroughputExecutor",
+    "MPIExecutor",
+    "ParslExecutor",
+    "ThreadPoolExecutor",
+]
 
 _LAZY = {
     "ThreadPoolExecutor": "flowlib.executors.threads",
     "HighThroughputExecutor": "flowlib.executors.high_throughput.executor",
     "MPIExecutor": "flowlib.executors.high_throughput.mpi_executor",
+    "GlobusComputeExecutor": "flowlib.executors.globus_compute",
 }
 
 
@@ -32,7 +41,6 @@ def __getattr__(name: str) -> Any:
                 in {
                     "FluxExecutor",
                     "RadicalPilotExecutor",
-                    "GlobusComputeExecutor",
                 }
                 else ""
             )

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from flowlib.dataflow.taskrecord import TaskRecord
     from flowlib.executors.base import FlowlibExecutor
     from flowlib.logconfigs.base import LoggingConfig
+    from flowlib.monitoring.hub import MonitoringHub
 
 _STRATEGIES = (None, "none", "simple", "htex_auto_scale")
 
@@ -39,7 +40,8 @@ class Config(RepresentationMixin):
     - ``std_autopath``: ``f(task_record, "stdout"|"stderr") -> path`` for ``AUTO_LOGNAME``.
     - ``strategy``, ``strategy_period``, ``max_idletime``: block scaling (used by
       executors with providers).
-    - ``monitoring``: must be None in this version.
+    - ``monitoring``: a :class:`~flowlib.monitoring.MonitoringHub` to record every
+      task's history (None: no monitoring).
     - ``usage_tracking``: accepted for compatibility; flowlib never sends usage data.
     - ``project_name``: a free-form label for the run.
     - ``initialize_logging``: True (``<run_dir>/flowlib.log`` at INFO), False, or a
@@ -67,7 +69,7 @@ class Config(RepresentationMixin):
         strategy: str | None = "simple",
         strategy_period: float | int = 5,
         max_idletime: float = 120.0,
-        monitoring: Any = None,
+        monitoring: MonitoringHub | None = None,
         usage_tracking: int | bool = 0,
         project_name: str | None = None,
         initialize_logging: bool | LoggingConfig = True,
@@ -77,6 +79,7 @@ class Config(RepresentationMixin):
         from flowlib.dataflow.memoization import Memoizer
         from flowlib.executors.base import FlowlibExecutor
         from flowlib.logconfigs.base import LoggingConfig
+        from flowlib.monitoring.hub import MonitoringHub
 
         if isinstance(executors, Iterable) and not isinstance(executors, (str, bytes, dict)):
             executors = list(executors)
@@ -96,6 +99,7 @@ class Config(RepresentationMixin):
                 "strategy": (strategy, str | None),
                 "strategy_period": (strategy_period, float | int),
                 "max_idletime": (max_idletime, float | int),
+                "monitoring": (monitoring, MonitoringHub | None),
                 "usage_tracking": (usage_tracking, int | bool),
                 "project_name": (project_name, str | None),
                 "initialize_logging": (initialize_logging, bool | LoggingConfig),
@@ -114,10 +118,6 @@ class Config(RepresentationMixin):
             raise ValueError(f"Config argument 'strategy_period' must be > 0, got {strategy_period}")
         if gc_threshold is not None and gc_threshold < 1:
             raise ValueError(f"Config argument 'gc_threshold' must be >= 1 or None, got {gc_threshold}")
-        if monitoring is not None:
-            raise ValueError(
-                "Config argument 'monitoring': monitoring is not available in this version of flowlib; pass None"
-            )
         if executors is None:
             from flowlib.executors.threads import ThreadPoolExecutor
 

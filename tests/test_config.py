@@ -27,6 +27,7 @@ pytestmark = pytest.mark.timeout(30)
         ("memoizer", "basic", "Memoizer"),
         ("initialize_logging", "yes", "bool"),
         ("strategy_period", "5", "float"),
+        ("monitoring", object(), "MonitoringHub"),
     ],
 )
 def test_wrong_type_names_the_keyword(keyword, value, expected):
@@ -40,7 +41,6 @@ def test_wrong_type_names_the_keyword(keyword, value, expected):
         ({"retries": -1}, "retries"),
         ({"strategy": "fast"}, "strategy"),
         ({"internal_tasks_max_threads": 0}, "internal_tasks_max_threads"),
-        ({"monitoring": object()}, "monitoring"),
     ],
 )
 def test_bad_values_name_the_keyword(kwargs, message):

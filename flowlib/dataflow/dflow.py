@@ -49,6 +49,7 @@ from flowlib.dataflow.task_files import needs_file_handling, prepare_files
 from flowlib.dataflow.taskrecord import TaskRecord, check_transition
 from flowlib.dataflow.trampoline import Trampoline
 from flowlib.errors import ConfigurationError, FlowlibError, NoDataFlowKernelError
+from flowlib.monitoring.events import EventBus
 
 __all__ = ["DataFlowKernel", "DataFlowKernelLoader"]
 
@@ -93,6 +94,15 @@ class DataFlowKernel:
         self.run_id = f"{int(time.time())}-{random.getrandbits(32):08x}"
         self._start_logging()
         self._debug = logger.isEnabledFor(logging.DEBUG)
+        self.events = EventBus()  # task state changes for subscribers (flowlib.monitoring.subscribe)
+        self.monitoring = config.monitoring
+        if self.monitoring is not None:
+            try:
+                self.monitoring.start(self)
+            except BaseException:
+                if self._stop_logging is not None:
+                    self._stop_logging()
+                raise
         self._gc_restore = _raise_gc_threshold(config.gc_threshold)
         logger.info("DataFlowKernel starting in %s", self.run_dir)
 
@@ -242,12 +252,14 @@ class DataFlowKernel:
             self._executor_choices[wanted] = choices
         return choices[0] if len(choices) == 1 else random.choice(choices)
 
-    def _transition(self, record: TaskRecord, new: States) -> None:
+    def _transition(self, record: TaskRecord, new: States, exception: BaseException | None = None) -> None:
         """Move ``record`` to ``new``; the caller holds ``self._lock``."""
         old = check_transition(record, new)
         counts = self.task_state_counts
         counts[old] -= 1
         counts[new] += 1
+        if self.events.active:  # an O(1) append; subscribers run on the bus's own thread
+            self.events.publish(record, old, new, time.time(), exception)
         if self._debug:  # per-task detail only when DEBUG was asked for
             logger.debug(
                 "task %s (%s) %s -> %s on %s", record.id, record.func_name, old.name, new.name, record.executor
@@ -338,7 +350,7 @@ class DataFlowKernel:
             return
         logger.info("task %s (%s) failed on try %s; retrying", record.id, record.func_name, record.try_id)
         with self._lock:
-            self._transition(record, _S.fail_retryable)
+            self._transition(record, _S.fail_retryable, exc)
         record.try_id += 1
         record.exec_fu = None
         self._launch(record)
@@ -411,7 +423,7 @@ class DataFlowKernel:
         with self._lock:
             if record.status in FINAL_STATES:
                 return
-            self._transition(record, state)
+            self._transition(record, state, exception)
             self.tasks.pop(record.id, None)
         record.time_returned = time.time()
         app_fu = record.app_fu
@@ -510,6 +522,7 @@ class DataFlowKernel:
             self.memoizer.close()
         except Exception:
             logger.exception("closing the memoizer failed")
+        monitoring_error = self._close_monitoring()
         _restore_gc_threshold(self._gc_restore, self.config.gc_threshold)
         if DataFlowKernelLoader._dfk is self:
             DataFlowKernelLoader._dfk = None
@@ -520,6 +533,20 @@ class DataFlowKernel:
         if self._atexit is not None:
             atexit.unregister(self._atexit)
             self._atexit = None
+        if monitoring_error is not None:
+            raise monitoring_error
+
+    def _close_monitoring(self) -> BaseException | None:
+        """Flush and stop the monitoring router and the event bus; return the store's error, if any."""
+        error = None
+        if self.monitoring is not None:
+            try:
+                self.monitoring.close()
+            except Exception as e:
+                logger.error("monitoring: %s", e)
+                error = e
+        self.events.close()
+        return error
 
     def __enter__(self) -> DataFlowKernel:
         return self

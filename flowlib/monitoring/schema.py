@@ -7,7 +7,7 @@ readers ignore them): per try the failure (``task_exception_type``,
 ``task_exception_message``, ``task_traceback``, ``task_exit_code``,
 ``task_failure_reason``); on ``task`` the current state and executor
 (``task_status_name``, ``task_executor``), kept up to date for fast filtering;
-``status.task_status_prev``. The schema version is alembic's ``alembic_version``
+``status.task_status_prev`` and ``status.id`` (insertion order). The schema version is alembic's ``alembic_version``
 table; :data:`SCHEMA_VERSION` is the newest revision this flowlib writes.
 """
 
@@ -73,6 +73,7 @@ task = Table(
 Index("ix_task_run_status", task.c.run_id, task.c.task_status_name, task.c.task_id)
 Index("ix_task_run_func", task.c.run_id, task.c.task_func_name, task.c.task_id)
 Index("ix_task_run_updated", task.c.run_id, task.c.task_time_updated)
+Index("ix_task_run_executor", task.c.run_id, task.c.task_executor, task.c.task_id)
 
 try_ = Table(
     "try",
@@ -96,10 +97,13 @@ try_ = Table(
     Column("task_failure_reason", Text),
     PrimaryKeyConstraint("try_id", "task_id", "run_id"),
 )
+Index("ix_try_run_task", try_.c.run_id, try_.c.task_id)
 
 status = Table(
     "status",
     metadata,
+    # flowlib addition: insertion order, the cursor of the dashboard's live feed
+    Column("id", Integer, primary_key=True, autoincrement=True),
     Column("task_id", Integer, nullable=False),
     Column("task_status_name", String(32), nullable=False),
     Column("timestamp", Float, nullable=False),
@@ -110,6 +114,7 @@ status = Table(
 )
 Index("ix_status_run_task", status.c.run_id, status.c.task_id)
 Index("ix_status_run_time", status.c.run_id, status.c.timestamp)
+Index("ix_status_run_id", status.c.run_id, status.c.id)
 
 resource = Table(
     "resource",

@@ -1,0 +1,1 @@
+"""The monitoring dashboard: a Starlette app that reads only the store (``flowlib dashboard``)."""

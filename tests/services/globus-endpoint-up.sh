@@ -13,7 +13,8 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 VENV="${FLOWLIB_GC_ENDPOINT_VENV:-/tmp/flowlib-gc-endpoint-venv}"
-REQUIREMENTS="globus-compute-endpoint==4.19.0 cloudpickle>=2.2 dill>=0.3.6 tblib>=2.0 typeguard>=4.0"
+# pytest: the endpoint imports the test modules that define the apps, and they import pytest.
+REQUIREMENTS="globus-compute-endpoint==4.19.0 cloudpickle>=2.2 dill>=0.3.6 tblib>=2.0 typeguard>=4.0 pytest>=7.4"
 
 log() { echo "globus-endpoint-up: $*" >&2; }
 # The same interpreter as flowlib's venv, so both sides agree on bytecode and pickles.

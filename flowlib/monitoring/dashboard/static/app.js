@@ -41,6 +41,7 @@ function fmtDur(a, b) {
 }
 function stateEl(name) { return h("span", { class: "state state-" + name }, name || ""); }
 const enc = encodeURIComponent;
+const FINAL = new Set(["exec_done", "memo_done", "failed", "dep_fail", "cancelled"]);
 
 async function api(path) {
   const r = await fetch(path, { headers: { Accept: "application/json" } });
@@ -202,7 +203,10 @@ async function pageTasks(runId, query) {
     let unseen = false;
     for (const r of rows) {
       const tr = tableBody.querySelector('tr[data-task-id="' + r.task_id + '"]');
-      if (tr) tr.querySelector(".state-cell").replaceChildren(stateEl(r.task_status_name));
+      if (tr) {
+        tr.querySelector(".state-cell").replaceChildren(stateEl(r.task_status_name));
+        if (FINAL.has(r.task_status_name)) tr.querySelector(".returned").textContent = fmtTime(r.timestamp);
+      }
       else unseen = true;
     }
     if (unseen || f.state) reload();  // new tasks, or rows entering/leaving a state filter

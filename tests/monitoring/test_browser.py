@@ -1,0 +1,103 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright (no downloaded browser).
+
+Opens the dashboard of a workflow that is still running, sees a task change state
+live (no reload), filters the task table, opens a failed task and reads its
+traceback. Screenshots go to $FLOWLIB_SCREENSHOTS when set (docs/images/monitoring
+holds the ones in the documentation), else to the test's temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import flowlib
+from flowlib.app.app import python_app
+from flowlib.monitoring import MonitoringHub
+from flowlib.monitoring.dashboard.app import create_app
+
+from .serve import serving
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _chromium_installed() -> bool:
+    return os.access(CHROMIUM, os.X_OK)
+
+
+@python_app
+def wait_for(path):
+    import os
+    import time
+
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "released"
+
+
+@python_app
+def quick(x):
+    return x * 3
+
+
+@python_app
+def divide(x):
+    return 1 / x
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_dashboard_in_chromium(monitored, db_path, tmp_path):
+    from conftest import require_service
+
+    require_service("chromium", _chromium_installed)
+    shots = os.environ.get("FLOWLIB_SCREENSHOTS") or str(tmp_path)
+    os.makedirs(shots, exist_ok=True)
+    gate = tmp_path / "gate"
+    with flowlib.load(monitored(MonitoringHub(flush_period=0.1, workflow_name="browser-demo"))) as dfk:
+        blocked = wait_for(str(gate))
+        done = [quick(i) for i in range(40)]
+        broken = divide(0)
+        for f in [*done, broken]:
+            f.exception()
+        dfk.events.flush()
+        with serving(create_app(f"sqlite:///{db_path}")) as base, playwright_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.set_default_timeout(15_000)
+                run = f"{base}/#/run/{dfk.run_id}"
+                page.goto(run)
+                page.wait_for_selector("#counts")
+                page.wait_for_selector("#live.on")
+                page.screenshot(path=os.path.join(shots, "run.png"))
+
+                page.goto(f"{run}/tasks")
+                cell = page.locator(f'tr[data-task-id="{blocked.tid}"] .state-cell')
+                playwright_api.expect(cell).to_have_text("launched")
+                page.evaluate("window.__same_page = true")
+                gate.write_text("go")  # the task finishes; the open page must show it without a reload
+                assert blocked.result(timeout=30) == "released"
+                playwright_api.expect(cell).to_have_text("exec_done", timeout=5_000)
+                assert page.evaluate("window.__same_page === true")
+                page.screenshot(path=os.path.join(shots, "tasks.png"))
+
+                page.select_option("#f-state", "failed")
+                page.click("#f-apply")
+                rows = page.locator("#tasks tbody tr")
+                playwright_api.expect(rows).to_have_count(1)
+                playwright_api.expect(rows.first).to_contain_text("divide")
+                playwright_api.expect(page.locator("#total")).to_contain_text("1 tasks")
+
+                rows.first.locator("a").first.click()
+                traceback = page.locator("pre.traceback").first
+                playwright_api.expect(traceback).to_contain_text("ZeroDivisionError")
+                playwright_api.expect(traceback).to_contain_text("return 1 / x")
+                playwright_api.expect(page.locator("#tries")).to_contain_text("builtins.ZeroDivisionError")
+                page.screenshot(path=os.path.join(shots, "task.png"), full_page=True)
+            finally:
+                browser.close()

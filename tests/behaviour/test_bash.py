@@ -154,6 +154,25 @@ def test_non_zero_exit(dfk):
     assert "3" in str(info.value)
 
 
+@bash_app
+def count_and_exit(tally, code):
+    return f"echo try >> {tally}; exit {code}"
+
+
+def half_cost(exception, task_record):
+    return 0.5
+
+
+def test_non_zero_exit_after_the_retry_budget(make_config, tmp_path):
+    tally = tmp_path / "tally"
+    with flowlib.load(make_config(retries=2, retry_handler=half_cost)):
+        fut = count_and_exit(str(tally), 4)
+        with pytest.raises(BashExitFailure) as info:
+            fut.result(timeout=30)
+    assert info.value.exitcode == 4
+    assert tally.read_text().count("try") == 5
+
+
 def test_non_string_return(dfk):
     with pytest.raises(BashAppNoReturn):
         not_a_command().result(timeout=10)

@@ -175,6 +175,43 @@ def test_dependency_error_propagates_down_a_chain(dfk):
     assert isinstance(info.value.dependent_exceptions_tids[0][0], DependencyError)
 
 
+def test_dependency_error_cause_is_the_root_failure(dfk):
+    bad = fail("the root")
+    middle = inc(bad)
+    tail = inc(middle)
+    root = bad.exception(timeout=10)
+    assert isinstance(root, ValueError)
+    # the very exception object of the task at the root of the chain, at every level
+    assert tail.exception(timeout=10).__cause__ is root
+    assert middle.exception(timeout=10).__cause__ is root
+    message = str(tail.exception())
+    assert message == (
+        f"Dependency failure for task {tail.tid}. The representative cause is via task {middle.tid} <- task {bad.tid}"
+    )
+    with pytest.raises(DependencyError) as info:
+        tail.result()
+    assert info.value.__cause__ is root  # a traceback printout shows the root failure first
+
+
+def test_dependency_error_from_several_failures_names_a_representative(dfk):
+    a = fail("a")
+    b = fail("b")
+    fut = add(a, b)
+    exc = fut.exception(timeout=10)
+    assert exc.dependent_exceptions_tids == [(a.exception(), f"task {a.tid}"), (b.exception(), f"task {b.tid}")]
+    assert exc.__cause__ is a.exception()
+    assert f"The representative cause is via task {a.tid} (+ others)" in str(exc)
+
+
+def test_dependency_error_cause_of_a_failed_plain_future(dfk):
+    plain: Future[int] = Future()
+    err = KeyError("from elsewhere")
+    plain.set_exception(err)
+    exc = inc(plain).exception(timeout=10)
+    assert exc.dependent_exceptions_tids == [(err, repr(plain))]
+    assert exc.__cause__ is err
+
+
 @python_app
 def fail_with_dict():
     raise KeyError("no mapping today")
@@ -228,6 +265,8 @@ def test_failure_at_head_of_1000_chain(dfk):
     assert [name for _, name in exc.dependent_exceptions_tids] == [f"task {futs[-2].tid}"]
     assert isinstance(head.exception(timeout=10), ValueError)
     assert all(isinstance(f.exception(timeout=10), DependencyError) for f in futs)
+    assert exc.__cause__ is head.exception()
+    assert len(str(exc)) < 1000  # the path to the root is cut short, not 1000 names long
 
 
 def test_submissions_from_several_threads(dfk):

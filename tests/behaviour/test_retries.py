@@ -91,6 +91,32 @@ def test_retry_handler_small_cost_allows_more_tries(make_config, tmp_path):
         assert fut.task_record.fail_count == 4
 
 
+def test_retry_handler_half_cost_gives_exactly_five_tries(make_config, tmp_path):
+    markers = str(tmp_path / "flaky")
+    with flowlib.load(make_config(retries=2, retry_handler=half_cost)):
+        fut = flaky(markers, 100, "never")
+        with pytest.raises(FlakyError, match="try 4 fails"):
+            fut.result(timeout=30)
+        # sums 0.5, 1.0, 1.5, 2.0 are within retries=2; the fifth failure (2.5) is not
+        assert tries(markers) == 5
+        assert fut.task_record.fail_count == 5
+        assert fut.task_record.fail_cost == 2.5
+
+
+def free_retry_then_stop(exception, task_record):
+    return 0 if task_record["fail_count"] < 3 else 1
+
+
+def test_retry_handler_is_consulted_with_zero_retries(make_config, tmp_path):
+    markers = str(tmp_path / "flaky")
+    with flowlib.load(make_config(retries=0, retry_handler=free_retry_then_stop)):
+        fut = flaky(markers, 100, "never")
+        with pytest.raises(FlakyError):
+            fut.result(timeout=30)
+        # failures 1 and 2 cost nothing (sum 0 <= 0), failure 3 costs 1
+        assert tries(markers) == 3
+
+
 def test_retry_handler_large_cost_stops_at_once(make_config, tmp_path):
     markers = str(tmp_path / "flaky")
     with flowlib.load(make_config(retries=2, retry_handler=prohibitive_cost)):
@@ -129,6 +155,32 @@ def test_retry_handler_that_raises(make_config, tmp_path):
         # the kernel keeps working
         assert flaky(str(tmp_path / "other"), 0, "fine").result(timeout=20) == "fine"
         assert not dfk.cleanup_called
+
+
+def not_a_cost(exception, task_record):
+    return "cheap"
+
+
+def test_retry_handler_returning_a_non_number_fails_the_task(make_config, tmp_path):
+    markers = str(tmp_path / "flaky")
+    with flowlib.load(make_config(retries=2, retry_handler=not_a_cost)):
+        fut = flaky(markers, 5, "unreached")
+        with pytest.raises(TypeError, match="must return a number") as info:
+            fut.result(timeout=20)
+        assert isinstance(info.value.__context__, FlakyError)
+        assert tries(markers) == 1
+        assert fut.task_status() == "failed"
+
+
+def test_retry_handler_raising_base_exception_is_reported(make_config, tmp_path):
+    def exiting_handler(exception, task_record):
+        raise SystemExit(7)
+
+    markers = str(tmp_path / "flaky")
+    with flowlib.load(make_config(retries=2, retry_handler=exiting_handler)):
+        fut = flaky(markers, 5, "unreached")
+        assert isinstance(fut.exception(timeout=20), SystemExit)
+        assert flaky(str(tmp_path / "other"), 0, "fine").result(timeout=20) == "fine"
 
 
 def test_dependency_failures_are_not_retried(make_config, tmp_path):

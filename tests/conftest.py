@@ -47,11 +47,19 @@ def make_globus_compute(tmp_path: Any) -> FlowlibExecutor:
     return make_executor(tmp_path)
 
 
+def make_dask(tmp_path: Any) -> FlowlibExecutor:
+    # One real LocalCluster with worker processes per pytest process (tests/dask_support.py).
+    from dask_support import make_executor
+
+    return make_executor(tmp_path)
+
+
 # Executors the behavioural suite runs on: name -> factory(tmp_path).
 EXECUTOR_FACTORIES: dict[str, Callable[[Any], FlowlibExecutor]] = {
     "threads": make_threads,
     "htex": make_htex,
     "globus-compute": make_globus_compute,
+    "dask": make_dask,
 }
 
 # Executors that run only part of the behavioural suite: name -> (test modules run, tests left out).
@@ -62,6 +70,11 @@ SUITE_SUBSETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "globus-compute": (
         ("test_apps.py", "test_dependencies.py", "test_errors.py", "test_bash.py"),
         ("test_chain_of_1000_tasks", "test_submissions_from_several_threads"),
+    ),
+    "dask": (
+        ("test_apps.py", "test_dependencies.py", "test_errors.py", "test_retries.py", "test_caching.py")
+        + ("test_bash.py", "test_join.py", "test_python_walltime.py", "test_staging.py"),
+        (),
     ),
 }
 

@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Any
 from flowlib.executors.base import FlowlibExecutor, ParslExecutor
 
 if TYPE_CHECKING:
+    from flowlib.executors.dask import DaskExecutor
     from flowlib.executors.globus_compute import GlobusComputeExecutor
     from flowlib.executors.high_throughput.executor import HighThroughputExecutor
     from flowlib.executors.high_throughput.mpi_executor import MPIExecutor
     from flowlib.executors.threads import ThreadPoolExecutor
 
 __all__ = [
+    "DaskExecutor",
     "FlowlibExecutor",
     "GlobusComputeExecutor",
     "HighThroughputExecutor",
@@ -23,6 +25,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "DaskExecutor": "flowlib.executors.dask",
     "ThreadPoolExecutor": "flowlib.executors.threads",
     "HighThroughputExecutor": "flowlib.executors.high_throughput.executor",
     "MPIExecutor": "flowlib.executors.high_throughput.mpi_executor",

@@ -39,6 +39,7 @@ _LAZY = {
     "DataFlowKernelLoader": "flowlib.dataflow.dflow",
     "set_stream_logger": "flowlib.log_utils",
     "set_file_logger": "flowlib.log_utils",
+    "progress": "flowlib.monitoring.progress",
 }
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "dfk",
     "join_app",
     "load",
+    "progress",
     "python_app",
     "set_file_logger",
     "set_stream_logger",
@@ -68,6 +70,7 @@ if TYPE_CHECKING:
     from flowlib.dataflow.dflow import DataFlowKernel, DataFlowKernelLoader
     from flowlib.executors.threads import ThreadPoolExecutor
     from flowlib.log_utils import set_file_logger, set_stream_logger
+    from flowlib.monitoring.progress import progress
 
 
 def __getattr__(name: str) -> Any:

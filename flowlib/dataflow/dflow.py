@@ -31,7 +31,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -487,7 +487,7 @@ class DataFlowKernel:
                 if fut is not None:
                     try:
                         fut.exception()
-                    except BaseException:  # cancelled futures raise here  # noqa: S110
+                    except CancelledError:  # noqa: S110 - a cancelled task is finished
                         pass
 
     def checkpoint(self) -> None:
@@ -555,10 +555,12 @@ class DataFlowKernel:
         mode = self.config.exit_mode
         if mode == "skip":
             return
-        if mode == "wait" and exc_type is None:
-            self.wait_for_current_tasks()
-        if not self.cleanup_called:
-            self.cleanup()
+        try:
+            if mode == "wait" and exc_type is None:
+                self.wait_for_current_tasks()  # Ctrl-C here still cleans up (queued tasks cancelled)
+        finally:
+            if not self.cleanup_called:
+                self.cleanup()
 
     def __repr__(self) -> str:
         return f"<DataFlowKernel {self.run_dir} tasks_in_flight={len(self.tasks)}>"

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from child_signals import default_sigint
 
 import flowlib.launchers
 from flowlib.launchers import (
@@ -380,7 +381,13 @@ def launched(text: str, tmp_path: Path, env: dict[str, str]) -> Iterator[subproc
     """Run a launcher's script in a session of its own; afterwards nothing of that session outlives the test."""
     script = tmp_path / "launch.sh"
     script.write_text("#!/bin/bash\n" + text + "\n")
-    process = subprocess.Popen(["bash", str(script)], env=env, cwd=tmp_path, start_new_session=True)
+    process = subprocess.Popen(
+        ["bash", str(script)],
+        env=env,
+        cwd=tmp_path,
+        start_new_session=True,
+        preexec_fn=default_sigint,  # noqa: PLW1509 - bash cannot trap a signal it inherited ignored
+    )
     try:
         yield process
     finally:

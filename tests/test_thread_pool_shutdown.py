@@ -12,6 +12,7 @@ import time
 from concurrent.futures import CancelledError
 
 import pytest
+from child_signals import default_sigint
 from conftest import REPO_ROOT, try_assert
 
 import flowlib
@@ -127,10 +128,6 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background job inherits SIGINT ignored
-
-
 def test_ctrl_c_exits_at_once_and_starts_no_queued_task(tmp_path):
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -143,7 +140,7 @@ def test_ctrl_c_exits_at_once_and_starts_no_queued_task(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env=env,
-        preexec_fn=_default_sigint,  # noqa: PLW1509 - no threads are started between fork and exec here
+        preexec_fn=default_sigint,  # noqa: PLW1509 - no threads are started between fork and exec here
     )
     try:
         try_assert(lambda: len(os.listdir(markers)) == 4 or proc.poll() is not None, timeout=30)

@@ -18,6 +18,7 @@ from typing import Any
 
 import psutil
 import pytest
+from child_signals import default_sigint
 from conftest import REPO_ROOT, try_assert
 
 import flowlib
@@ -181,7 +182,13 @@ def run_workflow_script(tmp_path: Any, mode: str) -> tuple[subprocess.Popen[str]
             mode=mode,
         )
     )
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,  # noqa: PLW1509 - nothing runs between fork and exec but signal()
+    )
     try:
         try_assert(
             lambda: len([f for f in os.listdir(marker_dir) if f.startswith("started")]) >= 2 or proc.poll() is not None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from flowlib.utils import RepresentationMixin
@@ -29,6 +29,10 @@ class Config(RepresentationMixin):
     - ``executors``: executors to run tasks on; default one ThreadPoolExecutor.
     - ``memoizer``: a :class:`~flowlib.dataflow.memoization.Memoizer`; default
       ``BasicMemoizer()`` (caching for apps with ``cache=True``, no checkpoints).
+    - ``app_cache``, ``checkpoint_files``, ``checkpoint_mode``, ``checkpoint_period``:
+      Parsl's checkpoint keywords (also settable as attributes before ``load()``); with
+      no ``memoizer`` the kernel builds ``BasicMemoizer(memoize=app_cache, ...)`` from
+      them. Setting them together with ``memoizer`` is an error at ``load()``.
     - ``dependency_resolver``: how futures are found in arguments; default shallow.
     - ``exit_mode``: what leaving ``with flowlib.load(config):`` does:
       ``"cleanup"`` (the default), ``"wait"`` (wait for tasks, then clean up) or ``"skip"``.
@@ -74,6 +78,10 @@ class Config(RepresentationMixin):
         project_name: str | None = None,
         initialize_logging: bool | LoggingConfig = True,
         gc_threshold: int | None = 50_000,
+        app_cache: bool = True,
+        checkpoint_files: Sequence[Any] | None = None,
+        checkpoint_mode: Literal["task_exit", "periodic", "dfk_exit", "manual"] | None = None,
+        checkpoint_period: str | None = None,
     ) -> None:
         from flowlib.dataflow.dependency_resolvers import DependencyResolver
         from flowlib.dataflow.memoization import Memoizer
@@ -104,6 +112,10 @@ class Config(RepresentationMixin):
                 "project_name": (project_name, str | None),
                 "initialize_logging": (initialize_logging, bool | LoggingConfig),
                 "gc_threshold": (gc_threshold, int | None),
+                "app_cache": (app_cache, bool),
+                "checkpoint_files": (checkpoint_files, list[Any] | tuple[Any, ...] | None),
+                "checkpoint_mode": (checkpoint_mode, Literal["task_exit", "periodic", "dfk_exit", "manual"] | None),
+                "checkpoint_period": (checkpoint_period, str | None),
             },
         )
         if retries < 0:
@@ -140,6 +152,12 @@ class Config(RepresentationMixin):
         self.project_name = project_name
         self.initialize_logging = initialize_logging
         self.gc_threshold = gc_threshold
+        # Parsl's checkpoint keywords; the kernel builds a BasicMemoizer from them at load()
+        # (they may also be set as attributes after construction, as Parsl allows).
+        self.app_cache = app_cache
+        self.checkpoint_files = checkpoint_files
+        self.checkpoint_mode = checkpoint_mode
+        self.checkpoint_period = checkpoint_period
 
     @property
     def executors(self) -> list[FlowlibExecutor]:

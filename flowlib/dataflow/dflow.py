@@ -78,6 +78,9 @@ class DataFlowKernel:
             raise TypeError(f"DataFlowKernel expects a flowlib.config.Config, got {type(config).__name__}")
         self.config = config
         self._check_labels(config.executors)
+        from flowlib.dataflow.memoization import memoizer_for, start_memoizer
+
+        memoizer = memoizer_for(config)  # before anything starts: a bad combination fails cleanly
         self.cleanup_called = False
         self._lock = threading.Lock()
         self._tid = itertools.count()
@@ -106,10 +109,8 @@ class DataFlowKernel:
         self._gc_restore = _raise_gc_threshold(config.gc_threshold)
         logger.info("DataFlowKernel starting in %s", self.run_dir)
 
-        from flowlib.dataflow.memoization import BasicMemoizer
-
-        self.memoizer = config.memoizer if config.memoizer is not None else BasicMemoizer()
-        self.memoizer.start(run_dir=self.run_dir)
+        self.memoizer = memoizer
+        start_memoizer(self.memoizer, self.run_dir, config.run_dir)
 
         from flowlib.app.python import INTERNAL_EXECUTOR
         from flowlib.data_provider.data_manager import DataManager
@@ -490,9 +491,12 @@ class DataFlowKernel:
                     except CancelledError:  # noqa: S110 - a cancelled task is finished
                         pass
 
-    def checkpoint(self) -> None:
-        """Write the results cached so far to this run's checkpoint (manual mode)."""
-        self.memoizer.checkpoint()
+    def checkpoint(self) -> str | None:
+        """Write the results cached so far to this run's checkpoint; return the checkpoint directory.
+
+        ``None`` when the memoizer keeps no checkpoint (no ``checkpoint_mode``).
+        """
+        return self.memoizer.checkpoint()
 
     def cleanup(self) -> None:
         """Shut the kernel down: executors, checkpoint store, logging.

@@ -40,12 +40,18 @@ def _typed(obj: object, base: type, tag: bytes, payload: bytes) -> bytes:
 
 def _child(obj: object, output_ref: bool) -> bytes:
     key = id_for_memo(obj, output_ref=output_ref)
-    if not isinstance(key, bytes):
-        raise TypeError(
-            f"the id_for_memo key function for {type(obj).__qualname__} returned "
-            f"{type(key).__qualname__}, expected bytes"
-        )
-    return key
+    if isinstance(key, bytes):
+        return key
+    if isinstance(key, str):
+        # Key functions written for Parsl often return a str (a hex digest, a path); its own tag
+        # keeps such a key apart from any bytes key.
+        return _frame(b"s", key.encode("utf-8", "surrogatepass"))
+    if isinstance(key, (bytearray, memoryview)):
+        return bytes(key)
+    raise TypeError(
+        f"the id_for_memo key function for {type(obj).__qualname__} returned "
+        f"{type(key).__qualname__}, expected bytes (or str)"
+    )
 
 
 @functools.singledispatch

@@ -27,7 +27,7 @@ from flowlib.utils import RepresentationMixin
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BasicMemoizer", "Memoizer", "function_identity", "id_for_memo"]
+__all__ = ["BasicMemoizer", "Memoizer", "function_identity", "id_for_memo", "memoizer_for", "start_memoizer"]
 
 # ------------------------------------------------------------------------ memoizers
 
@@ -36,8 +36,12 @@ class Memoizer(abc.ABC):
     """What the kernel asks of a memoizer; ``Config(memoizer=...)`` takes any subclass."""
 
     @abc.abstractmethod
-    def start(self, *, run_dir: str) -> None:
-        """Load earlier checkpoints and open this run's store under ``run_dir``."""
+    def start(self, *, run_dir: str, config_run_dir: str | None = None) -> None:
+        """Load earlier checkpoints and open this run's store under ``run_dir``.
+
+        ``config_run_dir`` is the configured ``Config.run_dir`` (Parsl's interface); the
+        kernel passes it only to memoizers whose ``start`` accepts it.
+        """
 
     @abc.abstractmethod
     def check_memo(self, task: TaskRecord) -> Future[Any] | None:
@@ -55,8 +59,8 @@ class Memoizer(abc.ABC):
         """Forget ``task`` (cancelled before it finished); by default nothing to do."""
 
     @abc.abstractmethod
-    def checkpoint(self) -> None:
-        """Write every result not yet in the checkpoint store."""
+    def checkpoint(self) -> str | None:
+        """Write every result not yet in the checkpoint store; return where (or None)."""
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -80,6 +84,26 @@ def _parse_period(period: str) -> float:
     return seconds
 
 
+def _flat_paths(checkpoint_files: Any) -> list[str | os.PathLike[str]]:
+    """The paths of ``checkpoint_files``, one level of lists flattened.
+
+    ``get_last_checkpoint()`` returns a list, so Parsl programs write
+    ``checkpoint_files=[get_last_checkpoint()]``.
+    """
+    bad = TypeError(f"checkpoint_files must be a list of paths (e.g. get_all_checkpoints()), got {checkpoint_files!r}")
+    if isinstance(checkpoint_files, (str, bytes)) or not isinstance(checkpoint_files, Sequence):
+        raise bad
+    flat: list[str | os.PathLike[str]] = []
+    for item in checkpoint_files:
+        if isinstance(item, (str, os.PathLike)):
+            flat.append(item)
+        elif isinstance(item, (list, tuple)) and all(isinstance(p, (str, os.PathLike)) for p in item):
+            flat.extend(item)
+        else:
+            raise bad
+    return flat
+
+
 class BasicMemoizer(RepresentationMixin, Memoizer):
     """The default memoizer: an in-memory memo table plus a checkpoint store.
 
@@ -98,20 +122,13 @@ class BasicMemoizer(RepresentationMixin, Memoizer):
         self,
         *,
         memoize: bool = True,
-        checkpoint_files: Sequence[str] | None = None,
+        checkpoint_files: Sequence[str | os.PathLike[str] | Sequence[str]] | None = None,
         checkpoint_period: str | None = None,
         checkpoint_mode: CheckpointMode | None = None,
     ) -> None:
         if not isinstance(memoize, bool):
             raise TypeError(f"memoize must be a bool, got {type(memoize).__qualname__}")
-        if checkpoint_files is not None and (
-            isinstance(checkpoint_files, (str, bytes))
-            or not isinstance(checkpoint_files, Sequence)
-            or not all(isinstance(p, (str, os.PathLike)) for p in checkpoint_files)
-        ):
-            raise TypeError(
-                f"checkpoint_files must be a list of paths (e.g. get_all_checkpoints()), got {checkpoint_files!r}"
-            )
+        paths = _flat_paths(checkpoint_files) if checkpoint_files is not None else []
         if checkpoint_period is not None and not isinstance(checkpoint_period, str):
             kind = type(checkpoint_period).__qualname__
             raise TypeError(f"checkpoint_period must be a str 'HH:MM:SS', got {kind}")
@@ -125,7 +142,7 @@ class BasicMemoizer(RepresentationMixin, Memoizer):
         elif checkpoint_mode == "periodic":
             raise ValueError("checkpoint_mode='periodic' needs checkpoint_period='HH:MM:SS'")
         self.memoize = memoize
-        self.checkpoint_files = [os.fspath(p) for p in checkpoint_files or []]
+        self.checkpoint_files = [os.fspath(p) for p in paths]
         self.checkpoint_period = checkpoint_period
         self.checkpoint_mode = checkpoint_mode
         self.checkpoint_dir: str | None = None
@@ -139,8 +156,11 @@ class BasicMemoizer(RepresentationMixin, Memoizer):
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def start(self, *, run_dir: str) -> None:
+    def start(self, *, run_dir: str, config_run_dir: str | None = None) -> None:
         """Load ``checkpoint_files`` and open ``<run_dir>/checkpoint/`` when a mode is set.
+
+        ``config_run_dir`` (the configured ``run_dir``, parent of this run's) is accepted
+        for Parsl's memoizer interface and not needed here.
 
         Raises :class:`~flowlib.dataflow.errors.BadCheckpoint` naming a checkpoint
         that is missing or is not a flowlib checkpoint.
@@ -272,12 +292,16 @@ class BasicMemoizer(RepresentationMixin, Memoizer):
             if self._in_flight.get(task.hashsum) is task.app_fu:
                 del self._in_flight[task.hashsum]
 
-    def checkpoint(self) -> None:
-        """Write all buffered results now (what ``dfk.checkpoint()`` does)."""
+    def checkpoint(self) -> str | None:
+        """Write all buffered results now (what ``dfk.checkpoint()`` does); return the checkpoint directory.
+
+        ``None`` when no ``checkpoint_mode`` is set (there is no checkpoint store).
+        """
         if self._writer is None:
             logger.debug("checkpoint() called with no open checkpoint store; nothing written")
-            return
+            return None
         self._write_pending()
+        return self.checkpoint_dir
 
     def close(self) -> None:
         """Stop the periodic thread, write what is buffered, fsync and close. Idempotent."""
@@ -293,3 +317,43 @@ class BasicMemoizer(RepresentationMixin, Memoizer):
             writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()
+
+
+def memoizer_for(config: Any) -> Memoizer:
+    """The memoizer a kernel uses for ``config``: ``config.memoizer``, or one built from Parsl's keywords.
+
+    Raises:
+        ValueError: ``memoizer`` is set together with ``app_cache=False`` or a checkpoint keyword.
+    """
+    keywords = {
+        "checkpoint_files": getattr(config, "checkpoint_files", None),
+        "checkpoint_mode": getattr(config, "checkpoint_mode", None),
+        "checkpoint_period": getattr(config, "checkpoint_period", None),
+    }
+    app_cache = getattr(config, "app_cache", True)
+    if config.memoizer is not None:
+        clashing = [name for name, value in keywords.items() if value is not None]
+        if app_cache is not True:
+            clashing.insert(0, "app_cache")
+        if clashing:
+            raise ValueError(
+                f"Config sets memoizer= and also {', '.join(clashing)}: give these to the memoizer "
+                f"(BasicMemoizer({', '.join(f'{n}=...' for n in clashing)})) or drop memoizer="
+            )
+        return config.memoizer
+    return BasicMemoizer(memoize=app_cache, **keywords)
+
+
+def start_memoizer(memoizer: Memoizer, run_dir: str, config_run_dir: str) -> None:
+    """Call ``memoizer.start``, passing ``config_run_dir`` only where its signature takes it."""
+    import inspect
+
+    try:
+        params = inspect.signature(memoizer.start).parameters
+    except (TypeError, ValueError):
+        params = {}  # type: ignore[assignment]
+    takes_it = "config_run_dir" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    if takes_it:
+        memoizer.start(run_dir=run_dir, config_run_dir=config_run_dir)
+    else:
+        memoizer.start(run_dir=run_dir)

@@ -132,9 +132,13 @@ def test_non_files_pass_through(value: Any) -> None:
     assert dm.optionally_stage_in(value, app, "ex") == (value, app)
 
 
-def test_local_file_with_default_staging_is_unchanged() -> None:
+def test_local_file_with_default_staging_is_the_tasks_own_copy() -> None:
     f = File("/tmp/in.txt")
-    assert make_dm().optionally_stage_in(f, app, "ex") == (f, app)
+    new_input, new_func = make_dm().optionally_stage_in(f, app, "ex")
+    assert new_func is app
+    assert new_input is not f and new_input.url == f.url and new_input.filepath == "/tmp/in.txt"
+    new_input.local_path = "/elsewhere/in.txt"
+    assert f.filepath == "/tmp/in.txt"  # the caller's File never changes
 
 
 def test_first_matching_plugin_wins() -> None:
@@ -143,10 +147,10 @@ def test_first_matching_plugin_wins() -> None:
     dm = make_dm([skipped, first, second])
     f = File("s3://bucket/key.txt")
     new_input, new_func = dm.optionally_stage_in(f, app, "ex")
-    assert new_input is f
+    assert new_input is not f and new_input.url == f.url
     assert isinstance(new_func, StagingWrapper) and new_func.func is app
     assert [c[0] for c in first.calls] == ["stage_in", "replace_task"]
-    assert first.calls[0] == ("stage_in", "ex", f, None)
+    assert first.calls[0] == ("stage_in", "ex", new_input, None)  # the plugin stages the task's copy
     assert second.calls == [] and skipped.calls == []
 
 
@@ -155,7 +159,8 @@ def test_stage_in_datafuture_replaces_input() -> None:
     dm = make_dm([plugin])
     f = File("s3://bucket/key.txt")
     new_input, new_func = dm.optionally_stage_in(f, app, "ex")
-    assert isinstance(new_input, DataFuture) and new_input.file_obj is f
+    assert isinstance(new_input, DataFuture) and new_input.file_obj.url == f.url
+    assert new_input.file_obj is not f
     assert new_func is app
 
 
@@ -165,8 +170,9 @@ def test_datafuture_input_stages_its_file_with_parent() -> None:
     f = File("s3://bucket/key.txt")
     upstream = DataFuture(Future(), f, tid=3)
     new_input, new_func = dm.optionally_stage_in(upstream, app, "ex")
-    assert new_input is upstream and new_func is app
-    assert plugin.calls[0] == ("stage_in", "ex", f, upstream)
+    assert isinstance(new_input, DataFuture) and new_input.parent is upstream and new_func is app
+    assert new_input.file_obj is not f and new_input.file_obj.url == f.url
+    assert plugin.calls[0] == ("stage_in", "ex", new_input.file_obj, upstream)
 
 
 def test_no_plugin_names_url_and_executor() -> None:
@@ -389,8 +395,8 @@ def test_rsync_stage_in_and_out(tmp_path: pathlib.Path, fake_rsync: pathlib.Path
 
     f_in = File(str(source))
     new_input, func = dm.optionally_stage_in(f_in, read_input, "ex")
-    assert new_input is f_in
-    copy_of_args = cloudpickle.loads(cloudpickle.dumps([f_in]))  # as a remote worker sees them
+    assert new_input is not f_in and new_input.url == f_in.url
+    copy_of_args = cloudpickle.loads(cloudpickle.dumps([new_input]))  # as a remote worker sees them
     remote_func = cloudpickle.loads(cloudpickle.dumps(func))
     assert remote_func(inputs=copy_of_args) == "payload"
     assert copy_of_args[0].local_path.startswith(str(wd))

@@ -120,9 +120,24 @@ def test_bytes_pathlike_rejected() -> None:
         File(_BytesPath())  # type: ignore[arg-type]
 
 
-def test_empty_url_rejected() -> None:
-    with pytest.raises(ValueError, match="non-empty"):
-        File("")
+@pytest.mark.parametrize("text", ["", "http://[::1", "::", "not a url at all", "a:b:c", "?#;"])
+def test_any_string_is_accepted(text: str) -> None:
+    f = File(text)
+    assert f.url == text
+    if f.scheme == "file":
+        assert f.filepath == f.path
+    if text in ("", "http://[::1", "not a url at all", "?#;"):
+        assert (f.scheme, f.path) == ("file", text)  # unparsable or plain: the whole string is the path
+
+
+def test_remote_file_without_local_path_says_so() -> None:
+    f = File("https://example.org/data.csv")
+    with pytest.raises(ValueError, match="No local_path set for <File at 0x.* url=https://example.org/data.csv"):
+        f.filepath  # noqa: B018
+    with pytest.raises(ValueError, match="No local_path"):
+        os.fspath(f)
+    with pytest.raises(ValueError, match="No local_path"):
+        str(f)
 
 
 def test_file_from_file_is_clean_copy() -> None:
@@ -147,12 +162,12 @@ def test_open_and_fspath(tmp_path: pathlib.Path) -> None:
 def test_repr_is_readable() -> None:
     f = File("http://example.org/a/b.txt")
     text = repr(f)
-    assert text.startswith("<File at 0x")
-    assert "url='http://example.org/a/b.txt'" in text
-    assert "scheme='http'" in text
-    assert "path='/a/b.txt'" in text
+    assert text.startswith("<File at 0x") and text.endswith(">")
+    assert text.split(" ", 3)[3] == (
+        "url=http://example.org/a/b.txt scheme=http netloc=example.org path=/a/b.txt filename=b.txt>"
+    )
     f.local_path = "/tmp/b.txt"
-    assert "local_path='/tmp/b.txt'" in repr(f)
+    assert repr(f).endswith(" filename=b.txt local_path=/tmp/b.txt>")
 
 
 def test_cleancopy() -> None:

@@ -137,11 +137,11 @@ def test_in_task_staging(served: Served, tmp_path: pathlib.Path) -> None:
     dm = make_dm([HTTPInTaskStaging()], wd)
     f = File(f"{served.base}/data.csv")
     new_input, func = dm.optionally_stage_in(f, read_input, "ex")
-    assert new_input is f and func is not read_input
+    assert new_input is not f and new_input.url == f.url and func is not read_input
     assert func.__name__ == "read_input"
     # As on a remote worker: wrapper and arguments pickled separately.
     remote_func = cloudpickle.loads(cloudpickle.dumps(func))
-    remote_inputs = cloudpickle.loads(cloudpickle.dumps([f]))
+    remote_inputs = cloudpickle.loads(cloudpickle.dumps([new_input]))
     assert remote_func(inputs=remote_inputs) == b"a,b\n1,2\n"
     assert remote_inputs[0].filepath.startswith(str(wd))
     assert remote_inputs[0].filename == "data.csv"
@@ -209,11 +209,13 @@ def test_separate_task_staging(served: Served, tmp_path: pathlib.Path, fake_apps
     f = File(f"{served.base}/in.txt")
     new_input, func = dm.optionally_stage_in(f, read_input, "ex")
     assert func is read_input
-    assert isinstance(new_input, DataFuture) and new_input.file_obj is f
+    assert isinstance(new_input, DataFuture) and new_input.file_obj.url == f.url
     assert fake_apps.made[0][1] == ["ex"]  # the transfer runs on the app's executor
-    assert new_input.result(timeout=10) is f
-    assert f.filepath.startswith(str(wd))
-    assert read_input(inputs=[f]) == b"downloaded"
+    staged = new_input.result(timeout=10)
+    assert staged is new_input.file_obj and staged.filepath.startswith(str(wd))
+    assert read_input(inputs=[staged]) == b"downloaded"
+    with pytest.raises(ValueError, match="No local_path set"):
+        f.filepath  # noqa: B018 - the caller's File is not the task's copy
 
 
 def test_separate_task_waits_for_parent(
@@ -228,8 +230,9 @@ def test_separate_task_waits_for_parent(
     assert isinstance(staged, DataFuture) and staged is not upstream
     assert not staged.done()
     parent.set_result(None)
-    assert staged.result(timeout=10) is f
-    assert pathlib.Path(f.filepath).read_text() == "late"
+    copy = staged.result(timeout=10)
+    assert copy is not f and copy.url == f.url
+    assert pathlib.Path(copy.filepath).read_text() == "late"
 
 
 def test_separate_task_failed_parent(served: Served, tmp_path: pathlib.Path, fake_apps: type[_FakePythonApp]) -> None:
@@ -353,5 +356,6 @@ def test_ftp_separate_task(fake_ftp: type[_FakeFTP], fake_apps: type[_FakePython
     dm = make_dm([FTPSeparateTaskStaging()], tmp_path / "wd")
     f = File("ftp://127.0.0.1/pub/data/x.bin")
     staged, _ = dm.optionally_stage_in(f, read_input, "ex")
-    assert staged.result(timeout=10) is f
-    assert read_input(inputs=[f]) == b"ftp bytes"
+    copy = staged.result(timeout=10)
+    assert copy.url == f.url
+    assert read_input(inputs=[copy]) == b"ftp bytes"

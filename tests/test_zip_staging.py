@@ -247,10 +247,10 @@ def test_stage_in_extracts(dm: DataManager, tmp_path: pathlib.Path) -> None:
     make_archive(archive, {"data/x.txt": "x content", "data/y.txt": "y content"})
     f = File(f"zip:{archive}/data/y.txt")
     new_input, func = dm.optionally_stage_in(f, read_input, "ex")
-    assert new_input is f
-    assert f.local_path is None  # set on the worker, when the task runs
+    assert new_input is not f and new_input.url == f.url
+    assert new_input.local_path is None  # set on the worker, when the task runs
     remote_func = cloudpickle.loads(cloudpickle.dumps(func))
-    remote_inputs = cloudpickle.loads(cloudpickle.dumps([f]))
+    remote_inputs = cloudpickle.loads(cloudpickle.dumps([new_input]))
     assert remote_func(inputs=remote_inputs) == "y content"
     assert remote_inputs[0].filepath.startswith(str(tmp_path / "wd"))
 

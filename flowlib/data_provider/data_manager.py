@@ -25,7 +25,7 @@ from typing import Any
 
 from flowlib.app.futures import DataFuture
 from flowlib.data_provider.file_noop import NoOpFileStaging
-from flowlib.data_provider.files import File
+from flowlib.data_provider.files import File, task_copy
 from flowlib.data_provider.ftp import FTPSeparateTaskStaging
 from flowlib.data_provider.http import HTTPSeparateTaskStaging
 from flowlib.data_provider.staging import Staging
@@ -93,17 +93,22 @@ class DataManager:
         """Stage one task argument in, if it is a ``File`` or a ``DataFuture``.
 
         Returns ``(argument, func)``: the argument to pass (a new ``DataFuture``
-        when a plugin started a separate transfer, else ``input`` unchanged) and
+        when a plugin started a separate transfer, else the task's own copy of the
+        ``File``, see :func:`~flowlib.data_provider.files.task_copy`) and
         the function to run (a wrapper when a plugin stages inside the task).
         Anything other than a ``File`` or ``DataFuture`` comes back unchanged.
 
         Raises:
             ValueError: no plugin of ``executor`` can stage the file in.
         """
+        # The task gets its own copy of the File: staging sets local_path on it, never on the caller's.
         if isinstance(input, DataFuture):
-            file, parent = input.file_obj, input
+            file = task_copy(input.file_obj)
+            parent: DataFuture | None = input
+            input = DataFuture(input, file, tid=input.tid)
         elif isinstance(input, File):
-            file, parent = input, None
+            file, parent = task_copy(input), None
+            input = file
         else:
             return input, func
         plugin = self._stager_in(file, executor)

@@ -43,9 +43,11 @@ class File:
             ``file`` scheme, ``None`` for a remote file until a staging plugin
             sets it.
 
+    Any string is accepted, as in Parsl: ``""`` and strings that do not parse as
+    URLs are taken as a ``file`` path, the whole string being the path.
+
     Raises:
         TypeError: ``url`` is neither ``str`` nor ``os.PathLike``.
-        ValueError: ``url`` is empty.
     """
 
     url: str
@@ -61,12 +63,7 @@ class File:
             return
         if isinstance(url, str):
             text = url
-            parsed = urlsplit(text) if ":" in text else None
-            if parsed is None or not parsed.scheme:
-                # A plain path: keep '?', '#' and ';' as part of the file name.
-                scheme, netloc, path = "file", "", text
-            else:
-                scheme, netloc, path = parsed.scheme, parsed.netloc, parsed.path
+            scheme, netloc, path = _split_url(text)
         elif isinstance(url, os.PathLike):
             text = os.fspath(url)
             if not isinstance(text, str):
@@ -74,8 +71,6 @@ class File:
             scheme, netloc, path = "file", "", text
         else:
             raise TypeError(f"File() takes a str URL or an os.PathLike, not {type(url).__name__}: {url!r}")
-        if not text:
-            raise ValueError("File() needs a non-empty path or URL")
         self.url = text
         self.scheme = scheme
         self.netloc = netloc
@@ -97,8 +92,8 @@ class File:
         if self.scheme == "file":
             return self.path
         raise ValueError(
-            f"File {self.url!r} (scheme {self.scheme!r}) has no local path yet: "
-            "it must be staged in (passed to an app as an input) before it can be opened"
+            f"No local_path set for {self!r}: a {self.scheme}: file has one only where it was staged "
+            "(inside the app it is passed to)"
         )
 
     def __fspath__(self) -> str:
@@ -108,16 +103,39 @@ class File:
         return self.filepath
 
     def __repr__(self) -> str:
-        parts = [f"url={self.url!r}", f"scheme={self.scheme!r}"]
-        if self.netloc:
-            parts.append(f"netloc={self.netloc!r}")
-        parts.append(f"path={self.path!r}")
+        fields = f"url={self.url} scheme={self.scheme} netloc={self.netloc} path={self.path} filename={self.filename}"
         if self.local_path is not None and self.local_path != self.path:
-            parts.append(f"local_path={self.local_path!r}")
-        return f"<{type(self).__name__} at {id(self):#x} {' '.join(parts)}>"
+            fields += f" local_path={self.local_path}"
+        return f"<{type(self).__name__} at {id(self):#x} {fields}>"
 
     def cleancopy(self) -> File:
         """Return a new ``File`` for the same URL, without staging information."""
         new = copy.copy(self)
         new.local_path = self.path if self.scheme == "file" else None
         return new
+
+
+def _split_url(text: str) -> tuple[str, str, str]:
+    """``(scheme, netloc, path)`` of ``text``; a plain path (or anything unparsable) is a ``file`` path."""
+    if ":" not in text:
+        return "file", "", text  # keeps '?', '#' and ';' as part of a file name
+    try:
+        parsed = urlsplit(text)
+    except ValueError:  # e.g. an unbalanced '[' in the authority
+        return "file", "", text
+    if not parsed.scheme:
+        return "file", "", text
+    return parsed.scheme, parsed.netloc, parsed.path
+
+
+def task_copy(file: File) -> File:
+    """The copy of ``file`` that one task gets (Parsl copies the File for each task).
+
+    Staging plugins set ``local_path`` on the copy, so the caller's object never
+    changes. A relative ``file`` path is made absolute against the submitting
+    process's current directory: it names the same file in the app as in the script.
+    """
+    new = file.cleancopy()
+    if new.scheme == "file" and new.local_path and not os.path.isabs(new.local_path):
+        new.local_path = os.path.abspath(new.local_path)
+    return new

@@ -57,7 +57,7 @@ def prepare_files(
 ) -> None:
     """Resolve streams, stage inputs and register outputs for one task, updating ``record``."""
     from flowlib.app.futures import DataFuture
-    from flowlib.data_provider.files import File
+    from flowlib.data_provider.files import File, task_copy
 
     kwargs = record.kwargs
     app_fu = record.app_fu
@@ -71,10 +71,10 @@ def prepare_files(
         if spec is AUTO_LOGNAME or (isinstance(spec, int) and not isinstance(spec, bool) and spec == AUTO_LOGNAME):
             spec = std_autopath(record, stream) if std_autopath else auto_log_path(run_dir, record, stream)
             kwargs[stream] = spec
-            shown: Any = spec
-        elif isinstance(spec, File):
-            kwargs[stream] = spec.filepath
-            shown = DataFuture(app_fu, spec, tid=record.id)
+            if isinstance(spec, str) and _is_remote_url(spec):
+                spec = File(spec)  # e.g. a std_autopath that puts logs into a zip: archive
+        if isinstance(spec, File):
+            func, shown = _stage_stream(record, stream, spec, func, data_manager)
         else:
             shown = spec
         setattr(app_fu, "_" + stream, shown)
@@ -95,16 +95,53 @@ def prepare_files(
     outputs = kwargs.get("outputs")
     if outputs:
         data_futures = []
+        task_outputs: list[Any] = []
         for item in outputs:
             if isinstance(item, File):
-                func = data_manager.replace_task_stage_out(item, func, label)
-                stage_fut = data_manager.stage_out(item, label, app_fu)
+                copy = task_copy(item)  # staging sets local_path on the task's copy, never on the caller's File
+                task_outputs.append(copy)
+                func = data_manager.replace_task_stage_out(copy, func, label)
+                stage_fut = data_manager.stage_out(copy, label, app_fu)
                 data_futures.append(DataFuture(stage_fut or app_fu, item, tid=record.id))
             elif isinstance(item, DataFuture):
+                task_outputs.append(item)
                 data_futures.append(DataFuture(app_fu, item.file_obj, tid=record.id))
             else:
                 raise TypeError(
                     f"outputs= must hold File objects; task {record.id} got {type(item).__name__} ({item!r})"
                 )
         app_fu._outputs = data_futures
+        kwargs["outputs"] = task_outputs
     record.func = func
+
+
+def _is_remote_url(path: str) -> bool:
+    from flowlib.data_provider.files import File
+
+    return ":" in path and File(path).scheme != "file"
+
+
+def _stage_stream(
+    record: TaskRecord, stream: str, spec: Any, func: Callable[..., Any], data_manager: DataManager
+) -> tuple[Callable[..., Any], Any]:
+    """Point ``stdout``/``stderr`` given as a ``File`` at a local path; stage a remote one out after the app.
+
+    Returns the function to run (maybe wrapped) and what ``app_future.stdout`` shows.
+    """
+    from flowlib.app.futures import DataFuture
+    from flowlib.data_provider.files import task_copy
+
+    app_fu = record.app_fu
+    assert app_fu is not None
+    copy = task_copy(spec)
+    stage_fut = None
+    if copy.scheme != "file":
+        func = data_manager.replace_task_stage_out(copy, func, record.executor)
+        stage_fut = data_manager.stage_out(copy, record.executor, app_fu)
+        if copy.local_path is None:
+            raise ValueError(
+                f"{stream}={spec.url!r}: the staging plugin for {copy.scheme}: files of executor "
+                f"{record.executor!r} gives the app no local path to write the stream to"
+            )
+    record.kwargs[stream] = copy.filepath
+    return func, DataFuture(stage_fut or app_fu, spec, tid=record.id)

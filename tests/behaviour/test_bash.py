@@ -249,3 +249,23 @@ def test_walltime_kills_grandchildren(dfk, tmp_path):
     try_assert(lambda: pidfile.exists() and pidfile.read_text().strip() != "", timeout=5)
     pid = int(pidfile.read_text())
     try_assert(lambda: process_gone(pid), timeout=10, message=f"grandchild {pid} is still running")
+
+
+def test_auto_logname_into_a_zip_archive(make_config, tmp_path):
+    import zipfile
+
+    archive = tmp_path / "logs.zip"
+
+    def into_archive(record, stream):
+        return f"zip:{archive}/task_{record.id}.{stream}"
+
+    with flowlib.load(make_config(std_autopath=into_archive)):
+        futures = [echo_both(i, stdout=AUTO_LOGNAME, stderr=AUTO_LOGNAME) for i in range(3)]
+        assert [f.result(timeout=20) for f in futures] == [0, 0, 0]
+        for f in futures:
+            f.stdout.result(timeout=20)
+            f.stderr.result(timeout=20)
+    with zipfile.ZipFile(archive) as zf:
+        for i, f in enumerate(futures):
+            assert zf.read(f"task_{f.tid}.stdout") == f"out-{i}\n".encode()
+            assert zf.read(f"task_{f.tid}.stderr") == f"err-{i}\n".encode()

@@ -106,3 +106,38 @@ def test_zip_member_copied_by_bash(in_tmp_path, dfk):
     with zipfile.ZipFile(archive) as zf:
         assert zf.read("dst.txt") == b"original\n"
     assert not os.path.exists(in_tmp_path / "dst.txt")
+
+
+@bash_app
+def speak(text, stdout=None, stderr=None):
+    return f"echo {text}; echo {text}-err >&2"
+
+
+def test_relative_output_path_is_the_file_where_the_script_runs(in_tmp_path, dfk):
+    fut = bash_write("relative", outputs=[File("output.txt")])
+    assert fut.result(timeout=10) == 0
+    assert (in_tmp_path / "output.txt").read_text() == "relative\n"
+    assert fut.outputs[0].filepath == "output.txt"  # the caller's File keeps its relative path
+    assert count_lines(inputs=[File("output.txt")]).result(timeout=10) == 1
+
+
+def test_staging_never_changes_the_callers_file(in_tmp_path, dfk):
+    archive = in_tmp_path / "own.zip"
+    out = File(f"zip:{archive}/m.txt")
+    assert bash_write("mine", outputs=[out]).result(timeout=10) == 0
+    member = File(f"zip:{archive}/m.txt")
+    assert read_text(inputs=[member]).result(timeout=10) == "mine\n"
+    for f in (out, member):
+        assert f.local_path is None
+        with pytest.raises(ValueError, match="No local_path set"):
+            f.filepath  # noqa: B018
+
+
+def test_stdout_and_stderr_staged_to_a_zip_archive(in_tmp_path, dfk):
+    archive = in_tmp_path / "logs.zip"
+    fut = speak("hello", stdout=File(f"zip:{archive}/task/out.txt"), stderr=File(f"zip:{archive}/task/err.txt"))
+    assert fut.result(timeout=10) == 0
+    fut.stdout.result(timeout=10)
+    with zipfile.ZipFile(archive) as zf:
+        assert zf.read("task/out.txt") == b"hello\n"
+        assert zf.read("task/err.txt") == b"hello-err\n"

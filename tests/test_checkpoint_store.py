@@ -123,6 +123,32 @@ def test_crc_mismatch_in_middle(tmp_path: pathlib.Path, caplog: pytest.LogCaptur
     assert "CRC" in caplog.text and f"offset {middle}" in caplog.text
 
 
+@pytest.mark.parametrize("byte", [0, 1, 2, 3])
+def test_flipped_length_byte_costs_only_its_record(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture, byte: int
+) -> None:
+    records = [(f"h{i}", "x" * (i % 7) * 10) for i in range(200)]
+    path = write_store(tmp_path, records)
+    damaged = record_offsets(path)[50]
+    data = bytearray(path.read_bytes())
+    data[damaged + byte] ^= 0x40  # one bit of the big-endian length: far past the end, or short
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        loaded = read_checkpoint(path)
+    assert loaded == dict(records[:50] + records[51:])
+    assert f"offset {damaged}" in caplog.text and "resume" in caplog.text
+
+
+def test_writer_keeps_records_after_damage_when_appending(tmp_path: pathlib.Path) -> None:
+    path = write_store(tmp_path, RECORDS)
+    first = record_offsets(path)[0]
+    data = bytearray(path.read_bytes())
+    data[first] ^= 0x10  # the first record's length now runs past the end of the file
+    path.write_bytes(bytes(data))
+    write_store(tmp_path, [("h4", 4)])
+    assert read_checkpoint(path) == {**dict(RECORDS[1:]), "h4": 4}
+
+
 def test_record_that_does_not_unpickle(tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture) -> None:
     path = write_store(tmp_path, RECORDS[:1])
     garbage = b"\x80\x05this is not a pickle"

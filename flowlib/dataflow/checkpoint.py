@@ -16,12 +16,14 @@ Records are only ever appended. Each batch of records goes to the operating
 system in one write call, so a process killed at any moment (even by SIGKILL)
 leaves at most the last record torn. The reader skips a torn tail, a record whose
 CRC does not match and a record that does not unpickle, logging a warning for
-each, so a checkpoint damaged by a crash is still readable up to the damage.
+each, and resynchronises after damage (it scans for the next whole frame with a
+matching CRC), so a damaged record costs only itself.
 """
 
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import pickle
 import struct
@@ -176,7 +178,12 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _iter_frames(fname: str) -> Iterable[tuple[int, bytes]]:
-    """Yield ``(offset, payload)`` for every record with a good CRC."""
+    """Yield ``(offset, payload)`` for every record with a good CRC.
+
+    After a damaged record (a flipped length or CRC byte, garbage) the reader
+    resynchronises: it scans forward for the next offset where a whole frame with a
+    matching CRC starts, so one damaged record costs only itself.
+    """
     try:
         f = open(fname, "rb")
     except FileNotFoundError:
@@ -191,37 +198,60 @@ def _iter_frames(fname: str) -> Iterable[tuple[int, bytes]]:
                 logger.warning("checkpoint %s: header is incomplete; no records", fname)
                 return
             raise BadCheckpoint(f"{fname} is not a flowlib checkpoint (bad header {header[:32]!r})")
-        offset = len(MAGIC)
-        while offset < size:
-            head = f.read(_FRAME.size)
-            if len(head) < _FRAME.size:
-                logger.warning("checkpoint %s: torn record at offset %d skipped", fname, offset)
-                return
-            length, crc = _FRAME.unpack(head)
-            if offset + _FRAME.size + length > size:
-                logger.warning("checkpoint %s: torn record at offset %d skipped", fname, offset)
-                return
-            payload = f.read(length)
-            if zlib.crc32(payload) != crc:
-                logger.warning("checkpoint %s: CRC mismatch, record at offset %d skipped", fname, offset)
-            else:
-                yield offset, payload
-            offset += _FRAME.size + length
+        if size == len(MAGIC):
+            return
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            offset = len(MAGIC)
+            while offset < size:
+                payload = _frame_at(data, offset, size)
+                if payload is not None:
+                    yield offset, payload
+                    offset += _FRAME.size + len(payload)
+                    continue
+                found = _next_frame(data, offset + 1, size)
+                if found is None:
+                    logger.warning(
+                        "checkpoint %s: damaged or torn data from offset %d to the end skipped", fname, offset
+                    )
+                    return
+                logger.warning(
+                    "checkpoint %s: damaged record (bad length or CRC) at offset %d skipped (%d bytes); records resume at %d",
+                    fname,
+                    offset,
+                    found - offset,
+                    found,
+                )
+                offset = found
+
+
+def _frame_at(data: mmap.mmap, offset: int, size: int) -> bytes | None:
+    """The payload of the frame at ``offset`` if it is whole and its CRC matches, else None."""
+    if offset + _FRAME.size > size:
+        return None
+    length, crc = _FRAME.unpack_from(data, offset)
+    start = offset + _FRAME.size
+    if start + length > size:
+        return None
+    payload = data[start : start + length]
+    return payload if zlib.crc32(payload) == crc else None
+
+
+def _next_frame(data: mmap.mmap, offset: int, size: int) -> int | None:
+    """The first offset at or after ``offset`` where a whole frame with a good CRC starts."""
+    for candidate in range(offset, size - _FRAME.size + 1):
+        if _frame_at(data, candidate, size) is not None:
+            return candidate
+    return None
 
 
 def _scan_valid_end(fname: str) -> int:
-    """Return the offset just past the last complete record of ``fname``."""
-    end = len(MAGIC)
+    """Return the offset just past the last good record of ``fname`` (records after damage included)."""
     with open(fname, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
         if f.read(len(MAGIC)) != MAGIC:
             raise BadCheckpoint(f"{fname} is not a flowlib checkpoint; refusing to append to it")
-        while end + _FRAME.size <= size:
-            f.seek(end)
-            length, _ = _FRAME.unpack(f.read(_FRAME.size))
-            if end + _FRAME.size + length > size:
-                break
-            end += _FRAME.size + length
+    end = len(MAGIC)
+    for offset, payload in _iter_frames(fname):
+        end = offset + _FRAME.size + len(payload)
     return end
 
 

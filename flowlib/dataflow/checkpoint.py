@@ -215,7 +215,7 @@ def _iter_frames(fname: str) -> Iterable[tuple[int, bytes]]:
                     )
                     return
                 logger.warning(
-                    "checkpoint %s: damaged record (bad length or CRC) at offset %d skipped (%d bytes); records resume at %d",
+                    "checkpoint %s: damaged record (bad length or CRC) at offset %d skipped (%d bytes); resume at %d",
                     fname,
                     offset,
                     found - offset,

@@ -232,13 +232,56 @@ def test_datafuture_success() -> None:
     assert df.parent is parent and df.app_fut is parent
     assert df.file_obj is f
     assert df.filepath == "out.txt"
-    assert df.filename == "out.txt"
+    assert df.filename == "out.txt"  # the path (here relative, with no directory part)
     assert "state=pending" in repr(df)
     parent.set_result(0)
     assert df.result(timeout=5) is f
     assert "state=finished" in repr(df)
     assert "tid=7" in repr(df)
     assert "out.txt" in repr(df)
+
+
+def test_datafuture_filename_is_the_path_file_filename_the_basename() -> None:
+    # As in Parsl: DataFuture.filename is the file's path (what to open), File.filename its last component.
+    f = File("results/run1/out.txt")
+    df = DataFuture(Future(), f)
+    assert df.filename == df.filepath == "results/run1/out.txt"
+    assert f.filename == "out.txt"
+    staged = File("https://example.org/data/table.csv")
+    staged.local_path = "/scratch/staged/table.csv"
+    assert DataFuture(Future(), staged).filename == "/scratch/staged/table.csv"
+    with pytest.raises(ValueError, match="example.org"):
+        DataFuture(Future(), File("https://example.org/data/table.csv")).filename  # noqa: B018
+
+
+def test_tutorial_open_outputs_filename_in_a_subdirectory(tmp_path: pathlib.Path, monkeypatch) -> None:
+    # A relative output in a subdirectory of the working directory: the basename alone would not open.
+    import flowlib
+    from flowlib import bash_app, python_app
+    from flowlib.configs.local_threads import fresh_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+
+    @bash_app
+    def echo_hello(outputs=()):
+        return f"echo 'Hello World!' > {outputs[0]}"
+
+    @python_app
+    def write_number(n, outputs=()):
+        with open(outputs[0], "w") as f:
+            f.write(str(n))
+
+    with flowlib.load(fresh_config(run_dir=str(tmp_path / "runinfo"))):
+        hello = echo_hello(outputs=[File("out/hello.txt")])
+        number = write_number(7, outputs=[File(os.path.join("out", "number.txt"))])
+        hello.result(timeout=30)
+        number.result(timeout=30)
+        with open(hello.outputs[0].filename) as f:
+            assert f.read() == "Hello World!\n"
+        with open(number.outputs[0].filename) as f:
+            assert f.read() == "7"
+        assert not os.path.exists(hello.outputs[0].file_obj.filename)  # "hello.txt" is not in the cwd
 
 
 def test_datafuture_of_done_parent() -> None:

@@ -74,8 +74,13 @@ class DataFuture(Future[File]):
 
     @property
     def filename(self) -> str:
-        """The file name (last path component) of the file."""
-        return self.file_obj.filename
+        """The file's path, the same as :attr:`filepath` (as in Parsl).
+
+        Unlike :attr:`File.filename <flowlib.data_provider.files.File.filename>`,
+        which is the last path component, this is what to ``open()``:
+        ``open(fut.outputs[0].filename)`` works from the directory the script runs in.
+        """
+        return self.filepath
 
     def cancel(self) -> bool:
         """Cancel the parent; this future is cancelled with it.

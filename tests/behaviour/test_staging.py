@@ -48,11 +48,27 @@ def in_tmp_path(tmp_path, monkeypatch):
     return tmp_path
 
 
+def test_output_filename_is_the_path_to_open(dfk, tmp_path):
+    # Parsl's tutorials: run an app with outputs=[File(...)], then open(fut.outputs[0].filename).
+    (tmp_path / "results").mkdir()
+    made = bash_write("Hello", outputs=[File(str(tmp_path / "results" / "hello.txt"))])
+    assert made.result(timeout=30) == 0
+    out = made.outputs[0]
+    assert out.filename == out.filepath == str(tmp_path / "results" / "hello.txt")
+    with open(out.filename) as f:
+        assert f.read() == "Hello\n"
+    written = write_lines(["x", "y"], outputs=[File(str(tmp_path / "results" / "xy.txt"))])
+    assert written.result(timeout=30) == 2
+    with open(written.outputs[0].filename) as f:
+        assert f.read().splitlines() == ["x", "y"]
+
+
 def test_file_passed_between_apps(dfk, tmp_path):
     target = File(str(tmp_path / "lines.txt"))
     writer = write_lines(["a", "b", "c"], outputs=[target])
     data = writer.outputs[0]
-    assert data.filename == "lines.txt"
+    assert data.filename == data.filepath == str(tmp_path / "lines.txt")  # Parsl: the path, not the basename
+    assert data.file_obj.filename == "lines.txt"
     reader = count_lines(inputs=[data])
     assert reader.result(timeout=10) == 3
     assert writer.result(timeout=10) == 3

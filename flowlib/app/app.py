@@ -25,7 +25,7 @@ from flowlib.app.special import SPECIAL_KEYWORDS
 
 if TYPE_CHECKING:
     from flowlib.app.bash import BashApp
-    from flowlib.app.python import JoinApp, PythonApp
+    from flowlib.app.python import PythonApp
     from flowlib.dataflow.dflow import DataFlowKernel
     from flowlib.dataflow.futures import AppFuture
 
@@ -276,7 +276,7 @@ def join_app(
     data_flow_kernel: DataFlowKernel | None = None,
     cache: bool = False,
     ignore_for_cache: Sequence[str] | None = None,
-) -> JoinApp[P, R]: ...
+) -> PythonApp[P, R]: ...
 
 
 @overload
@@ -285,7 +285,7 @@ def join_app(
     data_flow_kernel: DataFlowKernel | None = None,
     cache: bool = False,
     ignore_for_cache: Sequence[str] | None = None,
-) -> JoinApp[P, Any]: ...
+) -> PythonApp[P, Any]: ...
 
 
 @overload
@@ -294,7 +294,7 @@ def join_app(
     data_flow_kernel: DataFlowKernel | None = None,
     cache: bool = False,
     ignore_for_cache: Sequence[str] | None = None,
-) -> Callable[[Callable[P, Any]], JoinApp[P, Any]]: ...
+) -> Callable[[Callable[P, Any]], PythonApp[P, Any]]: ...
 
 
 def join_app(
@@ -302,16 +302,19 @@ def join_app(
     data_flow_kernel: DataFlowKernel | None = None,
     cache: bool = False,
     ignore_for_cache: Sequence[str] | None = None,
-) -> JoinApp[P, Any] | Callable[[Callable[P, Any]], JoinApp[P, Any]]:
+) -> PythonApp[P, Any] | Callable[[Callable[P, Any]], PythonApp[P, Any]]:
     """Make a function that launches other apps an app; it returns their future(s).
 
     The function runs on the kernel's internal executor and must return a future
-    or a list of futures; the join app's future takes their result(s).
+    or a list of futures; the join app's future takes their result(s). The app is
+    a :class:`~flowlib.app.python.PythonApp` with ``join=True``, as in Parsl.
     """
-    from flowlib.app.python import JoinApp
+    from flowlib.app.python import PythonApp
 
-    def decorator(func: Callable[P, Any]) -> JoinApp[P, Any]:
-        return JoinApp(func, data_flow_kernel=data_flow_kernel, cache=cache, ignore_for_cache=ignore_for_cache)
+    def decorator(func: Callable[P, Any]) -> PythonApp[P, Any]:
+        return PythonApp(
+            func, data_flow_kernel=data_flow_kernel, cache=cache, ignore_for_cache=ignore_for_cache, join=True
+        )
 
     if function is not None:
         return decorator(function)

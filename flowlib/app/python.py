@@ -18,18 +18,43 @@ class PythonApp(AppBase[P, R]):
     """An app whose tasks call a Python function; the future holds its return value.
 
     Constructible directly, as frameworks do: ``PythonApp(func, executors=["htex"])``.
+
+    With ``join=True`` it is a join app (what ``@join_app`` makes, as in Parsl): the
+    function runs on the kernel's internal executor, launches other apps and returns
+    their future or a list of futures, and the app's future takes their result(s).
+    ``executors`` is then ignored. ``app.join`` tells which kind an app is.
     """
 
-    kind = "python"
+    def __init__(
+        self,
+        func: Callable[P, Any],
+        data_flow_kernel: DataFlowKernel | None = None,
+        executors: str | Sequence[str] = "all",
+        cache: bool = False,
+        ignore_for_cache: Sequence[str] | None = None,
+        join: bool = False,
+    ) -> None:
+        if not isinstance(join, bool):
+            raise TypeError(f"PythonApp argument 'join' must be a bool, got {type(join).__name__}")
+        super().__init__(
+            func,
+            data_flow_kernel=data_flow_kernel,
+            executors=(INTERNAL_EXECUTOR,) if join else executors,
+            cache=cache,
+            ignore_for_cache=ignore_for_cache,
+        )
+        self.join = join
+        self.kind = "join" if join else "python"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.__name__}{' join=True' if self.join else ''}>"
 
 
-class JoinApp(AppBase[P, R]):
-    """An app whose function launches other apps and returns their future(s).
+class JoinApp(PythonApp[P, R]):
+    """A :class:`PythonApp` with ``join=True``; kept for code written against earlier flowlib.
 
-    It runs on the kernel's internal executor; its future takes the inner result(s).
+    ``@join_app`` returns a plain ``PythonApp(func, join=True)``, as Parsl does.
     """
-
-    kind = "join"
 
     def __init__(
         self,
@@ -40,16 +65,8 @@ class JoinApp(AppBase[P, R]):
         ignore_for_cache: Sequence[str] | None = None,
     ) -> None:
         super().__init__(
-            func,
-            data_flow_kernel=data_flow_kernel,
-            executors=(INTERNAL_EXECUTOR,),
-            cache=cache,
-            ignore_for_cache=ignore_for_cache,
+            func, data_flow_kernel=data_flow_kernel, cache=cache, ignore_for_cache=ignore_for_cache, join=True
         )
-
-    def executable(self, executor_label: str, working_dir: str | None) -> Callable[..., Any]:
-        """The join function itself, run on the internal executor."""
-        return self.executable_func
 
 
 __all__ = ["JoinApp", "PythonApp", "INTERNAL_EXECUTOR"]

@@ -175,15 +175,11 @@ class DataFlowKernel:
         join: bool = False,
     ) -> AppFuture[Any]:
         """Submit ``func`` as a Python (or join) task; the Parsl-compatible low-level entry."""
-        from flowlib.app.python import JoinApp, PythonApp
+        from flowlib.app.python import PythonApp
 
-        app: AppBase[Any, Any]
-        if join:
-            app = JoinApp(func, data_flow_kernel=self, cache=cache, ignore_for_cache=ignore_for_cache)
-        else:
-            app = PythonApp(
-                func, data_flow_kernel=self, executors=executors, cache=cache, ignore_for_cache=ignore_for_cache
-            )
+        app: AppBase[Any, Any] = PythonApp(
+            func, data_flow_kernel=self, executors=executors, cache=cache, ignore_for_cache=ignore_for_cache, join=join
+        )
         return app(*app_args, **(app_kwargs or {}))
 
     def submit_app(self, app: AppBase[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> AppFuture[Any]:

@@ -103,3 +103,39 @@ def test_join_returning_a_non_future(dfk):
     with pytest.raises(TypeError):
         list_with_non_future().result(timeout=10)
     assert add(1, 1).result(timeout=10) == 2
+
+
+# -- join apps are PythonApp objects with join=True, as in Parsl ---------------------------
+
+
+def double_sum(a, b):
+    return add(add(a, b), add(a, b))
+
+
+def test_join_app_is_a_python_app_with_join_true():
+    from flowlib.app.python import JoinApp, PythonApp
+
+    assert type(add_then_double) is PythonApp
+    assert isinstance(add_then_double, PythonApp) and add_then_double.join is True
+    assert isinstance(add, PythonApp) and add.join is False
+    assert PythonApp(double_sum).join is False
+    made = join_app(cache=True)(double_sum)
+    assert isinstance(made, PythonApp) and made.join is True and made.cache is True
+    old = JoinApp(double_sum)  # the earlier flowlib name still works and is a PythonApp too
+    assert isinstance(old, PythonApp) and old.join is True
+    with pytest.raises(TypeError, match="'join' must be a bool"):
+        PythonApp(double_sum, join="yes")
+
+
+def test_python_app_with_join_true_built_directly_runs_as_a_join_app(dfk):
+    from flowlib.app.python import PythonApp
+
+    direct = PythonApp(double_sum, join=True)
+    assert direct(2, 3).result(timeout=30) == 10
+    # executors are ignored for a join app: it runs on the kernel's internal executor
+    named = PythonApp(double_sum, executors=["no-such-executor"], join=True)
+    assert named(1, 1).result(timeout=30) == 4
+    # through the kernel's low-level entry, as Parsl's dfk.submit(..., join=True)
+    assert dfk.submit(double_sum, app_args=(1, 2), join=True).result(timeout=30) == 6
+    with pytest.raises(TypeError, match="must return a Future"):
+        PythonApp(lambda: 42, join=True)().result(timeout=30)

@@ -49,8 +49,11 @@ def test_load_returns_kernel_and_context_manager_cleans_up(tmp_path):
 def test_load_twice_is_a_clear_error(tmp_path):
     dfk = flowlib.load(Config(run_dir=str(tmp_path)))
     try:
-        with pytest.raises(ConfigurationError, match="already loaded"):
+        with pytest.raises(ConfigurationError, match="already been loaded") as raised:
             flowlib.load(Config(run_dir=str(tmp_path)))
+        # as in Parsl ("Config has already been loaded"), and it says how to recover
+        assert str(dfk.run_dir) in str(raised.value)
+        assert "flowlib.dfk().cleanup()" in str(raised.value) and "flowlib.clear()" in str(raised.value)
     finally:
         dfk.cleanup()
     assert flowlib.load(Config(run_dir=str(tmp_path))).cleanup() is None
@@ -221,3 +224,60 @@ def test_gc_threshold_is_raised_while_running_and_restored(tmp_path):
         assert gc.get_threshold() == before
     finally:
         dfk.cleanup()
+
+
+# -- loading again after a failure (a notebook's cells run again) ------------------------
+
+
+@python_app
+def boom(message):
+    raise ValueError(message)
+
+
+def test_a_thread_pool_config_loads_again_after_its_kernel_was_cleaned_up(tmp_path):
+    # As with Parsl's thread pool: the same Config object, loaded cell after cell.
+    config = Config(executors=[ThreadPoolExecutor(label="cells", max_threads=2)], run_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="cell 1"):
+        with flowlib.load(config):
+            boom("cell 1").result(timeout=10)
+    with flowlib.load(config) as dfk:
+        assert add(1, 2).result(timeout=10) == 3
+        assert dfk.executors["cells"].statistics().submitted == 1  # counted afresh
+    dfk = flowlib.load(config)
+    assert add(2, 3).result(timeout=10) == 5
+    dfk.cleanup()
+    assert sorted(os.listdir(tmp_path)) == ["000", "001", "002"]
+
+
+def test_a_reused_htex_config_is_refused_at_load_and_leaves_nothing_loaded(tmp_path):
+    from flowlib.configs.htex_local import fresh_config
+
+    config = fresh_config(max_workers_per_node=1, run_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="first"):
+        with flowlib.load(config):
+            boom("first").result(timeout=30)
+    with pytest.raises(ConfigurationError, match="cannot be started again") as raised:
+        flowlib.load(config)
+    assert "'htex_local'" in str(raised.value) and "fresh_config()" in str(raised.value)
+    with pytest.raises(NoDataFlowKernelError):
+        flowlib.dfk()
+    assert sorted(os.listdir(tmp_path)) == ["000"]  # refused before a run directory was made
+    with flowlib.load(fresh_config(max_workers_per_node=1, run_dir=str(tmp_path))):
+        assert add(3, 4).result(timeout=30) == 7
+
+
+class _FailsToStart(ThreadPoolExecutor):
+    def start(self):
+        raise RuntimeError("this executor does not start")
+
+
+def test_a_load_whose_executor_fails_to_start_stops_the_others_and_loads_nothing(tmp_path):
+    first = ThreadPoolExecutor(label="first")
+    config = Config(executors=[first, _FailsToStart(label="second")], run_dir=str(tmp_path))
+    with pytest.raises(RuntimeError, match="does not start"):
+        flowlib.load(config)
+    with pytest.raises(NoDataFlowKernelError):
+        flowlib.dfk()
+    assert first._shutdown  # started before the failure, shut down by it
+    with flowlib.load(Config(executors=[ThreadPoolExecutor()], run_dir=str(tmp_path))):
+        assert add(1, 1).result(timeout=10) == 2

@@ -30,6 +30,7 @@ __all__ = ["READY", "AllocationProvider", "auto", "detect"]
 
 READY = (
     "local_threads",
+    "htex_local",
     "local_htex",
     "slurm",
     "slurm_ssh",

@@ -78,6 +78,7 @@ class DataFlowKernel:
             raise TypeError(f"DataFlowKernel expects a flowlib.config.Config, got {type(config).__name__}")
         self.config = config
         self._check_labels(config.executors)
+        _refuse_shut_down_executors(config.executors)
         from flowlib.dataflow.memoization import memoizer_for, start_memoizer
 
         memoizer = memoizer_for(config)  # before anything starts: a bad combination fails cleanly
@@ -118,14 +119,39 @@ class DataFlowKernel:
 
         self.executors: dict[str, FlowlibExecutor] = {}
         internal = ThreadPoolExecutor(label=INTERNAL_EXECUTOR, max_threads=config.internal_tasks_max_threads)
-        for executor in [*config.executors, internal]:
-            executor.run_dir = self.run_dir
-            executor.run_id = self.run_id
-            executor.start()
-            self.executors[executor.label] = executor
-        self.data_manager = DataManager(self)
-        self._poller = self._start_job_status_poller()
+        try:
+            for executor in [*config.executors, internal]:
+                executor.run_dir = self.run_dir
+                executor.run_id = self.run_id
+                self.executors[executor.label] = executor  # before start(): a half-started one is shut down too
+                executor.start()
+                _SHUT_DOWN_BY.pop(executor, None)
+            self.data_manager = DataManager(self)
+            self._poller = self._start_job_status_poller()
+        except BaseException:
+            self._undo_start()
+            raise
         self._atexit: Callable[[], None] | None = _register_atexit(self)
+
+    def _undo_start(self) -> None:
+        """Release what a failed ``__init__`` had started, so that nothing is left running and load() works again."""
+        logger.error("DataFlowKernel in %s failed to start; shutting down what it had started", self.run_dir)
+        self.cleanup_called = True
+        for executor in reversed(list(self.executors.values())):
+            try:
+                executor.shutdown()
+            except Exception:
+                logger.exception("executor %s failed to shut down", executor.label)
+            _note_shut_down(executor, self.run_dir)
+        for close in (self.memoizer.close, self._close_monitoring):
+            try:
+                close()
+            except Exception:
+                logger.exception("closing after a failed start failed")
+        _restore_gc_threshold(self._gc_restore, self.config.gc_threshold)
+        if self._stop_logging is not None:
+            self._stop_logging()
+            self._stop_logging = None
 
     def _start_job_status_poller(self) -> Any:
         from flowlib.executors.block_provider import BlockProviderExecutor
@@ -511,6 +537,7 @@ class DataFlowKernel:
                 executor.shutdown()
             except Exception:
                 logger.exception("executor %s failed to shut down", executor.label)
+            _note_shut_down(executor, self.run_dir)
         with self._lock:
             leftover = list(self.tasks.values())
         for record in leftover:
@@ -564,6 +591,34 @@ class DataFlowKernel:
 
     def __repr__(self) -> str:
         return f"<DataFlowKernel {self.run_dir} tasks_in_flight={len(self.tasks)}>"
+
+
+_SHUT_DOWN_BY: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+"""Executor -> the run directory of the kernel whose cleanup shut it down (until it starts again)."""
+
+
+def _note_shut_down(executor: Any, run_dir: str) -> None:
+    try:
+        _SHUT_DOWN_BY[executor] = run_dir
+    except TypeError:  # an executor that cannot be weakly referenced or hashed: not tracked
+        pass
+
+
+def _refuse_shut_down_executors(executors: Sequence[Any]) -> None:
+    """ConfigurationError for an executor that an earlier kernel shut down and that cannot start again."""
+    for executor in executors:
+        try:
+            run_dir = _SHUT_DOWN_BY.get(executor)
+        except TypeError:
+            continue
+        if run_dir is None or getattr(executor, "restartable", True):
+            continue
+        raise ConfigurationError(
+            f"executor {executor.label!r} ({type(executor).__name__}) of this Config was shut down when the "
+            f"DataFlowKernel of {run_dir} was cleaned up, and it cannot be started again: load a new Config, "
+            "e.g. fresh_config() from a flowlib.configs module, or a function that builds the Config on each call "
+            "(nothing was loaded; flowlib.load() works again with a new Config)"
+        )
 
 
 def _name_task(exc: Exception, record: TaskRecord) -> Exception:

@@ -24,12 +24,21 @@ class DataFlowKernelLoader:
 
     @classmethod
     def load(cls, config: Config | None = None) -> DataFlowKernel:
-        """Start a kernel for ``config`` (default: a local thread pool) and make it current."""
+        """Start a kernel for ``config`` (default: a local thread pool) and make it current.
+
+        As in Parsl, loading while a kernel is loaded raises ConfigurationError
+        ("Config has already been loaded"); the message says how to recover. A
+        load that fails (an executor that does not start, a Config whose executors
+        an earlier kernel shut down and cannot start again) leaves nothing loaded
+        and nothing running, so the next ``load()`` works.
+        """
         with cls._lock:
             if cls._dfk is not None:
                 raise ConfigurationError(
-                    f"a DataFlowKernel is already loaded ({cls._dfk.run_dir}); call flowlib.clear() or "
-                    "dfk.cleanup() first, or use `with flowlib.load(config):`"
+                    f"Config has already been loaded: the DataFlowKernel of {cls._dfk.run_dir} is still loaded. "
+                    "To load another, first shut it down with flowlib.dfk().cleanup() (or forget it without "
+                    "shutting it down with flowlib.clear()); in a notebook, `with flowlib.load(config):` in one "
+                    "cell cleans up even when the cell fails"
                 )
             from flowlib.dataflow.dflow import DataFlowKernel
 

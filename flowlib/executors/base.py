@@ -45,11 +45,19 @@ class FlowlibExecutor(metaclass=abc.ABCMeta):
     """Base class of all executors.
 
     Attributes the kernel reads: ``label`` (unique in a Config), ``storage_access``
-    (staging providers, or None for the defaults), ``working_dir``. Attributes the
-    kernel sets before ``start()``: ``run_dir``, ``run_id``.
+    (staging providers, or None for the defaults), ``working_dir``, ``restartable``.
+    Attributes the kernel sets before ``start()``: ``run_dir``, ``run_id``.
+
+    ``restartable`` says whether ``start()`` may be called again after
+    ``shutdown()``, so that a Config can be loaded again once its kernel was
+    cleaned up (as a notebook does when a cell is run twice). An executor that
+    cannot start again sets it to False; the kernel then refuses, at load, an
+    executor an earlier kernel shut down, with an error saying to build a new
+    Config, instead of loading a kernel whose every task would fail.
     """
 
     label: str = "base"
+    restartable: bool = True
     storage_access: list[Any] | None = None
     working_dir: str | None = None
     run_dir: str = "."
@@ -57,7 +65,7 @@ class FlowlibExecutor(metaclass=abc.ABCMeta):
 
     @abc.abstractmethod
     def start(self) -> None:
-        """Start the executor; called once by the kernel before any submit."""
+        """Start the executor; called by the kernel before any submit (again after shutdown if ``restartable``)."""
 
     @abc.abstractmethod
     def submit(

@@ -93,6 +93,8 @@ class DaskExecutor(FlowlibExecutor):
         TypeError: an argument has the wrong type.
     """
 
+    restartable = False  # start() after shutdown() does not bring it back: load a new Config
+
     def __init__(
         self,
         address: Any = None,

@@ -67,6 +67,8 @@ class GlobusComputeExecutor(FlowlibExecutor):
             another argument has the wrong type.
     """
 
+    restartable = False  # start() after shutdown() does not bring it back: load a new Config
+
     def __init__(
         self,
         executor: Any,

@@ -112,8 +112,24 @@ class ThreadPoolExecutor(FlowlibExecutor):
         self._watchdog: DeadlineWatchdog | None = None
 
     def start(self) -> None:
-        """Mark the pool usable; threads are started on the first submit."""
-        self._started = True
+        """Mark the pool usable; threads are started on the first submit.
+
+        After :meth:`shutdown` this makes the pool usable again with a new task queue
+        and new threads (as Parsl's thread pool does), so a Config can be loaded again
+        once its kernel has been cleaned up. Threads of the earlier run that are still
+        finishing keep the old queue and take none of the new tasks.
+        """
+        with self._lock:
+            if self._shutdown:
+                self._queue = SimpleQueue()
+                self._workers = set()
+                self._abandoned = set()
+                self._submitted = itertools.count()
+                self._completed = itertools.count()
+                self._watchdog = None
+                self._shutdown = False
+                logger.debug("%s started again after shutdown", self.label)
+            self._started = True
 
     def _start_threads(self) -> None:
         with self._lock:

@@ -92,6 +92,8 @@ class HighThroughputExecutor(BlockProviderExecutor):
     "High-throughput executor" for every option.
     """
 
+    restartable = False  # start() after shutdown() does not bring it back: load a new Config
+
     def __init__(
         self,
         label: str = "HighThroughputExecutor",

@@ -7,7 +7,7 @@
 
 Assumes nothing: tasks run on a :class:`~flowlib.executors.threads.ThreadPoolExecutor`
 in the submitting process, without serialization. CPU-bound Python code gains
-little from threads (the GIL); use :mod:`flowlib.configs.local_htex` for that.
+little from threads (the GIL); use :mod:`flowlib.configs.htex_local` for that.
 """
 
 from __future__ import annotations

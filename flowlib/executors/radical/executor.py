@@ -94,6 +94,8 @@ class RadicalPilotExecutor(FlowlibExecutor):
         TypeError / ValueError: an argument has the wrong type or value.
     """
 
+    restartable = False  # start() after shutdown() does not bring it back: load a new Config
+
     def __init__(
         self,
         resource: str,

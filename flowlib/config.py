@@ -50,6 +50,12 @@ class Config(RepresentationMixin):
     - ``project_name``: a free-form label for the run.
     - ``initialize_logging``: True (``<run_dir>/flowlib.log`` at INFO), False, or a
       :class:`~flowlib.logconfigs.base.LoggingConfig`.
+    - ``max_tasks_in_flight`` (flowlib only): backpressure. When this many tasks
+      are submitted and not finished, a submission from the main thread waits
+      until a tenth of them have finished, so a loop submitting millions of tasks
+      keeps the submitter's memory bounded (about 2 KB per task in flight, plus
+      its arguments). Submissions from other threads (join apps, callbacks,
+      steering threads) never wait. Default 1,000,000; None: no bound.
     - ``gc_threshold`` (flowlib only): while the kernel runs, CPython's
       young-generation garbage-collection threshold is raised to at least this
       (default 50,000; restored at cleanup). With hundreds of thousands of tasks in
@@ -78,6 +84,7 @@ class Config(RepresentationMixin):
         project_name: str | None = None,
         initialize_logging: bool | LoggingConfig = True,
         gc_threshold: int | None = 50_000,
+        max_tasks_in_flight: int | None = 1_000_000,
         app_cache: bool = True,
         checkpoint_files: Sequence[Any] | None = None,
         checkpoint_mode: Literal["task_exit", "periodic", "dfk_exit", "manual"] | None = None,
@@ -112,6 +119,7 @@ class Config(RepresentationMixin):
                 "project_name": (project_name, str | None),
                 "initialize_logging": (initialize_logging, bool | LoggingConfig),
                 "gc_threshold": (gc_threshold, int | None),
+                "max_tasks_in_flight": (max_tasks_in_flight, int | None),
                 "app_cache": (app_cache, bool),
                 "checkpoint_files": (checkpoint_files, list[Any] | tuple[Any, ...] | None),
                 "checkpoint_mode": (checkpoint_mode, Literal["task_exit", "periodic", "dfk_exit", "manual"] | None),
@@ -130,6 +138,8 @@ class Config(RepresentationMixin):
             raise ValueError(f"Config argument 'strategy_period' must be > 0, got {strategy_period}")
         if gc_threshold is not None and gc_threshold < 1:
             raise ValueError(f"Config argument 'gc_threshold' must be >= 1 or None, got {gc_threshold}")
+        if max_tasks_in_flight is not None and max_tasks_in_flight < 1:
+            raise ValueError(f"Config argument 'max_tasks_in_flight' must be >= 1 or None, got {max_tasks_in_flight}")
         if executors is None:
             from flowlib.executors.threads import ThreadPoolExecutor
 
@@ -152,6 +162,7 @@ class Config(RepresentationMixin):
         self.project_name = project_name
         self.initialize_logging = initialize_logging
         self.gc_threshold = gc_threshold
+        self.max_tasks_in_flight = max_tasks_in_flight
         # Parsl's checkpoint keywords; the kernel builds a BasicMemoizer from them at load()
         # (they may also be set as attributes after construction, as Parsl allows).
         self.app_cache = app_cache

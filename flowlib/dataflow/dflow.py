@@ -84,6 +84,10 @@ class DataFlowKernel:
         memoizer = memoizer_for(config)  # before anything starts: a bad combination fails cleanly
         self.cleanup_called = False
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # backpressure: see _wait_for_room
+        self._max_in_flight = config.max_tasks_in_flight
+        self._resume_at = 0 if self._max_in_flight is None else self._max_in_flight - max(1, self._max_in_flight // 10)
+        self._waiting_submitters = 0
         self._tid = itertools.count()
         self._trampoline = Trampoline()
         # bound once: a fresh bound method per task would be one more object for the GC to track
@@ -214,6 +218,8 @@ class DataFlowKernel:
             raise NoDataFlowKernelError(
                 f"cannot submit {app.__name__}: this DataFlowKernel ({self.run_dir}) has been cleaned up"
             )
+        if self._max_in_flight is not None and len(self.tasks) >= self._max_in_flight:
+            self._wait_for_room(app.__name__)
         label = self._choose_executor(app.executors, app.__name__)
         executor = self.executors[label]
         resource_spec = kwargs.get("parsl_resource_specification") or kwargs.get("resource_specification") or {}
@@ -254,6 +260,37 @@ class DataFlowKernel:
             dep.add_done_callback(callback)
         self._dependency_done(record, None)
         return app_fu
+
+    def _wait_for_room(self, app_name: str) -> None:
+        """Backpressure: the main thread waits while ``max_tasks_in_flight`` tasks are unfinished.
+
+        Other threads never wait: a join app's body or a done-callback that submits
+        runs on a thread that finishing tasks may need.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+        bound = self._max_in_flight
+        assert bound is not None
+        with self._room:
+            if len(self.tasks) < bound or self.cleanup_called:
+                return
+            logger.info(
+                "submitting %s waits: %d tasks in flight reached max_tasks_in_flight; resuming at %d",
+                app_name,
+                len(self.tasks),
+                self._resume_at,
+            )
+            self._waiting_submitters += 1
+            try:
+                while len(self.tasks) > self._resume_at and not self.cleanup_called:
+                    self._room.wait()
+            finally:
+                self._waiting_submitters -= 1
+        if self.cleanup_called:
+            raise NoDataFlowKernelError(
+                f"cannot submit {app_name}: this DataFlowKernel ({self.run_dir}) was cleaned up while the "
+                "submission waited for tasks in flight to finish"
+            )
 
     def _choose_executor(self, wanted: str | tuple[str, ...], app_name: str) -> str:
         choices = self._executor_choices.get(wanted)
@@ -448,6 +485,8 @@ class DataFlowKernel:
                 return
             self._transition(record, state, exception)
             self.tasks.pop(record.id, None)
+            if self._waiting_submitters and len(self.tasks) <= self._resume_at:
+                self._room.notify_all()
         record.time_returned = time.time()
         app_fu = record.app_fu
         assert app_fu is not None
@@ -482,6 +521,8 @@ class DataFlowKernel:
             if status is _S.pending or status is _S.unsched:
                 self._transition(record, _S.cancelled)
                 self.tasks.pop(record.id, None)
+                if self._waiting_submitters and len(self.tasks) <= self._resume_at:
+                    self._room.notify_all()
                 exec_fu = None
             elif status is _S.launched:
                 exec_fu = record.exec_fu
@@ -528,7 +569,9 @@ class DataFlowKernel:
         """
         if self.cleanup_called:
             raise FlowlibError(f"cleanup() has already been called on the DataFlowKernel of {self.run_dir}")
-        self.cleanup_called = True
+        with self._room:
+            self.cleanup_called = True
+            self._room.notify_all()  # a submission waiting for room gives up
         logger.info("DataFlowKernel cleaning up %s", self.run_dir)
         if self._poller is not None:
             self._poller.close()

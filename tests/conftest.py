@@ -54,12 +54,20 @@ def make_dask(tmp_path: Any) -> FlowlibExecutor:
     return make_executor(tmp_path)
 
 
+def make_flux(tmp_path: Any) -> FlowlibExecutor:
+    # The fake Flux of tests/fakeflux/ (flux-core cannot be installed here; see tests/flux_support.py).
+    from flux_support import make_executor
+
+    return make_executor(tmp_path)
+
+
 # Executors the behavioural suite runs on: name -> factory(tmp_path).
 EXECUTOR_FACTORIES: dict[str, Callable[[Any], FlowlibExecutor]] = {
     "threads": make_threads,
     "htex": make_htex,
     "globus-compute": make_globus_compute,
     "dask": make_dask,
+    "flux": make_flux,
 }
 
 # Executors that run only part of the behavioural suite: name -> (test modules run, tests left out).
@@ -75,6 +83,13 @@ SUITE_SUBSETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("test_apps.py", "test_dependencies.py", "test_errors.py", "test_retries.py", "test_caching.py")
         + ("test_bash.py", "test_join.py", "test_python_walltime.py", "test_staging.py"),
         (),
+    ),
+    # Flux (fake): every task is a job of one or more processes, about 0.2 s each here, so the
+    # chain of 1000 tasks is left out; the fake runs jobs in submission order as cores free up.
+    "flux": (
+        ("test_apps.py", "test_dependencies.py", "test_errors.py", "test_retries.py", "test_caching.py")
+        + ("test_bash.py", "test_join.py", "test_python_walltime.py", "test_staging.py"),
+        ("test_chain_of_1000_tasks",),
     ),
 }
 

@@ -9,6 +9,7 @@ from flowlib.executors.base import FlowlibExecutor, ParslExecutor
 
 if TYPE_CHECKING:
     from flowlib.executors.dask import DaskExecutor
+    from flowlib.executors.flux import FluxExecutor
     from flowlib.executors.globus_compute import GlobusComputeExecutor
     from flowlib.executors.high_throughput.executor import HighThroughputExecutor
     from flowlib.executors.high_throughput.mpi_executor import MPIExecutor
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DaskExecutor",
     "FlowlibExecutor",
+    "FluxExecutor",
     "GlobusComputeExecutor",
     "HighThroughputExecutor",
     "MPIExecutor",
@@ -26,6 +28,7 @@ __all__ = [
 
 _LAZY = {
     "DaskExecutor": "flowlib.executors.dask",
+    "FluxExecutor": "flowlib.executors.flux",
     "ThreadPoolExecutor": "flowlib.executors.threads",
     "HighThroughputExecutor": "flowlib.executors.high_throughput.executor",
     "MPIExecutor": "flowlib.executors.high_throughput.mpi_executor",
@@ -42,7 +45,6 @@ def __getattr__(name: str) -> Any:
                 "; this executor is not available in this version of flowlib"
                 if name
                 in {
-                    "FluxExecutor",
                     "RadicalPilotExecutor",
                 }
                 else ""

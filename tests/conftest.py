@@ -84,12 +84,13 @@ SUITE_SUBSETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         + ("test_bash.py", "test_join.py", "test_python_walltime.py", "test_staging.py"),
         (),
     ),
-    # Flux (fake): every task is a job of one or more processes, about 0.2 s each here, so the
-    # chain of 1000 tasks is left out; the fake runs jobs in submission order as cores free up.
+    # Flux (the fake of tests/fakeflux/): every task is a job, a new Python process (about 0.2 s
+    # on 2 busy cores), so the tests of hundreds of tasks (a chain of 1000, 6 x 100 from threads,
+    # fibonacci(10) as joins) would take minutes and are left out.
     "flux": (
         ("test_apps.py", "test_dependencies.py", "test_errors.py", "test_retries.py", "test_caching.py")
         + ("test_bash.py", "test_join.py", "test_python_walltime.py", "test_staging.py"),
-        ("test_chain_of_1000_tasks",),
+        ("test_chain_of_1000_tasks", "test_submissions_from_several_threads", "test_nested_joins"),
     ),
 }
 

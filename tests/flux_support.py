@@ -34,4 +34,5 @@ def make_executor(tmp_path: Any, label: str = "exec", **kwargs: Any) -> Any:
     from flowlib.executors.flux import FluxExecutor
 
     kwargs.setdefault("environment", {"PYTHONPATH": JOB_PYTHONPATH})
-    return FluxExecutor(label=label, flux_path=FAKE_FLUX_COMMAND, **kwargs)
+    kwargs.setdefault("flux_path", FAKE_FLUX_COMMAND)
+    return FluxExecutor(label=label, **kwargs)

@@ -251,8 +251,8 @@ class FluxExecutor(FlowlibExecutor):
         if self._thread is not None:
             self._thread.join(timeout=30)
         for task in left:
-            self._cancel_job(task)
             _set_exception(task.future, BadStateException(self, "the executor was shut down before the task finished"))
+            self._cancel_job(task)
         if self._flux_executor is not None:
             self._flux_executor.shutdown(wait=False, cancel_futures=True)
         self._stop_instance()
@@ -301,7 +301,7 @@ class FluxExecutor(FlowlibExecutor):
             self._next_id += 1
             self._tasks[task.task_id] = task
             self._submitted += 1
-        future.add_done_callback(lambda f: f.cancelled() and self._cancel_job(task))
+        future.add_done_callback(lambda f: self._cancel_job(task) if f.cancelled() else None)
         self._queue.put(task)
         return future
 
@@ -313,11 +313,7 @@ class FluxExecutor(FlowlibExecutor):
                 f"FluxExecutor {self.label!r}: unknown resource specification keys {unknown}; "
                 f"a Flux jobspec takes {', '.join(RESOURCE_KEYS)}",
             )
-        bad = [
-            k
-            for k, v in spec.items()
-            if isinstance(v, bool) or not isinstance(v, Integral) or v < RESOURCE_KEYS[k]
-        ]
+        bad = [k for k, v in spec.items() if isinstance(v, bool) or not isinstance(v, Integral) or v < RESOURCE_KEYS[k]]
         if bad:
             raise InvalidResourceSpecification(
                 set(bad),
@@ -465,9 +461,7 @@ class FluxExecutor(FlowlibExecutor):
     def statistics(self) -> ExecutorStatistics:
         """Tasks submitted and completed so far (workers: 1 once the Flux instance is up)."""
         with self._lock:
-            return ExecutorStatistics(
-                self.label, self._submitted, self._completed, int(self._instance_ready.is_set())
-            )
+            return ExecutorStatistics(self.label, self._submitted, self._completed, int(self._instance_ready.is_set()))
 
     def __repr__(self) -> str:
         return f"FluxExecutor(label={self.label!r}, provider={self.provider!r})"

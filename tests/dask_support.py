@@ -33,6 +33,7 @@ def shared_cluster() -> Any:
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             resources={"GPU": 1, "MEMORY": 1e9},
         )
         atexit.register(_cluster.close)

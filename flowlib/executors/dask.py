@@ -55,6 +55,9 @@ _LOCAL_DEFAULTS: dict[str, Any] = {
     "processes": True,
     "host": "127.0.0.1",
     "dashboard_address": None,
+    # Without a dashboard the scheduler still serves HTTP (health, metrics) on :8787 by default,
+    # and a second cluster on the machine then warns that the port is taken: use a free port.
+    "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
 }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 __all__ = ["EXECUTORS", "load_config_file", "make_config"]
 
 #: Executor kinds understood by :func:`make_config`.
-EXECUTORS: tuple[str, ...] = ("threads", "htex")
+EXECUTORS: tuple[str, ...] = ("threads", "htex", "dask", "flux")
 
 
 def make_config(lib_name: str, executor: str = "threads", *, workers: int = 2) -> Any:
@@ -25,9 +25,15 @@ def make_config(lib_name: str, executor: str = "threads", *, workers: int = 2) -
     ``threads``: one ``ThreadPoolExecutor(max_threads=workers, label='threads')``.
     ``htex``: one ``HighThroughputExecutor`` on this machine only: a
     ``LocalProvider`` with one block, *workers* workers, address 127.0.0.1.
-    Everything else (logging included) keeps the library's defaults, because
-    that is what users get.
+    ``dask``: one ``DaskExecutor`` (flowlib only; Parsl has none) on a
+    ``LocalCluster`` it makes: *workers* worker processes of one thread each.
+    ``flux``: one ``FluxExecutor`` on a ``LocalProvider``: a Flux instance on
+    this machine started with the ``flux`` on PATH (the ``flux`` package must be
+    importable). Everything else (logging included) keeps the library's
+    defaults, because that is what users get.
     """
+    if executor == "dask" and lib_name != "flowlib":
+        raise ValueError(f"{lib_name} has no DaskExecutor; the 'dask' executor is flowlib's only")
     config_module = importlib.import_module(f"{lib_name}.config")
     if executor == "threads":
         threads = importlib.import_module(f"{lib_name}.executors.threads")
@@ -41,6 +47,13 @@ def make_config(lib_name: str, executor: str = "threads", *, workers: int = 2) -
             max_workers_per_node=workers,
             provider=providers.LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1),
         )
+    elif executor == "dask":
+        dask = importlib.import_module("flowlib.executors.dask")
+        chosen = dask.DaskExecutor(label="dask", local_cluster_kwargs={"n_workers": workers, "threads_per_worker": 1})
+    elif executor == "flux":
+        executors = importlib.import_module(f"{lib_name}.executors")
+        providers = importlib.import_module(f"{lib_name}.providers")
+        chosen = executors.FluxExecutor(label="flux", provider=providers.LocalProvider())
     else:
         raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     return config_module.Config(executors=[chosen])

@@ -101,7 +101,10 @@ class _Task:
 class FluxExecutor(FlowlibExecutor):
     """Run each task as a job of a Flux instance that this executor starts through its provider.
 
-    Parameters (those of Parsl's FluxExecutor):
+    The keywords up to ``launch_cmd`` are those of Parsl's FluxExecutor;
+    ``environment`` and ``storage_access`` are flowlib's.
+
+    Parameters:
         provider: where the Flux instance runs (default: a new ``LocalProvider()``,
             this machine). One block is started; Flux schedules the tasks inside it.
         working_dir: the directory for the executor's files (task inputs and
@@ -116,8 +119,6 @@ class FluxExecutor(FlowlibExecutor):
         launch_cmd: the command a block runs (default :data:`DEFAULT_LAUNCH_CMD`);
             placeholders ``{flux}``, ``{python}``, ``{manager}``, ``{protocol}``,
             ``{hostname}``, ``{port}``.
-
-    flowlib's additions:
         environment: variables set in every job on top of this process's
             environment (a job otherwise gets a copy of ``os.environ`` at start).
         storage_access: staging providers for files (None: the defaults).

@@ -267,7 +267,7 @@ class FluxExecutor(FlowlibExecutor):
         if self.job_id is not None:
             deadline = time.monotonic() + (5 if self._instance_ready.is_set() else 0)
             while time.monotonic() < deadline and not self.provider.status([self.job_id])[0].terminal:
-                time.sleep(0.1)
+                time.sleep(0.25)  # the block ends once flux start's initial program returns
             if not self.provider.status([self.job_id])[0].terminal:
                 self.provider.cancel([self.job_id])
         if self._zmq_socket is not None:
@@ -357,6 +357,7 @@ class FluxExecutor(FlowlibExecutor):
     def _wait_for_instance(self) -> str | None:
         """Block until the instance sends its URI; fail if the block ends first."""
         assert self._zmq_socket is not None and self.job_id is not None
+        next_poll = 0.0  # ask the scheduler at most once per the provider's polling interval
         while not self._shutdown:
             if self._zmq_socket.poll(200):
                 message = self._zmq_socket.recv_json()
@@ -368,6 +369,9 @@ class FluxExecutor(FlowlibExecutor):
                 self._instance_ready.set()
                 logger.info("FluxExecutor %s: Flux instance up at %s", self.label, uri)
                 return uri
+            if time.monotonic() < next_poll:
+                continue
+            next_poll = time.monotonic() + self.provider.status_polling_interval
             status = self.provider.status([self.job_id])[0]
             if status.terminal:
                 details = f": {status.message.strip()}" if status.message else ""

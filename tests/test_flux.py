@@ -127,6 +127,21 @@ def test_resource_specification_becomes_the_jobspec(flux_dfk, tmp_path):
     assert sorted(out.read_text().splitlines()) == ["rank 0 of 2", "rank 1 of 2"]
 
 
+@bash_app
+def write_relative(name):
+    return f"echo here > {name}"
+
+
+def test_working_dir_holds_the_files_and_is_the_jobs_directory(tmp_path):
+    work = tmp_path / "shared"
+    executor = make_executor(tmp_path, working_dir=str(work))
+    with flowlib.load(Config(executors=[executor], run_dir=str(tmp_path / "runinfo"))):
+        assert rank_info().result(timeout=20)[2] == str(work)
+        assert write_relative("out.txt").result(timeout=20) == 0
+        assert (work / "out.txt").read_text() == "here\n"
+        assert (work / "flux_tasks").is_dir()
+
+
 def test_cancel_kills_the_running_flux_job(flux_dfk, tmp_path):
     from conftest import try_assert
 
@@ -193,6 +208,24 @@ def test_launch_cmd_placeholders(tmp_path):
     with flowlib.load(Config(executors=[executor], run_dir=str(tmp_path / "runinfo"))):
         assert add(2, 2).result(timeout=20) == 4
     assert marker.exists()
+
+
+def test_an_instance_on_another_host_is_reached_over_ssh(tmp_path):
+    """A broker on another node reports local://PATH and its host; the client connects to ssh://HOST/PATH."""
+    script = tmp_path / "remote_instance.py"
+    script.write_text(
+        "import json, sys, zmq\n"
+        "protocol, host, port = sys.argv[1:]\n"
+        "s = zmq.Context().socket(zmq.REQ)\n"
+        "s.connect(f'{protocol}://{host}:{port}')\n"
+        "s.send_string(json.dumps({'uri': 'local:///tmp/flux-abc/local-0', 'host': 'node17'}))\n"
+        "s.recv()\n"
+    )
+    cmd = "{flux} start {python} " + str(script) + " {protocol} {hostname} {port}"
+    executor = make_executor(tmp_path, launch_cmd=cmd)
+    with flowlib.load(Config(executors=[executor], run_dir=str(tmp_path / "runinfo"))):
+        assert add(1, 2).result(timeout=20) == 3
+        assert executor.flux_uri == "ssh://node17/tmp/flux-abc/local-0"
 
 
 # --------------------------------------------------------------------------- real Flux

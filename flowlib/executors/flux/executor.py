@@ -234,7 +234,13 @@ class FluxExecutor(FlowlibExecutor):
             hostname=hostname,
             port=port,
         )
-        self.job_id = self.provider.submit(command, 1, job_name=f"flowlib.{self.label}.flux")
+        try:
+            self.job_id = self.provider.submit(command, 1, job_name=f"flowlib.{self.label}.flux")
+        except BaseException:
+            self._zmq_socket.close()
+            self._zmq_context.term()
+            self._zmq_socket = None
+            raise
         logger.info("FluxExecutor %s: Flux instance submitted as job %s: %s", self.label, self.job_id, command)
         self._started = True
         self._thread = threading.Thread(target=self._run, name=f"flowlib-flux-{self.label}", daemon=True)
@@ -265,11 +271,14 @@ class FluxExecutor(FlowlibExecutor):
             except Exception:  # the instance went away already
                 logger.debug("could not tell the Flux instance to stop", exc_info=True)
         if self.job_id is not None:
-            deadline = time.monotonic() + (5 if self._instance_ready.is_set() else 0)
-            while time.monotonic() < deadline and not self.provider.status([self.job_id])[0].terminal:
-                time.sleep(0.25)  # the block ends once flux start's initial program returns
-            if not self.provider.status([self.job_id])[0].terminal:
-                self.provider.cancel([self.job_id])
+            try:
+                deadline = time.monotonic() + (5 if self._instance_ready.is_set() else 0)
+                while time.monotonic() < deadline and not self.provider.status([self.job_id])[0].terminal:
+                    time.sleep(0.25)  # the block ends once flux start's initial program returns
+                if not self.provider.status([self.job_id])[0].terminal:
+                    self.provider.cancel([self.job_id])
+            except Exception:
+                logger.exception("FluxExecutor %s: could not release the block (job %s)", self.label, self.job_id)
         if self._zmq_socket is not None:
             self._zmq_socket.close()
             self._zmq_context.term()

@@ -43,3 +43,18 @@ def test_flux_case_runs_on_the_fake_flux(tmp_path: Path) -> None:
 def test_parsl_has_no_dask_case() -> None:
     with pytest.raises(ValueError, match="parsl has no DaskExecutor"):
         make_config("parsl", "dask")
+
+
+@pytest.mark.slow
+def test_globus_compute_config_runs_on_the_local_stand_ins(tmp_path: Path) -> None:
+    from gce.harness import require_globus_services
+
+    require_globus_services()
+    config = Path(__file__).resolve().parents[1] / "benchmarks" / "configs" / "globus_compute_local.py"
+    out = tmp_path / "out.json"
+    command = [sys.executable, "-m", "flowlib.benchmark", "--config", str(config), "--workloads", "latency"]
+    command += ["--latency-samples", "3", "--json", str(out)]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=110, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads(out.read_text())
+    assert results["verified"] is True and results["executors"] == ["GlobusComputeExecutor(exec)"]

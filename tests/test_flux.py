@@ -183,6 +183,16 @@ def test_shutdown_stops_the_flux_instance(tmp_path):
     assert not os.listdir(os.path.join(str(tmp_path), "runinfo", "000", "exec", "flux_tasks"))
 
 
+def test_a_config_whose_flux_executor_was_shut_down_is_refused(tmp_path):
+    from flowlib.errors import ConfigurationError
+
+    config = Config(executors=[make_executor(tmp_path)], run_dir=str(tmp_path / "runinfo"))
+    with flowlib.load(config):
+        assert add(1, 1).result(timeout=20) == 2
+    with pytest.raises(ConfigurationError, match="cannot be started again"):
+        flowlib.load(config)
+
+
 def test_an_instance_that_fails_to_start_fails_the_tasks(tmp_path):
     broken = tmp_path / "flux"
     broken.write_text("#!/bin/sh\necho 'flux-broker: cannot start: no resources' >&2\nexit 1\n")

@@ -132,6 +132,8 @@ class FluxExecutor(FlowlibExecutor):
         TypeError: an argument has the wrong type.
     """
 
+    restartable = False  # start() after shutdown() does not bring it back: load a new Config
+
     def __init__(
         self,
         provider: ExecutionProvider | None = None,

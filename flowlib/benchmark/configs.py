@@ -16,7 +16,7 @@ from typing import Any
 __all__ = ["EXECUTORS", "load_config_file", "make_config"]
 
 #: Executor kinds understood by :func:`make_config`.
-EXECUTORS: tuple[str, ...] = ("threads", "htex", "dask", "flux")
+EXECUTORS: tuple[str, ...] = ("threads", "htex", "dask", "flux", "radical-pilot")
 
 
 def make_config(lib_name: str, executor: str = "threads", *, workers: int = 2) -> Any:
@@ -27,6 +27,10 @@ def make_config(lib_name: str, executor: str = "threads", *, workers: int = 2) -
     ``LocalProvider`` with one block, *workers* workers, address 127.0.0.1.
     ``dask``: one ``DaskExecutor`` (flowlib only; Parsl has none) on a
     ``LocalCluster`` it makes: *workers* worker processes of one thread each.
+    ``radical-pilot``: one ``RadicalPilotExecutor`` on ``local.localhost``: a pilot
+    of *workers* + 2 cores, one RAPTOR master and one worker of *workers* cores,
+    bulk mode (set ``RADICAL_DEFAULT_IFACE=lo`` and ``RADICAL_PROFILE=FALSE`` on a
+    machine without outside network).
     ``flux``: one ``FluxExecutor`` on a ``LocalProvider``: a Flux instance on
     this machine started with the ``flux`` on PATH (the ``flux`` package must be
     importable). Everything else (logging included) keeps the library's
@@ -54,6 +58,20 @@ def make_config(lib_name: str, executor: str = "threads", *, workers: int = 2) -
         executors = importlib.import_module(f"{lib_name}.executors")
         providers = importlib.import_module(f"{lib_name}.providers")
         chosen = executors.FluxExecutor(label="flux", provider=providers.LocalProvider())
+    elif executor == "radical-pilot":
+        import os
+        import tempfile
+
+        radical = importlib.import_module(f"{lib_name}.executors.radical")
+        chosen = radical.RadicalPilotExecutor(
+            "local.localhost",
+            label="rp",
+            bulk_mode=True,
+            rpex_cfg=radical.ResourceConfig(worker_cores_per_node=workers),
+            cores=workers + 2,
+            runtime=60,
+            sandbox=os.path.join(tempfile.mkdtemp(prefix="flowlib-perf-rp-"), "sandbox"),
+        )
     else:
         raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     return config_module.Config(executors=[chosen])

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from flowlib.executors.globus_compute import GlobusComputeExecutor
     from flowlib.executors.high_throughput.executor import HighThroughputExecutor
     from flowlib.executors.high_throughput.mpi_executor import MPIExecutor
+    from flowlib.executors.radical import RadicalPilotExecutor
     from flowlib.executors.threads import ThreadPoolExecutor
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "HighThroughputExecutor",
     "MPIExecutor",
     "ParslExecutor",
+    "RadicalPilotExecutor",
     "ThreadPoolExecutor",
 ]
 
@@ -33,23 +35,14 @@ _LAZY = {
     "HighThroughputExecutor": "flowlib.executors.high_throughput.executor",
     "MPIExecutor": "flowlib.executors.high_throughput.mpi_executor",
     "GlobusComputeExecutor": "flowlib.executors.globus_compute",
+    "RadicalPilotExecutor": "flowlib.executors.radical",
 }
 
 
 def __getattr__(name: str) -> Any:
     module_name = _LAZY.get(name)
     if module_name is None:
-        raise AttributeError(
-            f"module 'flowlib.executors' has no attribute {name!r}"
-            + (
-                "; this executor is not available in this version of flowlib"
-                if name
-                in {
-                    "RadicalPilotExecutor",
-                }
-                else ""
-            )
-        )
+        raise AttributeError(f"module 'flowlib.executors' has no attribute {name!r}")
     value = getattr(importlib.import_module(module_name), name)
     globals()[name] = value
     return value

@@ -267,8 +267,16 @@ class HighThroughputExecutor(BlockProviderExecutor):
         # Pools on the login node itself reach the tunnel on its loopback. Pools on compute
         # nodes need it on an address they can reach: give that address as ``address=``
         # (the login node's sshd needs ``GatewayPorts clientspecified``).
-        bind = "0.0.0.0" if self.options.address else "127.0.0.1"
-        tunnel = SSHTunnel(channel, local_ports=[self._client.worker_port], remote_bind_address=bind)
+        from flowlib.addresses import is_ipv6
+
+        loopback = self.options.loopback_address
+        if self.options.address:
+            bind = "::" if is_ipv6(self.options.address) else "0.0.0.0"
+        else:
+            bind = loopback
+        tunnel = SSHTunnel(
+            channel, local_ports=[self._client.worker_port], local_host=loopback, remote_bind_address=bind
+        )
         (remote_port,) = tunnel.start()
         logger.info(
             "executor %s: workers reach the interchange through an SSH tunnel (remote port %d)", self.label, remote_port
@@ -283,7 +291,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
             return self.options.pool_command(
                 block_id=block_id,
                 worker_port=remote.port,
-                addresses=self.options.address or "127.0.0.1",
+                addresses=self.options.address or self.options.loopback_address,
                 cert_dir=remote.cert_dir,
                 logdir=self.options.worker_logdir_root or remote.logdir,
                 python="python3",

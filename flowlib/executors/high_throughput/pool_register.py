@@ -24,6 +24,7 @@ from typing import Any
 
 import zmq
 
+from flowlib.addresses import resolve_all, tcp_url
 from flowlib.executors.high_throughput import protocol
 from flowlib.executors.high_throughput.links import UnixLink, connect
 from flowlib.executors.high_throughput.protocol import Kind, ProtocolError, Registration
@@ -61,9 +62,25 @@ class RegistrationInterrupted(Exception):
 
 def interchange_url(address: str, port: int) -> str:
     """``tcp://address:port``, with IPv6 literals bracketed."""
-    if ":" in address and not address.startswith("["):
-        address = f"[{address}]"
-    return f"tcp://{address}:{port}"
+    return tcp_url(address, port)
+
+
+def candidate_urls(addresses: Sequence[str], port: int) -> list[str]:
+    """The URLs to probe: each address in the given order, a host name as every address it resolves to.
+
+    A name that resolves to IPv4 and IPv6 addresses is tried on all of them at once
+    (ZeroMQ itself would only try the first); a name that does not resolve is kept as
+    it is, so that the timeout message names it.
+    """
+    urls: list[str] = []
+    for address in addresses:
+        try:
+            resolved = resolve_all(address)
+        except (OSError, UnicodeError):
+            logger.warning("interchange address %r does not resolve; trying it as it is", address)
+            resolved = [address]
+        urls.extend(tcp_url(a, port) for a in resolved or [address])
+    return list(dict.fromkeys(urls))
 
 
 @dataclass
@@ -90,6 +107,7 @@ def _make_socket(context: zmq.Context[Any], identity: bytes, keys: Any) -> Any:
     socket = context.socket(zmq.DEALER)
     socket.setsockopt(zmq.IDENTITY, identity)
     socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.IPV6, 1)  # IPv6 candidates; IPv4 ones work as before
     socket.setsockopt(zmq.SNDHWM, 0)
     socket.setsockopt(zmq.RCVHWM, 0)
     socket.setsockopt(zmq.RECONNECT_IVL, 100)
@@ -121,7 +139,7 @@ class RegistrationProbe:
         self, context: zmq.Context[Any], addresses: Sequence[str], port: int, keys: Any, registration: Registration
     ) -> None:
         self.context = context
-        self.urls = [interchange_url(a, port) for a in dict.fromkeys(addresses)]
+        self.urls = candidate_urls(addresses, port)
         self.keys = keys
         self.registration = registration
         self.candidates: dict[Any, _Candidate] = {}

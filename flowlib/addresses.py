@@ -18,10 +18,12 @@ __all__ = [
     "address_by_interface",
     "address_by_route",
     "get_all_addresses",
+    "is_ipv4",
     "is_ipv6",
     "ordered",
     "resolve_all",
     "tcp_url",
+    "zmq_ipv6",
 ]
 
 
@@ -33,6 +35,25 @@ def is_ipv6(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def is_ipv4(host: str) -> bool:
+    """True when ``host`` is an IPv4 literal such as ``"127.0.0.1"``."""
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def zmq_ipv6(host: str) -> bool:
+    """The value for a ZeroMQ socket's ``IPV6`` option when it binds or connects to ``host``.
+
+    On for everything but an IPv4 literal: IPv6 literals, host names (which may resolve to
+    either family) and ``*`` (every interface of both families). Off for an IPv4 literal,
+    so that the socket is a plain IPv4 one (not an IPv6 socket bound to ``::ffff:a.b.c.d``).
+    """
+    return not is_ipv4(host)
 
 
 def tcp_url(host: str, port: int | None = None) -> str:

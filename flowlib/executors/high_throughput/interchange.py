@@ -39,7 +39,7 @@ from typing import Any
 
 import zmq
 
-from flowlib.addresses import tcp_url
+from flowlib.addresses import tcp_url, zmq_ipv6
 from flowlib.executors.high_throughput import protocol as p
 from flowlib.executors.high_throughput.arena import ArenaError, ArenaReader, is_reference
 from flowlib.executors.high_throughput.interchange_options import InterchangeOptions
@@ -92,8 +92,8 @@ class Interchange:
         self.client = self.context.socket(zmq.ROUTER)
         self.workers = self.context.socket(zmq.ROUTER)
         self._setup_security()
-        for sock in (self.client, self.workers):
-            sock.setsockopt(zmq.IPV6, 1)  # IPv6 literals and names; IPv4 works as before
+        for sock, host in ((self.client, options.client_address), (self.workers, options.worker_address)):
+            sock.setsockopt(zmq.IPV6, zmq_ipv6(host))  # IPv6 literals, names, '*'; off for IPv4 literals
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.MAXMSGSIZE, options.max_message_size)
             sock.setsockopt(zmq.ROUTER_MANDATORY, 0)

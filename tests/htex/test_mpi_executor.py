@@ -501,9 +501,7 @@ def test_a_real_mpi_hello_world_on_two_ranks(tmp_path: pathlib.Path, hello: str)
 
 
 @pytest.mark.parametrize("loopback", ["::1", "127.0.0.1"])
-def test_an_mpi_task_through_an_interchange_on_each_loopback(
-    tmp_path: pathlib.Path, hello: str, loopback: str
-) -> None:
+def test_an_mpi_task_through_an_interchange_on_each_loopback(tmp_path: pathlib.Path, hello: str, loopback: str) -> None:
     out = tmp_path / "hello.out"
     config = mpi_config(tmp_path, loopback_address=loopback, unix_sockets=False)
     with flowlib.load(config) as dfk:

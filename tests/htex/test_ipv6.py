@@ -185,11 +185,8 @@ def listening_on(port: int, unmap: bool = False) -> set[str]:
 
 
 @flowlib.python_app
-def where(x: int) -> tuple[int, str]:
-    """x * 2, and the interchange URL this task's pool registered with (from its environment)."""
-    import os
-
-    return x * 2, os.environ.get("FLOWLIB_TEST_MARK", "")
+def double(x: int) -> int:
+    return x * 2
 
 
 def htex_config(tmp_path: pathlib.Path, loopback: str, **options: Any) -> Config:
@@ -212,7 +209,7 @@ def manager_logs(tmp_path: pathlib.Path) -> str:
 @pytest.mark.parametrize("loopback", [pytest.param("::1", marks=needs_ipv6), "127.0.0.1", "localhost"])
 def test_htex_round_trip_on_each_loopback_over_tcp(tmp_path: pathlib.Path, loopback: str) -> None:
     with flowlib.load(htex_config(tmp_path, loopback, unix_sockets=False)) as dfk:
-        assert [where(i).result(timeout=30)[0] for i in range(4)] == [0, 2, 4, 6]
+        assert [double(i).result(timeout=30) for i in range(4)] == [0, 2, 4, 6]
         client = dfk.executors["htex"]._client
         worker_port, client_port = client.worker_port, client.client_port
         expected = {"::1"} if loopback == "::1" else {"127.0.0.1"}
@@ -226,7 +223,7 @@ def test_htex_round_trip_on_each_loopback_over_tcp(tmp_path: pathlib.Path, loopb
 def test_htex_on_ipv6_loopback_with_the_local_fast_paths(tmp_path: pathlib.Path) -> None:
     # Parsl's local configuration: only the worker port is on TCP, the rest on Unix sockets.
     with flowlib.load(htex_config(tmp_path, "::1")) as dfk:
-        assert sum(where(i).result(timeout=30)[0] for i in range(10)) == 90
+        assert sum(double(i).result(timeout=30) for i in range(10)) == 90
         assert listening_on(dfk.executors["htex"]._client.worker_port) == {"::1"}
 
 
@@ -239,3 +236,32 @@ def test_non_local_pools_are_offered_both_families_and_the_port_takes_both(tmp_p
     offered = options.worker_addresses(ex.provider).split(",")
     assert "127.0.0.1" in offered and "::1" in offered
     assert offered.index("127.0.0.1") < offered.index("::1")
+
+
+def free_port(host: str) -> int:
+    family = socket.AF_INET6 if addresses.is_ipv6(host) else socket.AF_INET
+    with socket.socket(family) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("loopback", [pytest.param("::1", marks=needs_ipv6), "127.0.0.1"])
+@pytest.mark.parametrize("how", ["address", "worker_port_range", "worker_ports"])
+def test_every_address_option_takes_either_family(tmp_path: pathlib.Path, loopback: str, how: str) -> None:
+    options: dict[str, Any] = {"unix_sockets": False}
+    if how == "address":
+        options["address"] = loopback
+    elif how == "worker_port_range":
+        options["worker_port_range"] = (56100, 56400)
+    else:
+        port = free_port(loopback)
+        options["worker_ports"] = (port, port)
+    with flowlib.load(htex_config(tmp_path, "127.0.0.1" if how == "address" else loopback, **options)) as dfk:
+        assert double(21).result(timeout=30) == 42
+        worker_port = dfk.executors["htex"]._client.worker_port
+        assert listening_on(worker_port) == {loopback}
+    if how == "worker_port_range":
+        assert 56100 <= worker_port < 56400
+    elif how == "worker_ports":
+        assert worker_port == options["worker_ports"][0]
+    assert f"registered with the interchange at {addresses.tcp_url(loopback, worker_port)}" in manager_logs(tmp_path)

@@ -28,7 +28,7 @@ from typing import Any
 
 import zmq
 
-from flowlib.addresses import tcp_url
+from flowlib.addresses import tcp_url, zmq_ipv6
 from flowlib.executors.high_throughput import links
 from flowlib.executors.high_throughput import protocol as p
 from flowlib.executors.high_throughput.arena import ArenaWriter
@@ -133,12 +133,12 @@ class InterchangeClient:
             self._context = zmq.Context()
             sock = self._context.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.IPV6, 1)
             if self.cert_dir:
                 from flowlib.executors.high_throughput.security import apply_client, client_keys
 
                 apply_client(sock, client_keys(self.cert_dir))
             address = self.options.get("client_address", "127.0.0.1")
+            sock.setsockopt(zmq.IPV6, zmq_ipv6(address))
             sock.connect(tcp_url(address, self.client_port))
             link = links.ZmqLink(sock, copy=True)
         # introduce ourselves at once, so events (pools registering) reach us before any task

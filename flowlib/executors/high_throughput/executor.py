@@ -88,8 +88,10 @@ class HighThroughputExecutor(BlockProviderExecutor):
     machine (executor to interchange, interchange to a LocalProvider's pools)
     over owner-only Unix sockets instead of encrypted loopback TCP, and its
     ``shared_memory`` (default True) hands large arguments to those pools
-    through an owner-only shared-memory arena. See the documentation page
-    "High-throughput executor" for every option.
+    through an owner-only shared-memory arena. ``address``,
+    ``loopback_address`` (default ``"127.0.0.1"``; ``"::1"`` works too) and the
+    bound worker ports take IPv4 or IPv6 literals or host names. See the
+    documentation page "High-throughput executor" for every option.
     """
 
     restartable = False  # start() after shutdown() does not bring it back: load a new Config

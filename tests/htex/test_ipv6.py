@@ -151,16 +151,26 @@ def interchange_on(request: pytest.FixtureRequest, cert_dir: str) -> Iterator[Fa
 def test_a_mixed_candidate_list_whose_first_entries_are_unreachable_still_connects(
     start_pool: Any, cert_dir: str, interchange_on: FakeInterchange
 ) -> None:
-    # Refused (127.0.0.2, [::1] or 127.0.0.1 on a port nobody holds... the other family), no route (100::1,
-    # the IPv6 discard prefix), a name that does not resolve, then the right one last.
+    # Before the right address: 127.0.0.2 and ::ffff:127.0.0.2 (an IPv6 literal) refuse, the other
+    # loopback family has nothing on that port, and a name does not resolve. All stay on this machine.
     right = interchange_on.address  # type: ignore[attr-defined]
     other = "127.0.0.1" if right == "::1" else "::1"
-    candidates = f"127.0.0.2,100::1,{other},no-such-host.invalid,{right}"
+    candidates = f"127.0.0.2,::ffff:127.0.0.2,{other},no-such-host.invalid,{right}"
     pool = start_pool(interchange_on, "--address-probe-timeout", "20", cert_dir=cert_dir, addresses=candidates)
     identity, _ = interchange_on.register()
     assert interchange_on.run(identity, tasks.add, 20, 22, tid=1) == 42
     log = next(pathlib.Path(pool.stdout_path).parent.glob("logs/**/manager.log")).read_text()
     assert f"registered with the interchange at {addresses.tcp_url(right, interchange_on.port)}" in log
+
+
+@needs_ipv6
+def test_when_nothing_answers_each_family_is_reported(start_pool: Any) -> None:
+    from flowlib.executors.high_throughput.pool_options import EXIT_UNREACHABLE
+
+    pool = start_pool(None, "--address-probe-timeout", "1", addresses="127.0.0.2,::1")
+    assert pool.wait() == EXIT_UNREACHABLE
+    assert "tcp://127.0.0.2:1: connection refused" in pool.stderr
+    assert "tcp://[::1]:1: connection refused" in pool.stderr
 
 
 def test_a_host_name_reaches_an_ipv4_interchange(start_pool: Any, cert_dir: str, interchange: FakeInterchange) -> None:

@@ -229,29 +229,6 @@ def test_htex_round_trip_on_each_loopback_over_tcp(tmp_path: pathlib.Path, loopb
     assert f"registered with the interchange at {url}" in manager_logs(tmp_path)
 
 
-def ipv6_only_name() -> str | None:
-    """A host name of this machine that resolves to ``::1`` only (from /etc/hosts), if there is one."""
-    for name in ("ip6-localhost", "ip6-loopback", "localhost6"):
-        try:
-            if addresses.resolve_all(name) == ["::1"]:
-                return name
-        except OSError:
-            continue
-    return None
-
-
-@needs_ipv6
-def test_htex_on_a_host_name_that_resolves_to_ipv6(tmp_path: pathlib.Path) -> None:
-    name = ipv6_only_name()
-    if name is None:
-        pytest.skip("no name resolves to ::1 only here (no ip6-localhost in /etc/hosts)")
-    with flowlib.load(htex_config(tmp_path, name, unix_sockets=False)) as dfk:
-        assert double(4).result(timeout=30) == 8
-        worker_port = dfk.executors["htex"]._client.worker_port
-        assert listening_on(worker_port) == {"::1"}
-    assert f"registered with the interchange at tcp://[::1]:{worker_port}" in manager_logs(tmp_path)
-
-
 @needs_ipv6
 def test_htex_on_ipv6_loopback_with_the_local_fast_paths(tmp_path: pathlib.Path) -> None:
     # Parsl's local configuration: only the worker port is on TCP, the rest on Unix sockets.

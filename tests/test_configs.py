@@ -341,7 +341,7 @@ def test_auto_in_slurm_allocation(
     assert "--overlap" in provider.launcher.overrides
     assert fake_scontrol.read_text().split() == ["show", "hostnames", "nid[001-002,007]"]
     # Workers on other nodes must reach the interchange: it listens on every interface.
-    assert executor.options.bind_address(provider) == "0.0.0.0"
+    assert executor.options.bind_address(provider) == "*"
     assert "Slurm allocation" in caplog.text and "SLURM_JOB_ID=4242" in caplog.text and "nid007" in caplog.text
 
 

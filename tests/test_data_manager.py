@@ -338,8 +338,10 @@ def test_globus_claims_scheme_and_validates() -> None:
 
 
 def test_globus_without_sdk_raises_optional_module_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    g = GlobusStaging("uuid-1")  # built while the SDK is there; it goes away afterwards
     monkeypatch.setitem(sys.modules, "globus_sdk", None)  # makes the import fail
-    g = GlobusStaging("uuid-1")
+    with pytest.raises(OptionalModuleMissing, match=r"pip install 'flowlib\[globus\]'"):
+        GlobusStaging("uuid-1")  # a missing SDK fails at construction
     dm = make_dm([g])
     f = File("globus://uuid-1/a.txt")
     with pytest.raises(OptionalModuleMissing, match="globus_sdk") as info:

@@ -23,6 +23,8 @@ import sys
 import time
 from typing import Any
 
+from flowlib.addresses import tcp_url
+
 __all__ = ["in_process_rate", "measure_raw_copy", "zmq_hop_rate"]
 
 _RECEIVER = """
@@ -75,7 +77,7 @@ def zmq_hop_rate(size: int, count: int, *, curve: bool = False, python: str | No
     try:
         assert receiver.stdout is not None
         port = int(receiver.stdout.readline())
-        sock.connect(f"tcp://127.0.0.1:{port}")
+        sock.connect(tcp_url("127.0.0.1", port))
         payload = b"x" * size
         start = time.perf_counter()
         for _ in range(count):

@@ -33,6 +33,7 @@ from typing import Any
 
 import zmq
 
+from flowlib.addresses import tcp_url, zmq_ipv6
 from flowlib.executors.high_throughput import protocol as p
 from flowlib.version import VERSION
 
@@ -77,11 +78,12 @@ class SimulatedPool:
         self.socket = context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.IDENTITY, reg.pool_id.encode())
         self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.IPV6, zmq_ipv6(address))
         if cert_dir:
             from flowlib.executors.high_throughput.security import apply_client, client_keys
 
             apply_client(self.socket, client_keys(cert_dir))
-        self.socket.connect(f"tcp://{address}:{port}")
+        self.socket.connect(tcp_url(address, port))
         self.running: dict[int, Any] = {}
 
     def register(self, timeout: float = 10.0) -> list[Any]:

@@ -46,6 +46,7 @@ from flowlib.channels.ssh_auth import Login
 from flowlib.channels.ssh_hostkeys import HostKeyVerifier
 from flowlib.channels.ssh_sftp import SFTPOperations
 from flowlib.channels.ssh_util import Deadline, describe_os_error, import_paramiko
+from flowlib.extras import require
 from flowlib.utils import RepresentationMixin
 
 logger = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class SSHChannel(SFTPOperations, Channel, RepresentationMixin):
         keepalive: float = 30,
         io_timeout: float = 60,
     ) -> None:
+        require(type(self).__name__, "ssh", ["paramiko"], ["paramiko"])
         if not isinstance(hostname, str) or not hostname:
             raise ValueError(f"hostname must be a non-empty string, not {hostname!r}")
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:

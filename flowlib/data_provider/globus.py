@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from flowlib.data_provider.files import File
 from flowlib.data_provider.staging import Staging, StagingError, executor_working_dir, submit_staging_task
 from flowlib.errors import OptionalModuleMissing
+from flowlib.extras import require
 from flowlib.validation import validate_arguments
 
 if TYPE_CHECKING:
@@ -129,6 +130,7 @@ class GlobusStaging(Staging):
         timeout: float = 3600.0,
         poll_interval: float = 2.0,
     ) -> None:
+        require("GlobusStaging", "globus", ["globus_sdk"], ["globus-sdk"])
         validate_arguments(
             "GlobusStaging",
             {

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flowlib.errors import OptionalModuleMissing
+from flowlib.extras import require
 from flowlib.jobs.states import JobState, JobStatus
 from flowlib.launchers.base import Launcher
 from flowlib.providers.base import ExecutionProvider
@@ -139,6 +140,7 @@ class AWSProvider(ExecutionProvider):
         security_group_ids: Sequence[str] | None = None,
         cmd_timeout: float = 30.0,
     ) -> None:
+        require("AWSProvider", "aws", ["boto3"], ["boto3"])
         validate_common("AWSProvider", {"label": "", **_NOT_A_SCHEDULER, **locals()})
         validate_arguments(
             "AWSProvider",

@@ -28,6 +28,7 @@ import uuid
 from typing import Any
 
 from flowlib.errors import OptionalModuleMissing
+from flowlib.extras import require
 from flowlib.jobs.states import JobState, JobStatus
 from flowlib.launchers.base import Launcher
 from flowlib.providers.aws import cloud_startup_script
@@ -115,6 +116,12 @@ class AzureProvider(ExecutionProvider):
         subscription_id: str | None = None,
         client_options: dict[str, Any] | None = None,
     ) -> None:
+        require(
+            "AzureProvider",
+            "azure",
+            ["azure.mgmt.compute", "azure.mgmt.network", "azure.mgmt.resource"],
+            ["azure-mgmt-compute", "azure-mgmt-network", "azure-mgmt-resource"],
+        )
         validate_common("AzureProvider", {"label": "", **_NOT_A_SCHEDULER, **locals()})
         validate_arguments(
             "AzureProvider",

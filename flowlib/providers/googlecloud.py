@@ -24,6 +24,7 @@ import uuid
 from typing import Any
 
 from flowlib.errors import OptionalModuleMissing
+from flowlib.extras import require
 from flowlib.jobs.states import JobState, JobStatus
 from flowlib.launchers.base import Launcher
 from flowlib.providers.aws import cloud_startup_script
@@ -95,6 +96,13 @@ class GoogleCloudProvider(ExecutionProvider):
         cmd_timeout: float = 30.0,
         client: Any = None,
     ) -> None:
+        if client is None:  # a client given by the caller needs none of them
+            require(
+                "GoogleCloudProvider",
+                "google",
+                ["googleapiclient", "google.auth", "google_auth_httplib2"],
+                ["google-api-python-client", "google-auth", "google-auth-httplib2"],
+            )
         validate_common("GoogleCloudProvider", {"label": "", **_NOT_A_SCHEDULER, **locals()})
         validate_arguments(
             "GoogleCloudProvider",

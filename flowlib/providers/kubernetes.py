@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flowlib.errors import OptionalModuleMissing
+from flowlib.extras import require
 from flowlib.jobs.states import JobState, JobStatus
 from flowlib.providers.base import ExecutionProvider
 from flowlib.providers.cluster_checks import validate_common
@@ -118,6 +119,7 @@ class KubernetesProvider(ExecutionProvider):
         cmd_timeout: float = 30.0,
         api_client: Any = None,
     ) -> None:
+        require("KubernetesProvider", "kubernetes", ["kubernetes"], ["kubernetes"])
         validate_common("KubernetesProvider", {"label": "", **_NOT_A_SCHEDULER, **locals()})
         validate_arguments(
             "KubernetesProvider",

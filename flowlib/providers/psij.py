@@ -29,6 +29,7 @@ from datetime import timedelta
 from typing import Any
 
 from flowlib.errors import ConfigurationError, OptionalModuleMissing
+from flowlib.extras import require
 from flowlib.jobs.states import JobState, JobStatus
 from flowlib.launchers.base import Launcher
 from flowlib.providers.base import ExecutionProvider
@@ -121,6 +122,7 @@ class PSIJProvider(ExecutionProvider):
         cmd_timeout: float = 30.0,
         label: str = "psij",
     ) -> None:
+        require("PSIJProvider", "psij", ["psij"], ["psij-python"])
         validate_common("PSIJProvider", {"label": "", **_NOT_A_SCHEDULER, **locals()})
         validate_arguments(
             "PSIJProvider",

@@ -64,13 +64,16 @@ def wait_for(check: Callable[[], Any], timeout: float = 10.0, message: str = "")
 class FakeInterchange:
     """The interchange side of the pool protocol, driven step by step by a test."""
 
-    def __init__(self, cert_dir: str | None) -> None:
+    def __init__(self, cert_dir: str | None, address: str = "127.0.0.1") -> None:
+        from flowlib.addresses import tcp_url
+
         self.context: zmq.Context[Any] = zmq.Context()
         self.router = self.context.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
+        self.router.setsockopt(zmq.IPV6, 1)
         if cert_dir is not None:
             security.apply_server(self.router, security.server_keys(cert_dir))
-        self.port = self.router.bind_to_random_port("tcp://127.0.0.1")
+        self.port = self.router.bind_to_random_port(tcp_url(address))
         self.heartbeats = 0
         self.results: dict[int, tuple[int, Any]] = {}
         self.failures: dict[int, dict[str, str]] = {}

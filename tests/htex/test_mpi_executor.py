@@ -443,7 +443,9 @@ def hello(mpi_tools: None, tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(binary)
 
 
-def mpi_config(tmp_path: pathlib.Path, nodes: str = "", nodes_per_block: int = 1, workers: int = 1) -> Config:
+def mpi_config(
+    tmp_path: pathlib.Path, nodes: str = "", nodes_per_block: int = 1, workers: int = 1, **options: Any
+) -> Config:
     """One MPIExecutor labelled "mpi" on a local block; ``nodes`` overrides the block's node list."""
     worker_init = [
         f"export PYTHONPATH={REPO_ROOT}:{REPO_ROOT}/tests${{PYTHONPATH:+:$PYTHONPATH}}",  # the apps of this module
@@ -459,6 +461,7 @@ def mpi_config(tmp_path: pathlib.Path, nodes: str = "", nodes_per_block: int = 1
         provider=LocalProvider(
             launcher=SimpleLauncher(), nodes_per_block=nodes_per_block, worker_init="\n".join(worker_init)
         ),
+        **options,
     )
     return Config(executors=[executor], run_dir=str(tmp_path / "runinfo"))
 
@@ -495,6 +498,20 @@ def test_a_real_mpi_hello_world_on_two_ranks(tmp_path: pathlib.Path, hello: str)
         # A task without a specification gets one node and one rank.
         assert (plain[f"{twin}_NUM_NODES"], plain[f"{twin}_NUM_RANKS"]) == ("1", "1")
         assert plain[f"{twin}_MPI_PREFIX"] == f"mpiexec -n 1 --host {HOST}:1"
+
+
+@pytest.mark.parametrize("loopback", ["::1", "127.0.0.1"])
+def test_an_mpi_task_through_an_interchange_on_each_loopback(tmp_path: pathlib.Path, hello: str, loopback: str) -> None:
+    out = tmp_path / "hello.out"
+    config = mpi_config(tmp_path, loopback_address=loopback, unix_sockets=False)
+    with flowlib.load(config) as dfk:
+        spec = {"num_nodes": 1, "ranks_per_node": 2}
+        assert run_mpi(f"$PARSL_MPI_PREFIX {hello}", stdout=str(out), parsl_resource_specification=spec).result() == 0
+        port = dfk.executors["mpi"]._client.worker_port
+    assert hello_lines(out) == ["hello from rank 0 of 2", "hello from rank 1 of 2"]
+    logs = "".join(p.read_text() for p in tmp_path.glob("runinfo/**/manager.log"))
+    bracketed = f"[{loopback}]" if ":" in loopback else loopback
+    assert f"registered with the interchange at tcp://{bracketed}:{port}" in logs
 
 
 def test_invalid_specifications_fail_their_tasks(tmp_path: pathlib.Path, hello: str) -> None:

@@ -19,7 +19,7 @@ def test_local_provider_listens_on_loopback_only():
 
 def test_cluster_provider_listens_everywhere_and_offers_every_address():
     ex = HighThroughputExecutor(provider=SlurmProvider(partition="debug"))
-    assert ex.options.bind_address(ex.provider) == "0.0.0.0"
+    assert ex.options.bind_address(ex.provider) == "*"
     assert "127.0.0.1" in ex.options.worker_addresses(ex.provider).split(",")
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import zmq
 
+from flowlib.addresses import tcp_url, zmq_ipv6
 from flowlib.executors.high_throughput import links
 from flowlib.executors.high_throughput import protocol as p
 from flowlib.executors.high_throughput.arena import ArenaWriter
@@ -137,7 +138,8 @@ class InterchangeClient:
 
                 apply_client(sock, client_keys(self.cert_dir))
             address = self.options.get("client_address", "127.0.0.1")
-            sock.connect(f"tcp://{address}:{self.client_port}")
+            sock.setsockopt(zmq.IPV6, zmq_ipv6(address))
+            sock.connect(tcp_url(address, self.client_port))
             link = links.ZmqLink(sock, copy=True)
         # introduce ourselves at once, so events (pools registering) reach us before any task
         self._control.append(p.encode_json(p.Kind.COMMAND, {"id": 0, "op": "ping"}))

@@ -88,8 +88,10 @@ class HighThroughputExecutor(BlockProviderExecutor):
     machine (executor to interchange, interchange to a LocalProvider's pools)
     over owner-only Unix sockets instead of encrypted loopback TCP, and its
     ``shared_memory`` (default True) hands large arguments to those pools
-    through an owner-only shared-memory arena. See the documentation page
-    "High-throughput executor" for every option.
+    through an owner-only shared-memory arena. ``address``,
+    ``loopback_address`` (default ``"127.0.0.1"``; ``"::1"`` works too) and the
+    bound worker ports take IPv4 or IPv6 literals or host names. See the
+    documentation page "High-throughput executor" for every option.
     """
 
     restartable = False  # start() after shutdown() does not bring it back: load a new Config
@@ -267,8 +269,16 @@ class HighThroughputExecutor(BlockProviderExecutor):
         # Pools on the login node itself reach the tunnel on its loopback. Pools on compute
         # nodes need it on an address they can reach: give that address as ``address=``
         # (the login node's sshd needs ``GatewayPorts clientspecified``).
-        bind = "0.0.0.0" if self.options.address else "127.0.0.1"
-        tunnel = SSHTunnel(channel, local_ports=[self._client.worker_port], remote_bind_address=bind)
+        from flowlib.addresses import is_ipv6
+
+        loopback = self.options.loopback_address
+        if self.options.address:
+            bind = "::" if is_ipv6(self.options.address) else "0.0.0.0"
+        else:
+            bind = loopback
+        tunnel = SSHTunnel(
+            channel, local_ports=[self._client.worker_port], local_host=loopback, remote_bind_address=bind
+        )
         (remote_port,) = tunnel.start()
         logger.info(
             "executor %s: workers reach the interchange through an SSH tunnel (remote port %d)", self.label, remote_port
@@ -283,7 +293,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
             return self.options.pool_command(
                 block_id=block_id,
                 worker_port=remote.port,
-                addresses=self.options.address or "127.0.0.1",
+                addresses=self.options.address or self.options.loopback_address,
                 cert_dir=remote.cert_dir,
                 logdir=self.options.worker_logdir_root or remote.logdir,
                 python="python3",

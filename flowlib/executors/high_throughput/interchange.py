@@ -39,6 +39,7 @@ from typing import Any
 
 import zmq
 
+from flowlib.addresses import tcp_url, zmq_ipv6
 from flowlib.executors.high_throughput import protocol as p
 from flowlib.executors.high_throughput.arena import ArenaError, ArenaReader, is_reference
 from flowlib.executors.high_throughput.interchange_options import InterchangeOptions
@@ -91,20 +92,21 @@ class Interchange:
         self.client = self.context.socket(zmq.ROUTER)
         self.workers = self.context.socket(zmq.ROUTER)
         self._setup_security()
-        for sock in (self.client, self.workers):
+        for sock, host in ((self.client, options.client_address), (self.workers, options.worker_address)):
+            sock.setsockopt(zmq.IPV6, zmq_ipv6(host))  # IPv6 literals, names, '*'; off for IPv4 literals
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.MAXMSGSIZE, options.max_message_size)
             sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
         self.client_port: int | None = None
         if not options.unix_dir:
-            self.client_port = self.client.bind_to_random_port(f"tcp://{options.client_address}")
+            self.client_port = self.client.bind_to_random_port(tcp_url(options.client_address))
         if options.worker_port:
-            self.workers.bind(f"tcp://{options.worker_address}:{options.worker_port}")
+            self.workers.bind(tcp_url(options.worker_address, options.worker_port))
             self.worker_port = options.worker_port
         else:
             low, high = options.worker_port_range
             self.worker_port = self.workers.bind_to_random_port(
-                f"tcp://{options.worker_address}", min_port=low, max_port=high, max_tries=200
+                tcp_url(options.worker_address), min_port=low, max_port=high, max_tries=200
             )
         self.poller = zmq.Poller()
         self.poller.register(self.client, zmq.POLLIN)

@@ -136,7 +136,7 @@ class HTEXOptions:
             return self.address
         if provider_is_local(provider):
             return self.loopback_address  # behind an SSH tunnel, pools arrive on loopback too
-        return "0.0.0.0"
+        return "*"  # every interface, IPv4 and IPv6
 
     def worker_addresses(self, provider: Any) -> str:
         """The interchange addresses a worker pool tries, comma-separated."""
@@ -144,9 +144,9 @@ class HTEXOptions:
             return self.address
         if provider_is_local(provider):
             return self.loopback_address
-        from flowlib.addresses import get_all_addresses
+        from flowlib.addresses import get_all_addresses, ordered
 
-        return ",".join(sorted(get_all_addresses()))
+        return ",".join(ordered(get_all_addresses()))
 
     def expected_workers_per_node(self, provider: Any) -> float:
         """Workers a node will run, estimated before any pool has registered."""

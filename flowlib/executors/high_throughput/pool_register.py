@@ -24,6 +24,7 @@ from typing import Any
 
 import zmq
 
+from flowlib.addresses import resolve_all, tcp_url, zmq_ipv6
 from flowlib.executors.high_throughput import protocol
 from flowlib.executors.high_throughput.links import UnixLink, connect
 from flowlib.executors.high_throughput.protocol import Kind, ProtocolError, Registration
@@ -61,9 +62,31 @@ class RegistrationInterrupted(Exception):
 
 def interchange_url(address: str, port: int) -> str:
     """``tcp://address:port``, with IPv6 literals bracketed."""
-    if ":" in address and not address.startswith("["):
-        address = f"[{address}]"
-    return f"tcp://{address}:{port}"
+    return tcp_url(address, port)
+
+
+def candidate_urls(addresses: Sequence[str], port: int) -> list[str]:
+    """The URLs a pool probes for ``addresses`` (see :func:`candidates`)."""
+    return [url for _, url in candidates(addresses, port)]
+
+
+def candidates(addresses: Sequence[str], port: int) -> list[tuple[str, str]]:
+    """``(host, url)`` to probe: each address in the given order, a host name as every address it resolves to.
+
+    A name that resolves to IPv4 and IPv6 addresses is tried on all of them at once
+    (ZeroMQ itself would only try the first); a name that does not resolve is kept as
+    it is, so that the timeout message names it.
+    """
+    found: dict[str, str] = {}  # url -> host, in order
+    for address in addresses:
+        try:
+            resolved = resolve_all(address)
+        except (OSError, UnicodeError):
+            logger.warning("interchange address %r does not resolve; trying it as it is", address)
+            resolved = [address]
+        for host in resolved or [address]:
+            found.setdefault(tcp_url(host, port), host)
+    return [(host, url) for url, host in found.items()]
 
 
 @dataclass
@@ -86,10 +109,11 @@ class _Candidate:
         self.socket.close(linger=0)
 
 
-def _make_socket(context: zmq.Context[Any], identity: bytes, keys: Any) -> Any:
+def _make_socket(context: zmq.Context[Any], identity: bytes, keys: Any, host: str) -> Any:
     socket = context.socket(zmq.DEALER)
     socket.setsockopt(zmq.IDENTITY, identity)
     socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.IPV6, zmq_ipv6(host))  # on for IPv6 literals and names; IPv4 sockets stay plain
     socket.setsockopt(zmq.SNDHWM, 0)
     socket.setsockopt(zmq.RCVHWM, 0)
     socket.setsockopt(zmq.RECONNECT_IVL, 100)
@@ -121,7 +145,8 @@ class RegistrationProbe:
         self, context: zmq.Context[Any], addresses: Sequence[str], port: int, keys: Any, registration: Registration
     ) -> None:
         self.context = context
-        self.urls = [interchange_url(a, port) for a in dict.fromkeys(addresses)]
+        self.hosts = {url: host for host, url in candidates(addresses, port)}
+        self.urls = list(self.hosts)
         self.keys = keys
         self.registration = registration
         self.candidates: dict[Any, _Candidate] = {}
@@ -134,7 +159,7 @@ class RegistrationProbe:
         identity = self.registration.pool_id.encode("ascii")
         message = self.registration.encode()
         for url in self.urls:
-            socket = _make_socket(self.context, identity, self.keys)
+            socket = _make_socket(self.context, identity, self.keys, self.hosts[url])
             monitor = socket.get_monitor_socket()
             candidate = _Candidate(url, socket, monitor)
             self.candidates[socket] = self.monitors[monitor] = candidate

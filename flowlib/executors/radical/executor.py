@@ -158,9 +158,13 @@ class RadicalPilotExecutor(FlowlibExecutor):
         self._task_dir = os.path.join(base, "tasks")
         os.makedirs(self._task_dir, exist_ok=True)
         if sys.prefix != sys.base_prefix and not os.environ.get("VIRTUAL_ENV"):
-            # Resources with virtenv_mode "local" (local.localhost among them) reuse the client's
-            # environment, found through VIRTUAL_ENV: a venv's python run without activation has none.
+            # A venv's python run without activation: RP starts its bridges by name from PATH, and
+            # resources with virtenv_mode "local" (local.localhost among them) reuse the client's
+            # environment, found through VIRTUAL_ENV. Activate it as far as RP needs.
             os.environ["VIRTUAL_ENV"] = sys.prefix
+            bin_dir = os.path.join(sys.prefix, "bin")
+            if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+                os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
         self._session = rp.Session()  # RP writes its client session directory into the current directory
         try:
             pmgr = rp.PilotManager(session=self._session)

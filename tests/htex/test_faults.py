@@ -259,3 +259,36 @@ def test_cleanup_with_tasks_in_flight_leaves_nothing(tmp_path):
     assert "cleaned" in out, err
     run_dir = str(tmp_path / "run")
     try_assert(lambda: not living(pids, run_dir), timeout=30, message=f"left behind: {living(pids, run_dir)}")
+
+
+@python_app
+def wait_for_file(path: str) -> str:
+    while not os.path.exists(path):
+        time.sleep(0.01)
+    return "released"
+
+
+def test_frozen_interchange_fails_outstanding_tasks_within_the_threshold(kernel_factory, tmp_path):
+    from flowlib.executors.errors import BadStateException
+
+    dfk = kernel_factory(htex_config(tmp_path, heartbeat_period=0.3, heartbeat_threshold=1.5))
+    executor = dfk.executors["htex"]
+    assert square(4).result(timeout=30) == 16
+    futures = [wait_for_file(str(tmp_path / "never")) for _ in range(6)]
+    interchange = executor._client.process
+    os.kill(interchange.pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        for fut in futures:
+            with pytest.raises(BadStateException, match=rf"interchange .*\(pid {interchange.pid}\).*did not answer"):
+                fut.result(timeout=15)
+        assert time.monotonic() - stopped < 1.5 + 0.3 + 2.0, "the frozen interchange was noticed late"
+        start = time.monotonic()
+        with pytest.raises(BadStateException, match="did not answer a ping"):
+            square(2).result(timeout=5)
+        assert time.monotonic() - start < 1.0
+        try_assert(lambda: interchange.poll() is not None, timeout=10, message="the frozen interchange was not killed")
+    finally:
+        if interchange.poll() is None:
+            os.kill(interchange.pid, signal.SIGCONT)
+            interchange.kill()

@@ -101,6 +101,10 @@ class InterchangeClient:
         self._thread: threading.Thread | None = None
         self._context: zmq.Context[Any] | None = None
         self.lost_reason: str | None = None
+        self._last_heard = 0.0
+        """When anything last arrived from the interchange (monotonic seconds)."""
+        self._ping_sent: float | None = None
+        """When the last liveness ping went out (None: none yet)."""
 
     # ---------------------------------------------------------------- start
 
@@ -216,6 +220,7 @@ class InterchangeClient:
         poller.register(target, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
         writing = False
+        self._last_heard = time.monotonic()
         try:
             while True:
                 events = dict(poller.poll(100))
@@ -227,6 +232,9 @@ class InterchangeClient:
                 self._send_control(link)
                 if events.get(target, 0) & zmq.POLLIN:
                     self._receive(link)
+                    self._last_heard = time.monotonic()
+                if not self._stopping and self._interchange_silent(time.monotonic()):
+                    return
                 if link.wants_write != writing:
                     writing = link.wants_write
                     poller.modify(target, zmq.POLLIN | (zmq.POLLOUT if writing else 0))
@@ -244,6 +252,34 @@ class InterchangeClient:
             self._interchange_died("the executor's I/O thread failed; see the log")
         finally:
             link.close()
+
+    def _interchange_silent(self, now: float) -> bool:
+        """Ping an interchange quiet for a heartbeat period; True (it is declared lost) if a ping goes unanswered.
+
+        Silence is counted from the ping, not from the last message: a pass of
+        this loop held up by slow callbacks reads the answer that arrived
+        meanwhile before judging, so only an interchange that is frozen
+        (stopped, hung) or hopelessly overloaded is declared lost.
+        """
+        period = float(self.options.get("heartbeat_period") or 30)
+        threshold = float(self.options.get("heartbeat_threshold") or 120)
+        heard, sent = self._last_heard, self._ping_sent
+        if sent is None or sent < heard:  # no ping waiting for its answer
+            if now - heard >= period:
+                self._control.append(p.encode_json(p.Kind.COMMAND, {"id": 0, "op": "ping"}))
+                self._ping_sent = now
+            return False
+        if now - sent <= threshold:
+            return False
+        proc = self.process
+        self._interchange_died(
+            f"the interchange of executor {self.label!r} (pid {proc.pid if proc else '?'}) sent nothing for "
+            f"{now - heard:.1f} s and did not answer a ping within heartbeat_threshold={threshold:g} s "
+            f"(frozen, e.g. stopped by a signal, or hung); it was killed. See {self.logdir}/interchange.log"
+        )
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        return True
 
     def _wait_for_exit(self, timeout: float) -> None:
         """Give an interchange that closed its end a moment to exit, so its exit code can be reported."""

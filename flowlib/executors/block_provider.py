@@ -69,6 +69,8 @@ class BlockProviderExecutor(FlowlibExecutor):
         self.bad_state_is_set = False
         self.executor_exception: BaseException | None = None
         self.ever_connected = False
+        self.scaling_strategy: str | None = None
+        """The name of the strategy scaling this executor ('none', 'simple', ...); set by the kernel's poller."""
 
     # ---------------------------------------------------------- subclass API
 
@@ -144,15 +146,15 @@ class BlockProviderExecutor(FlowlibExecutor):
             return []
         if drain:
             self.drain_blocks(block_ids)
+        with self._blocks_lock:  # before cancelling: pools that die now are known to be released, not lost
+            for b in block_ids:
+                self._block_status[b] = JobStatus(JobState.SCALED_IN)
         job_ids = [self.blocks_to_job_id[b] for b in block_ids if b in self.blocks_to_job_id]
         if job_ids:
             try:
                 self.provider.cancel(job_ids)
             except Exception:
                 logger.exception("executor %s could not cancel jobs %s", self.label, job_ids)
-        with self._blocks_lock:
-            for b in block_ids:
-                self._block_status[b] = JobStatus(JobState.SCALED_IN)
         logger.info("executor %s released blocks %s", self.label, block_ids)
         return block_ids
 
@@ -173,11 +175,34 @@ class BlockProviderExecutor(FlowlibExecutor):
             self.block_error_handler(self, status)
         return status
 
-    def _refresh_block_status(self) -> None:
-        """Ask the provider about every block not known to have ended."""
+    def refresh_blocks(self, block_ids: list[str]) -> dict[str, JobStatus]:
+        """Ask the provider about these blocks now (those not known to have ended); return their states."""
+        if self.provider is None:
+            return {}
+        self._refresh_block_status(set(block_ids))
+        status = self.block_status()
+        return {b: status[b] for b in block_ids if b in status}
+
+    def mark_block_failed(self, block_id: str, message: str, cancel: bool = False) -> None:
+        """Record a block as FAILED with ``message`` (cancelling its job first when ``cancel``)."""
+        job_id = self.blocks_to_job_id.get(block_id)
+        if cancel and job_id is not None and self.provider is not None:
+            try:
+                self.provider.cancel([job_id])
+            except Exception:
+                logger.exception("executor %s could not cancel job %s", self.label, job_id)
+        with self._blocks_lock:
+            self._block_status[block_id] = JobStatus(JobState.FAILED, message=message)
+
+    def _refresh_block_status(self, only: set[str] | None = None) -> None:
+        """Ask the provider about every block (or those in ``only``) not known to have ended."""
         assert self.provider is not None
         with self._blocks_lock:
-            pending = {b: j for b, j in self.blocks_to_job_id.items() if not self._block_status[b].terminal}
+            pending = {
+                b: j
+                for b, j in self.blocks_to_job_id.items()
+                if not self._block_status[b].terminal and (only is None or b in only)
+            }
         if pending:
             try:
                 statuses = self.provider.status(list(pending.values()))

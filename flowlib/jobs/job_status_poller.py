@@ -18,6 +18,8 @@ class JobStatusPoller:
         self.executors = executors
         self.strategy = strategy
         self.period = period
+        for executor in executors:  # so that an executor that lost every block knows whether one will replace it
+            executor.scaling_strategy = strategy.strategy
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="flowlib-job-status-poller", daemon=True)
 

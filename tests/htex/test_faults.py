@@ -41,7 +41,8 @@ def htex_config(tmp_path: Any, **kwargs: Any) -> Config:
         heartbeat_threshold=kwargs.pop("heartbeat_threshold", 3),
         provider=LocalProvider(init_blocks=blocks, min_blocks=0, max_blocks=blocks),
     )
-    return Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none", **kwargs)
+    strategy = kwargs.pop("strategy", "none")
+    return Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy=strategy, **kwargs)
 
 
 @pytest.fixture
@@ -292,3 +293,46 @@ def test_frozen_interchange_fails_outstanding_tasks_within_the_threshold(kernel_
         if interchange.poll() is None:
             os.kill(interchange.pid, signal.SIGCONT)
             interchange.kill()
+
+
+def kill_the_block(executor: HighThroughputExecutor) -> None:
+    """SIGKILL the whole process group of block 0 (its job script, pool and workers) after its workers connected."""
+    try_assert(lambda: executor.connected_workers == 2, timeout=30, message="the block's workers never connected")
+    os.killpg(int(executor.blocks_to_job_id["0"]), signal.SIGKILL)
+
+
+def test_lost_only_block_fails_outstanding_and_new_tasks_naming_the_block(kernel_factory, tmp_path):
+    from flowlib.executors.errors import BadStateException
+
+    dfk = kernel_factory(htex_config(tmp_path))
+    executor = dfk.executors["htex"]
+    futures = [wait_for_file(str(tmp_path / "never")) for _ in range(20)]
+    job = executor.blocks_to_job_id["0"]
+    kill_the_block(executor)
+    killed = time.monotonic()
+    errors = [f.exception(timeout=10) for f in futures]
+    assert time.monotonic() - killed < 3, "tasks failed later than the heartbeat threshold"
+    held = [e for e in errors if isinstance(e, ManagerLost)]  # those the pool held when it died
+    assert len(held) <= 2, errors
+    queued = [e for e in errors if not isinstance(e, ManagerLost)]
+    assert queued and all(isinstance(e, BadStateException) for e in queued), errors
+    message = str(queued[0])
+    assert f"block 0 (job {job}) was lost: its job is CANCELLED" in message, message
+    assert "strategy 'none' starts no replacement" in message
+    start = time.monotonic()
+    with pytest.raises(BadStateException, match=rf"block 0 \(job {job}\) was lost"):
+        square(3).result(timeout=5)
+    assert time.monotonic() - start < 1, "a task submitted after the loss did not fail at once"
+
+
+def test_lost_block_is_replaced_when_the_strategy_can_scale(kernel_factory, tmp_path):
+    dfk = kernel_factory(htex_config(tmp_path, strategy="simple", strategy_period=0.2, retries=1))
+    executor = dfk.executors["htex"]
+    release = tmp_path / "release"
+    futures = [wait_for_file(str(release)) for _ in range(10)]
+    kill_the_block(executor)
+    try_assert(lambda: "1" in executor.blocks_to_job_id, timeout=15, message="no replacement block was started")
+    release.write_text("go")
+    assert [f.result(timeout=30) for f in futures] == ["released"] * 10
+    assert square(5).result(timeout=30) == 25
+    assert executor.block_status()["0"].terminal

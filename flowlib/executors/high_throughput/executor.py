@@ -29,6 +29,7 @@ from typing import Any
 
 from flowlib.dataflow.futures import LightFuture
 from flowlib.executors.block_provider import BlockErrorHandler, BlockProviderExecutor
+from flowlib.executors.block_watch import LostBlockWatch
 from flowlib.executors.errors import BadStateException, InvalidResourceSpecification
 from flowlib.executors.high_throughput.errors import ManagerLost, WorkerLost
 from flowlib.executors.high_throughput.options import HTEXOptions
@@ -175,6 +176,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
         self.arena_dir: str | None = None
         self.logdir: str | None = None
         self._remote: RemoteSide | None = None
+        self._block_watch: LostBlockWatch | None = None
 
     def _validated_options(self) -> HTEXOptions:
         # Parsl lets attributes such as poll_period be changed after construction
@@ -228,11 +230,15 @@ class HighThroughputExecutor(BlockProviderExecutor):
             on_event=self._on_event,
             on_lost=self._on_interchange_lost,
         )
+        self._block_watch = LostBlockWatch(
+            self, period=opts.heartbeat_period, grace=opts.heartbeat_threshold, stopped=lambda: self._shutdown
+        )
         try:
             self._client.start()
         except BaseException:
             self._remove_local_dirs()
             raise
+        self._block_watch.start()
         self._remote = self._connect_remote_side()
         if self.provider is not None:
             self.provider.script_dir = os.path.join(base, "submit_scripts")
@@ -409,13 +415,18 @@ class HighThroughputExecutor(BlockProviderExecutor):
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
         pool = str(event.get("pool_id"))
+        watch = self._block_watch
         if kind == "registered":
             self.ever_connected = True
             with self._lock:
                 self._connected[pool] = event
+            if watch is not None:
+                watch.pool_registered(str(event.get("block_id")), pool)
         elif kind == "lost":
             with self._lock:
                 self._connected.pop(pool, None)
+            if watch is not None:
+                watch.pool_lost(str(event.get("block_id")), pool, str(event.get("why")))
         elif kind == "rejected":
             logger.error("executor %s refused a worker pool: %s", self.label, event.get("reason"))
             self._rejections.append(str(event.get("reason")))
@@ -506,6 +517,8 @@ class HighThroughputExecutor(BlockProviderExecutor):
         if self._shutdown:
             return
         self._shutdown = True
+        if self._block_watch is not None:
+            self._block_watch.close()
         if self._client is not None:
             self._client.stop()  # the interchange tells every pool to stop
         self.release_all_blocks(drain=False)

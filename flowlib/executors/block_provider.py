@@ -183,16 +183,20 @@ class BlockProviderExecutor(FlowlibExecutor):
         status = self.block_status()
         return {b: status[b] for b in block_ids if b in status}
 
-    def mark_block_failed(self, block_id: str, message: str, cancel: bool = False) -> None:
-        """Record a block as FAILED with ``message`` (cancelling its job first when ``cancel``)."""
-        job_id = self.blocks_to_job_id.get(block_id)
-        if cancel and job_id is not None and self.provider is not None:
-            try:
-                self.provider.cancel([job_id])
-            except Exception:
-                logger.exception("executor %s could not cancel job %s", self.label, job_id)
+    def mark_block_failed(self, block_id: str, message: str) -> None:
+        """Record a block as FAILED with ``message`` (its job is left alone: see :meth:`cancel_block_job`)."""
         with self._blocks_lock:
             self._block_status[block_id] = JobStatus(JobState.FAILED, message=message)
+
+    def cancel_block_job(self, block_id: str) -> None:
+        """Cancel the job of a block, keeping its recorded state; a failure is logged."""
+        job_id = self.blocks_to_job_id.get(block_id)
+        if job_id is None or self.provider is None:
+            return
+        try:
+            self.provider.cancel([job_id])
+        except Exception:
+            logger.exception("executor %s could not cancel job %s of block %s", self.label, job_id, block_id)
 
     def _refresh_block_status(self, only: set[str] | None = None) -> None:
         """Ask the provider about every block (or those in ``only``) not known to have ended."""
@@ -211,7 +215,7 @@ class BlockProviderExecutor(FlowlibExecutor):
                 statuses = []
             with self._blocks_lock:
                 for (block_id, _), status in zip(pending.items(), statuses, strict=False):
-                    if self._block_status[block_id].state is not JobState.SCALED_IN:
+                    if not self._block_status[block_id].terminal:  # SCALED_IN, or marked failed meanwhile
                         self._block_status[block_id] = status
 
     def block_status(self) -> dict[str, JobStatus]:

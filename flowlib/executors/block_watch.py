@@ -130,10 +130,20 @@ class LostBlockWatch:
             return
         with self._lock:
             orphans = dict(self._orphans)
+        to_cancel: list[str] = []
         if orphans:
             statuses = executor.refresh_blocks(list(orphans))
             for block_id, orphan in orphans.items():
-                self._judge(block_id, orphan, statuses.get(block_id), now)
+                if self._judge(block_id, orphan, statuses.get(block_id), now):
+                    to_cancel.append(block_id)
+        try:
+            self._decide()
+        finally:
+            for block_id in to_cancel:  # after the tasks were failed: cancelling may take a while
+                executor.cancel_block_job(block_id)
+
+    def _decide(self) -> None:
+        executor = self.executor
         if not self.lost or self.connected_pools or executor.active_blocks():
             return
         strategy = executor.scaling_strategy
@@ -153,12 +163,14 @@ class LostBlockWatch:
             )
         )
 
-    def _judge(self, block_id: str, orphan: _Orphan, status: JobStatus | None, now: float) -> None:
+    def _judge(self, block_id: str, orphan: _Orphan, status: JobStatus | None, now: float) -> bool:
+        """Record ``block_id`` as lost if it is; return True if its still-running job must be cancelled."""
         executor = self.executor
         job_id = executor.blocks_to_job_id.get(block_id, "?")
         if status is None or status.state is JobState.SCALED_IN:
             self._forget(block_id)  # released by flowlib, or not ours
-            return
+            return False
+        cancel = False
         detail = f" ({status.message.strip()})" if status.message else ""
         if status.terminal:
             verdict = f"block {block_id} (job {job_id}) was lost: its job is {status.state.name}{detail}; {orphan.why}"
@@ -167,12 +179,14 @@ class LostBlockWatch:
                 f"block {block_id} (job {job_id}) was lost: no worker pool came back within {self.grace:g} s "
                 f"while its job stayed {status.state.name}{detail}, so the job was cancelled; {orphan.why}"
             )
-            executor.mark_block_failed(block_id, verdict, cancel=True)
+            executor.mark_block_failed(block_id, verdict)
+            cancel = True
         else:
-            return  # the job may be ending, or a pool may come back: look again later
+            return False  # the job may be ending, or a pool may come back: look again later
         logger.error("executor %s: %s", executor.label, verdict)
         self._forget(block_id)
         self.lost[block_id] = verdict
+        return cancel
 
     def _forget(self, block_id: str) -> None:
         with self._lock:

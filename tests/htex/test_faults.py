@@ -336,3 +336,44 @@ def test_lost_block_is_replaced_when_the_strategy_can_scale(kernel_factory, tmp_
     assert [f.result(timeout=30) for f in futures] == ["released"] * 10
     assert square(5).result(timeout=30) == 25
     assert executor.block_status()["0"].terminal
+
+
+def test_hung_block_is_cancelled_and_its_tasks_fail_after_the_threshold(kernel_factory, tmp_path):
+    from flowlib.executors.errors import BadStateException
+
+    dfk = kernel_factory(htex_config(tmp_path, heartbeat_period=0.3, heartbeat_threshold=1.5))
+    executor = dfk.executors["htex"]
+    executor.provider.cancel_grace = 0.5
+    futures = [wait_for_file(str(tmp_path / "never")) for _ in range(6)]
+    try_assert(lambda: executor.connected_workers == 2, timeout=30, message="the block's workers never connected")
+    group = int(executor.blocks_to_job_id["0"])
+    os.killpg(group, signal.SIGSTOP)  # the job lives on, but its pool answers nothing
+    stopped = time.monotonic()
+    try:
+        errors = [f.exception(timeout=15) for f in futures]
+        assert time.monotonic() - stopped < 2 * 1.5 + 2, "the hung block was noticed late"
+        queued = [e for e in errors if not isinstance(e, ManagerLost)]
+        assert queued and all(isinstance(e, BadStateException) for e in queued), errors
+        assert "no worker pool came back within 1.5 s while its job stayed RUNNING" in str(queued[0])
+        try_assert(
+            lambda: not any(p.status() != psutil.STATUS_ZOMBIE for p in group_members(group)),
+            timeout=15,
+            message="the hung block's job was not cancelled",
+        )
+    finally:
+        for member in group_members(group):
+            try:
+                member.kill()
+            except psutil.NoSuchProcess:
+                pass
+
+
+def group_members(group: int) -> list[psutil.Process]:
+    members = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == group:
+                members.append(proc)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
+    return members

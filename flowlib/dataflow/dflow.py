@@ -401,6 +401,8 @@ class DataFlowKernel:
             self._finish(record, _S.exec_done, result=result)
 
     def _handle_failure(self, record: TaskRecord, exc: BaseException) -> None:
+        if isinstance(exc, Exception):
+            exc = _name_task(exc, record)
         if isinstance(exc, _NOT_RETRIED):
             self._finish(record, _S.failed, exception=exc)
             return
@@ -665,10 +667,10 @@ def _refuse_shut_down_executors(executors: Sequence[Any]) -> None:
 
 
 def _name_task(exc: Exception, record: TaskRecord) -> Exception:
-    """Attach the task's id and app name to a SerializationError raised at submit."""
-    from flowlib.serialize.errors import SerializationError
+    """Attach the task's id and app name to a (De)SerializationError raised at submit or on a worker."""
+    from flowlib.serialize.errors import DeserializationError, SerializationError
 
-    if isinstance(exc, SerializationError) and exc.task_id is None:
+    if isinstance(exc, (SerializationError, DeserializationError)) and exc.task_id is None:
         exc.task_id = record.id
         if exc.function_name is None:
             exc.function_name = record.func_name

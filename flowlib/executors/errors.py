@@ -5,17 +5,45 @@ from __future__ import annotations
 from flowlib.errors import FlowlibError
 
 
+def _describe(executor: object) -> str:
+    """An executor as errors name it: its type and label, never its whole configuration."""
+    label = getattr(executor, "label", None)
+    if label is None:
+        return str(executor)
+    return f"{type(executor).__name__} {label!r}"
+
+
+def _rebuild(cls: type[ExecutorError], args: tuple[object, ...], state: dict[str, object]) -> ExecutorError:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 class ExecutorError(FlowlibError):
-    """Base class of executor failures; names the executor by label."""
+    """Base class of executor failures; names the executor by label.
+
+    ``executor`` is the executor object; the exception's ``args``, ``repr`` and
+    pickled form carry only its type and label (``HighThroughputExecutor 'htex'``),
+    so logs and remote copies do not drag the whole configuration along.
+    """
 
     def __init__(self, executor: object, reason: str) -> None:
         self.executor = executor
         self.reason = reason
-        super().__init__(executor, reason)
+        self.label = getattr(executor, "label", executor)
+        """The executor's label (the executor itself when it has none, e.g. a name)."""
+        super().__init__(_describe(executor), reason)
 
     def __str__(self) -> str:
-        label = getattr(self.executor, "label", self.executor)
-        return f"Executor {label} failed due to: {self.reason}"
+        return f"Executor {self.label} failed due to: {self.reason}"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        state = dict(self.__dict__)
+        state["executor"] = _describe(self.executor)
+        if not isinstance(state.get("label"), (str, type(None))):
+            state["label"] = str(state["label"])
+        return (_rebuild, (type(self), self.args, state))
 
 
 class BadStateException(ExecutorError):

@@ -52,7 +52,12 @@ def run_packed_call(payload: bytes) -> bytes:
     except SerializationError as e:
         return _wrap(
             SerializationError,
-            SerializationError("the task's result", type_name=type_name(result), reason=e.reason),
+            SerializationError(
+                "the task's result",
+                type_name=type_name(result),
+                reason=e.reason,
+                function_name=getattr(func, "__name__", None),
+            ),
             None,
         )
 

@@ -65,20 +65,44 @@ class DeserializationError(FlowlibError):
     """Raised when bytes cannot be turned back into an object.
 
     Raised by :func:`flowlib.serialize.deserialize` and the ``unpack_*``
-    functions, usually on a worker: the data is empty, truncated or corrupt, its
-    header names no known method, or the payload refers to something missing
-    here (a module that is not installed). The message names the header seen;
-    the underlying exception, if any, is ``__cause__``.
+    functions, on a worker (a task's function or arguments) or in the
+    submitting process (a task's result): the data is empty, truncated or
+    corrupt, its header names no known method, or the payload refers to
+    something missing here (a module that is not installed). When a task was
+    being read, the message names what (``what``), the task and its function;
+    otherwise it names the header seen. The underlying exception, if any, is
+    ``__cause__``.
     """
 
-    def __init__(self, reason: str, *, header: bytes | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        header: bytes | None = None,
+        what: str | None = None,
+        task_id: int | str | None = None,
+        function_name: str | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         """Why the data could not be read."""
         self.header = header
         """The header found at the start of the data, if any."""
+        self.what = what
+        """What was being read, e.g. ``"the task's arguments"``, when known."""
+        self.task_id = task_id
+        """The task whose data it was, when known (set by the kernel)."""
+        self.function_name = function_name
+        """The name of the task's function, when known."""
 
     def __str__(self) -> str:
-        if self.header is None:
-            return f"cannot deserialize data: {self.reason}"
-        return f"cannot deserialize data with header {self.header!r}: {self.reason}"
+        if self.what is None and self.task_id is None and self.function_name is None:
+            if self.header is None:
+                return f"cannot deserialize data: {self.reason}"
+            return f"cannot deserialize data with header {self.header!r}: {self.reason}"
+        text = f"cannot deserialize {self.what or 'data'}"
+        if self.task_id is not None:
+            text += f" of task {self.task_id}"
+        if self.function_name is not None:
+            text += f" (function {self.function_name!r})"
+        return f"{text}: {self.reason}"

@@ -300,8 +300,16 @@ def _unpack(data: Bytes) -> tuple[bytes, Callable[..., Any], tuple[Any, ...]]:
     body = rest[_LENGTH.size :]
     if len(body) <= func_length:
         raise DeserializationError("truncated apply message", header=header)
-    func = deserialize(body[:func_length])
-    payload = deserialize(body[func_length:])
+    try:
+        func = deserialize(body[:func_length])
+    except DeserializationError as e:
+        e.what = "the task's function"
+        raise
+    try:
+        payload = deserialize(body[func_length:])
+    except DeserializationError as e:
+        e.what, e.function_name = "the task's arguments", getattr(func, "__name__", None)
+        raise
     expected = 2 if header == APPLY_HEADER else 3
     if not (
         isinstance(payload, tuple) and len(payload) == expected and isinstance(payload[1], dict) and callable(func)

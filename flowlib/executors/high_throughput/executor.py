@@ -371,7 +371,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
     # ------------------------------------------------------ results (I/O thread)
 
     def _on_results(self, ids: list[int], statuses: bytes, payloads: list[Any]) -> None:
-        from flowlib.serialize import deserialize
+        from flowlib.serialize import DeserializationError, deserialize
 
         futures = self._futures
         for tid, status, payload in zip(ids, statuses, payloads, strict=True):
@@ -384,6 +384,8 @@ class HighThroughputExecutor(BlockProviderExecutor):
             try:
                 value = deserialize(payload)
             except Exception as e:
+                if isinstance(e, DeserializationError) and e.what is None:
+                    e.what = "the task's result" if status == 0 else "the exception raised by the task"
                 fut.set_exception(e)
                 continue
             if status == 0:
@@ -430,6 +432,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
         elif kind == "rejected":
             logger.error("executor %s refused a worker pool: %s", self.label, event.get("reason"))
             self._rejections.append(str(event.get("reason")))
+            del self._rejections[:-100]  # the latest few are enough to explain a failure
         elif kind == "auth_failures":
             logger.error(
                 "executor %s: %s connection attempts failed authentication (workers with the wrong keys?)",
@@ -446,9 +449,13 @@ class HighThroughputExecutor(BlockProviderExecutor):
     def set_bad_state_and_fail_all(self, exc: BaseException) -> None:
         """As the base class; when pools were refused for their protocol version, say so as VersionMismatch."""
         if self._rejections and not self.ever_connected:
-            from flowlib.executors.high_throughput.errors import VersionMismatch
+            last = self._rejections[-1]
+            if last.startswith("VersionMismatch"):
+                from flowlib.executors.high_throughput.errors import VersionMismatch
 
-            exc = VersionMismatch(f"{self._rejections[-1]}; {exc}")
+                exc = VersionMismatch(f"{last}; {exc}")
+            elif isinstance(exc, BadStateException):
+                exc = BadStateException(self, f"{exc.reason}; the interchange refused the worker pool: {last}")
         super().set_bad_state_and_fail_all(exc)
 
     def fail_all_outstanding(self, exc: BaseException) -> None:

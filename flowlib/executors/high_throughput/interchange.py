@@ -336,24 +336,31 @@ class Interchange:
         if record is not None:
             self.lose_manager(record, why)
 
+    def refuse(self, identity: bytes, reason: str) -> None:
+        """Refuse a pool's registration: log why, tell the pool (REJECT) and the executor."""
+        logger.warning("refused a worker pool: %s", reason)
+        self.send_to_pool(identity, p.encode_reject(reason))
+        self.send_event({"event": "rejected", "reason": reason})
+
     def register(self, identity: bytes, version: int, frames: Sequence[Any], now: float) -> None:
         if version != p.PROTOCOL_VERSION:
-            reason = (
+            self.refuse(
+                identity,
                 f"VersionMismatch: worker pool speaks protocol version {version}, "
-                f"the interchange speaks {p.PROTOCOL_VERSION}"
+                f"the interchange speaks {p.PROTOCOL_VERSION}",
             )
-            logger.warning("refused a worker pool: %s", reason)
-            self.send_to_pool(identity, p.encode_reject(reason))
-            self.send_event({"event": "rejected", "reason": reason})
             return
-        reg = p.Registration.decode(frames)
+        try:
+            reg = p.Registration.decode(frames)
+        except p.BadRegistration as e:
+            self.refuse(identity, f"BadRegistration: {e}")
+            return
         if reg.protocol_version != p.PROTOCOL_VERSION:
-            reason = (
+            self.refuse(
+                identity,
                 f"VersionMismatch: worker pool protocol version {reg.protocol_version}, "
-                f"interchange {p.PROTOCOL_VERSION}"
+                f"interchange {p.PROTOCOL_VERSION}",
             )
-            self.send_to_pool(identity, p.encode_reject(reason))
-            self.send_event({"event": "rejected", "reason": reason})
             return
         if identity in self.managers.all:
             logger.warning("pool %s registered twice; keeping the first registration", reg.pool_id)

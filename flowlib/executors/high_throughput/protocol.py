@@ -247,6 +247,75 @@ def body_ids(frames: Sequence[Frame]) -> list[int]:
     return unpack_ids(frames[1])
 
 
+class BadRegistration(ProtocolError):
+    """A REGISTER that is well formed but whose values are impossible; the interchange refuses the pool.
+
+    The message names the field, the value and what is allowed.
+    """
+
+
+MAX_WORKERS = 1 << 16
+"""Workers one pool may register at most."""
+MAX_PREFETCH = 1 << 20
+"""Prefetch capacity one pool may register at most."""
+MAX_CORES = float(1 << 16)
+"""Cores one pool may register at most."""
+MAX_MEMORY_MB = float(1 << 32)
+"""Memory (MB) one pool may register at most (4 PB)."""
+MAX_ACCELERATORS = 1 << 12
+"""Accelerators one pool may register at most."""
+MAX_TEXT = 256
+"""Characters at most in a registration's names (host, block, pool, versions, accelerators)."""
+
+_REGISTRATION_INTS = {
+    "protocol_version": (0, 255),
+    "worker_count": (0, MAX_WORKERS),
+    "prefetch_capacity": (0, MAX_PREFETCH),
+    "pid": (1, (1 << 32) - 1),
+}
+_REGISTRATION_FLOATS = {"cores": (0.0, MAX_CORES), "memory_mb": (0.0, MAX_MEMORY_MB)}
+_REGISTRATION_TEXTS = ("flowlib_version", "python_version", "hostname", "block_id", "pool_id")
+
+
+def _checked_registration(raw: dict[str, Any]) -> dict[str, Any]:
+    """The registration's fields, type- and range-checked; BadRegistration naming the first bad one."""
+    who = ""
+    if isinstance(raw.get("pool_id"), str) and isinstance(raw.get("hostname"), str):
+        who = f" from pool {raw['pool_id'][:MAX_TEXT]!r} on {raw['hostname'][:MAX_TEXT]!r}"
+
+    def bad(name: str, allowed: str) -> BadRegistration:
+        shown = repr(raw[name]) if name in raw else "nothing"
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        return BadRegistration(f"bad registration{who}: {name} must be {allowed}, got {shown}")
+
+    values: dict[str, Any] = {}
+    for name, (low, high) in _REGISTRATION_INTS.items():
+        value = raw.get(name)
+        if type(value) is not int or not low <= value <= high:
+            raise bad(name, f"an integer from {low} to {high}")
+        values[name] = value
+    for name, (low_f, high_f) in _REGISTRATION_FLOATS.items():
+        value = raw.get(name)
+        if type(value) not in (int, float) or not low_f <= value <= high_f:  # NaN fails every comparison
+            raise bad(name, f"a number from {low_f:g} to {high_f:g}")
+        values[name] = float(value)
+    for name in _REGISTRATION_TEXTS:
+        value = raw.get(name)
+        if type(value) is not str or len(value) > MAX_TEXT:
+            raise bad(name, f"a string of at most {MAX_TEXT} characters")
+        values[name] = value
+    accelerators = raw.get("accelerators")
+    if (
+        type(accelerators) is not list
+        or len(accelerators) > MAX_ACCELERATORS
+        or not all(type(a) is str and len(a) <= MAX_TEXT for a in accelerators)
+    ):
+        raise bad("accelerators", f"a list of at most {MAX_ACCELERATORS} strings")
+    values["accelerators"] = list(accelerators)
+    return values
+
+
 @dataclass(frozen=True)
 class Registration:
     """What a worker pool says about itself when it registers."""
@@ -269,27 +338,14 @@ class Registration:
 
     @classmethod
     def decode(cls, frames: Sequence[Frame]) -> Registration:
-        raw = body_json(frames)
-        try:
-            reg = cls(
-                protocol_version=int(raw["protocol_version"]),
-                flowlib_version=str(raw["flowlib_version"]),
-                python_version=str(raw["python_version"]),
-                hostname=str(raw["hostname"]),
-                block_id=str(raw["block_id"]),
-                pool_id=str(raw["pool_id"]),
-                worker_count=int(raw["worker_count"]),
-                prefetch_capacity=int(raw["prefetch_capacity"]),
-                cores=float(raw["cores"]),
-                memory_mb=float(raw["memory_mb"]),
-                accelerators=[str(a) for a in raw["accelerators"]],
-                pid=int(raw["pid"]),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise ProtocolError(f"bad registration: {e!r}") from None
-        if reg.worker_count < 0 or reg.prefetch_capacity < 0:
-            raise ProtocolError("bad registration: negative worker count or prefetch")
-        return reg
+        """The registration in a REGISTER message.
+
+        ProtocolError for a message that is not a JSON object; BadRegistration
+        (a ProtocolError too) for one whose fields have the wrong type or an
+        absurd value (10^12 workers, NaN cores, negative memory): the
+        interchange refuses that pool, naming the field.
+        """
+        return cls(**_checked_registration(body_json(frames)))
 
 
 RESOURCE_KEYS = frozenset(

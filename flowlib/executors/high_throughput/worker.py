@@ -233,7 +233,12 @@ def execute(task_id: int, payload: memoryview) -> tuple[int, bytes]:
     try:
         return _OK, serialize(result)
     except SerializationError as e:
-        error = SerializationError("the task's result", type_name=type_name(result), reason=e.reason, task_id=task_id)
+        error = SerializationError(
+            "the task's result",
+            type_name=type_name(result),
+            reason=e.reason,
+            function_name=getattr(func, "__name__", None),
+        )  # no task id here: ours is the executor's number; the kernel adds the task's own id
         return _EXCEPTION, _wrap(SerializationError, error, None, task_id)
 
 
@@ -246,7 +251,6 @@ def _wrap(kind: type[BaseException], error: BaseException, tb: object, task_id: 
             f"the exception raised by the task ({type_name(error)}: {error})",
             type_name=type_name(error),
             reason=e.reason,
-            task_id=task_id,
         )
         return serialize(RemoteExceptionWrapper(SerializationError, replacement, tb))  # type: ignore[arg-type]
 

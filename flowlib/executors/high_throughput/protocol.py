@@ -298,7 +298,7 @@ def _checked_registration(raw: dict[str, Any]) -> dict[str, Any]:
     for name, (low_f, high_f) in _REGISTRATION_FLOATS.items():
         value = raw.get(name)
         if type(value) not in (int, float) or not low_f <= value <= high_f:  # NaN fails every comparison
-            raise bad(name, f"a number from {low_f:g} to {high_f:g}")
+            raise bad(name, f"a number from {low_f:.0f} to {high_f:.0f}")
         values[name] = float(value)
     for name in _REGISTRATION_TEXTS:
         value = raw.get(name)

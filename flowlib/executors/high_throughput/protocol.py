@@ -290,6 +290,7 @@ def _checked_registration(raw: dict[str, Any]) -> dict[str, Any]:
         return BadRegistration(f"bad registration{who}: {name} must be {allowed}, got {shown}")
 
     values: dict[str, Any] = {}
+    value: Any
     for name, (low, high) in _REGISTRATION_INTS.items():
         value = raw.get(name)
         if type(value) is not int or not low <= value <= high:

@@ -283,7 +283,7 @@ def test_frozen_interchange_fails_outstanding_tasks_within_the_threshold(kernel_
         for fut in futures:
             with pytest.raises(BadStateException, match=rf"interchange .*\(pid {interchange.pid}\).*did not answer"):
                 fut.result(timeout=15)
-        assert time.monotonic() - stopped < 1.5 + 0.3 + 2.0, "the frozen interchange was noticed late"
+        assert time.monotonic() - stopped < 1.5 + 0.3 + 3.0, "the frozen interchange was noticed late"
         start = time.monotonic()
         with pytest.raises(BadStateException, match="did not answer a ping"):
             square(2).result(timeout=5)

@@ -61,6 +61,14 @@ def make_flux(tmp_path: Any) -> FlowlibExecutor:
     return make_executor(tmp_path)
 
 
+def make_radical_pilot(tmp_path: Any) -> FlowlibExecutor:
+    # One real local RADICAL-Pilot session per pytest process, borrowed by each test (tests/rp_support.py).
+    pytest.importorskip("radical.pilot")
+    from rp_support import make_executor
+
+    return make_executor(tmp_path)
+
+
 # Executors the behavioural suite runs on: name -> factory(tmp_path).
 EXECUTOR_FACTORIES: dict[str, Callable[[Any], FlowlibExecutor]] = {
     "threads": make_threads,
@@ -68,6 +76,7 @@ EXECUTOR_FACTORIES: dict[str, Callable[[Any], FlowlibExecutor]] = {
     "globus-compute": make_globus_compute,
     "dask": make_dask,
     "flux": make_flux,
+    "radical-pilot": make_radical_pilot,
 }
 
 # Executors that run only part of the behavioural suite: name -> (test modules run, tests left out).
@@ -92,6 +101,13 @@ SUITE_SUBSETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         + ("test_bash.py", "test_join.py", "test_python_walltime.py", "test_staging.py"),
         ("test_chain_of_1000_tasks", "test_submissions_from_several_threads", "test_nested_joins"),
     ),
+    # RADICAL-Pilot (a real local session): about 10 tasks/s through RP's agent components, so
+    # the same many-task tests as for Flux are left out.
+    "radical-pilot": (
+        ("test_apps.py", "test_dependencies.py", "test_errors.py", "test_retries.py", "test_caching.py")
+        + ("test_bash.py", "test_join.py", "test_python_walltime.py", "test_staging.py"),
+        ("test_chain_of_1000_tasks", "test_submissions_from_several_threads", "test_nested_joins"),
+    ),
 }
 
 
@@ -110,6 +126,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+    if any(
+        getattr(item, "callspec", None) and item.callspec.params.get("executor_name") == "radical-pilot"
+        for item in items
+    ):  # type: ignore[attr-defined]
+        _start_shared_radical_pilot()
+
+
+def _start_shared_radical_pilot() -> None:
+    """Start the RP session the selected radical-pilot tests share (tests/rp_support.py), before any test runs."""
+    import importlib.util
+
+    if importlib.util.find_spec("radical") is None or importlib.util.find_spec("radical.pilot") is None:
+        return  # the tests skip
+    from rp_support import shared_executor
+
+    shared_executor()
 
 
 SERVICES = os.path.join(REPO_ROOT, "tests", "services")

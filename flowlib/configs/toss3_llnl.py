@@ -6,11 +6,13 @@
     config = fresh_config(partition="pdebug", account="<your bank>")
 
 The same name as Parsl's ``parsl.configs.toss3_llnl``. Parsl's runs a
-``FluxExecutor`` inside the Slurm job; flowlib has no Flux executor yet, so this
+``FluxExecutor`` inside the Slurm job; constructing one needs Flux's Python
+package (``flux``), which importing a config module must not require, so this
 module puts flowlib's HighThroughputExecutor on the same SlurmProvider (the same
 blocks: one node each, 30 minutes, ``--mpibind=off`` so that tasks are not pinned).
 Apps run unchanged; Flux-specific resource specifications are refused with an
-error naming them.
+error naming them. For Flux itself, use
+``FluxExecutor(provider=SlurmProvider(...))`` (see the Flux page of the docs).
 
 What this config assumes:
 

@@ -86,12 +86,12 @@ EXECUTOR_FACTORIES: dict[str, Callable[[Any], FlowlibExecutor]] = {
 SUITE_SUBSETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "globus-compute": (
         ("test_apps.py", "test_dependencies.py", "test_errors.py", "test_bash.py")
-        + ("test_retries.py", "test_caching.py", "test_join.py"),
+        + ("test_retries.py", "test_caching.py", "test_join.py", "test_cancel.py"),
         ("test_chain_of_1000_tasks", "test_submissions_from_several_threads", "test_nested_joins"),
     ),
     "dask": (
         ("test_apps.py", "test_dependencies.py", "test_errors.py", "test_retries.py", "test_caching.py")
-        + ("test_bash.py", "test_join.py", "test_python_walltime.py", "test_staging.py"),
+        + ("test_bash.py", "test_join.py", "test_python_walltime.py", "test_staging.py", "test_cancel.py"),
         (),
     ),
     # Flux (the fake of tests/fakeflux/): every task is a job, a new Python process (about 0.2 s
@@ -99,14 +99,14 @@ SUITE_SUBSETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # fibonacci(10) as joins) would take minutes and are left out.
     "flux": (
         ("test_apps.py", "test_dependencies.py", "test_errors.py", "test_retries.py", "test_caching.py")
-        + ("test_bash.py", "test_join.py", "test_python_walltime.py", "test_staging.py"),
+        + ("test_bash.py", "test_join.py", "test_python_walltime.py", "test_staging.py", "test_cancel.py"),
         ("test_chain_of_1000_tasks", "test_submissions_from_several_threads", "test_nested_joins"),
     ),
     # RADICAL-Pilot (a real local session): about 10 tasks/s through RP's agent components, so
     # the same many-task tests as for Flux are left out.
     "radical-pilot": (
         ("test_apps.py", "test_dependencies.py", "test_errors.py", "test_retries.py", "test_caching.py")
-        + ("test_bash.py", "test_join.py", "test_python_walltime.py", "test_staging.py"),
+        + ("test_bash.py", "test_join.py", "test_python_walltime.py", "test_staging.py", "test_cancel.py"),
         ("test_chain_of_1000_tasks", "test_submissions_from_several_threads", "test_nested_joins"),
     ),
 }

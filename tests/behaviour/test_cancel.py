@@ -1,0 +1,39 @@
+"""Cancellation: a task that has not started can be cancelled on every executor."""
+
+from __future__ import annotations
+
+from concurrent.futures import CancelledError, Future
+
+import pytest
+
+from flowlib import python_app
+from flowlib.dataflow.errors import DependencyError
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@python_app
+def plus_one(x):
+    return x + 1
+
+
+def test_a_task_waiting_for_its_input_is_cancelled(dfk):
+    gate: Future[int] = Future()
+    waiting = plus_one(gate)
+    dependent = plus_one(waiting)
+    assert waiting.cancel() is True
+    assert waiting.cancelled()
+    with pytest.raises(CancelledError):
+        waiting.result(timeout=10)
+    with pytest.raises(DependencyError):
+        dependent.result(timeout=10)
+    gate.set_result(1)  # the input arrives after the cancellation: the task never runs
+    assert plus_one(gate).result(timeout=20) == 2
+    assert waiting.cancelled()
+
+
+def test_a_finished_task_cannot_be_cancelled(dfk):
+    done = plus_one(1)
+    assert done.result(timeout=20) == 2
+    assert done.cancel() is False
+    assert not done.cancelled() and done.result() == 2

@@ -270,7 +270,7 @@ def test_set_local_path_finds_nested_files() -> None:
     a, b, c, other = File("zip:/a.zip/m"), File("zip:/a.zip/m"), File("zip:/a.zip/m"), File("y")
     set_local_path("zip:/a.zip/m", "/l/m", (a, [other]), {"inputs": [b], "d": {"k": (c,)}})
     assert a.local_path == b.local_path == c.local_path == "/l/m"
-    assert other.local_path == "y"
+    assert other.local_path is None  # another URL: untouched
 
 
 def test_local_path_for_separates_urls() -> None:

@@ -30,7 +30,7 @@ def test_relative_path() -> None:
         "data/in.txt",
         "in.txt",
     )
-    assert f.local_path == "data/in.txt"
+    assert f.local_path is None  # as in Parsl: set only where the file was staged
     assert f.filepath == "data/in.txt"
 
 
@@ -180,7 +180,7 @@ def test_cleancopy() -> None:
     assert f.local_path == "/tmp/x.txt"
     local = File("/tmp/y.txt")
     local.local_path = "/elsewhere/y.txt"
-    assert local.cleancopy().local_path == "/tmp/y.txt"
+    assert local.cleancopy().local_path is None and local.cleancopy().filepath == "/tmp/y.txt"
 
 
 def test_identity_semantics() -> None:

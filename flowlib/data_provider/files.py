@@ -39,9 +39,9 @@ class File:
         netloc: the authority part (``host:port``), ``""`` when there is none.
         path: the path part of the URL.
         filename: the last component of ``path``.
-        local_path: where the file sits on this machine: the path itself for the
-            ``file`` scheme, ``None`` for a remote file until a staging plugin
-            sets it.
+        local_path: where a staging plugin put the file for a task (``None``
+            until then, as in Parsl; :attr:`filepath` falls back to ``path`` for
+            a ``file`` URL). Only the task's own copy of a ``File`` gets one.
 
     Any string is accepted, as in Parsl: ``""`` and strings that do not parse as
     URLs are taken as a ``file`` path, the whole string being the path.
@@ -76,7 +76,7 @@ class File:
         self.netloc = netloc
         self.path = path
         self.filename = os.path.basename(path)
-        self.local_path = path if scheme == "file" else None
+        self.local_path = None  # as in Parsl: set only where a file was staged (the task's copy)
 
     @property
     def filepath(self) -> str:
@@ -104,14 +104,14 @@ class File:
 
     def __repr__(self) -> str:
         fields = f"url={self.url} scheme={self.scheme} netloc={self.netloc} path={self.path} filename={self.filename}"
-        if self.local_path is not None and self.local_path != self.path:
+        if self.local_path is not None:
             fields += f" local_path={self.local_path}"
         return f"<{type(self).__name__} at {id(self):#x} {fields}>"
 
     def cleancopy(self) -> File:
         """Return a new ``File`` for the same URL, without staging information."""
         new = copy.copy(self)
-        new.local_path = self.path if self.scheme == "file" else None
+        new.local_path = None
         return new
 
 
@@ -136,6 +136,6 @@ def task_copy(file: File) -> File:
     process's current directory: it names the same file in the app as in the script.
     """
     new = file.cleancopy()
-    if new.scheme == "file" and new.local_path and not os.path.isabs(new.local_path):
-        new.local_path = os.path.abspath(new.local_path)
+    if new.scheme == "file" and new.path and not os.path.isabs(new.path):
+        new.local_path = os.path.abspath(new.path)
     return new

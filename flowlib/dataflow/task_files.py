@@ -79,6 +79,18 @@ def prepare_files(
             shown = spec
         setattr(app_fu, "_" + stream, shown)
 
+    if kwargs.get("_parsl_staging_inhibit"):
+        # A staging plugin's own transfer app (Parsl's convention): its files are what it moves,
+        # not files to stage again. Outputs still get DataFutures; the keyword reaches the function.
+        outputs = kwargs.get("outputs")
+        if outputs:
+            app_fu._outputs = [
+                DataFuture(app_fu, o if isinstance(o, File) else o.file_obj, tid=record.id)
+                for o in outputs
+                if isinstance(o, (File, DataFuture))
+            ]
+        record.func = func
+        return
     if record.args and any(isinstance(a, (File, DataFuture)) for a in record.args):
         new_args = []
         for arg in record.args:

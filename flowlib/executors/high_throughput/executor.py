@@ -168,6 +168,9 @@ class HighThroughputExecutor(BlockProviderExecutor):
         self._client: Any = None
         self._connected: dict[str, dict[str, Any]] = {}
         self._rejections: list[str] = []
+        self.pool_listeners: list[Callable[[dict[str, Any]], None]] = []
+        """Called with every worker-pool event ('registered', 'draining', 'lost': pool_id, block_id,
+        hostname, worker_count, ...) on the executor's receiving thread; they must not block."""
         self._lock = threading.Lock()
         self._started = False
         self._shutdown = False
@@ -440,6 +443,12 @@ class HighThroughputExecutor(BlockProviderExecutor):
                 event.get("count"),
             )
         logger.info("executor %s: %s", self.label, event)
+        if kind in ("registered", "draining", "lost"):
+            for listener in list(self.pool_listeners):
+                try:
+                    listener(event)
+                except Exception:
+                    logger.exception("executor %s: a worker-pool listener failed", self.label)
 
     def _on_interchange_lost(self, reason: str) -> None:
         if self._shutdown:

@@ -95,6 +95,8 @@ class Router:
         self._next_poll = 0.0
         self._pool_events: collections.deque[tuple[dict[str, Any], float]] = collections.deque()
         self._pool_listening: list[list[Any]] = []
+        self._pools: dict[str, tuple[str | None, str | None]] = {}
+        """pool_id -> (hostname, block_id), from the executors' pool events."""
 
     # ------------------------------------------------------------------ lifetime
 
@@ -130,6 +132,8 @@ class Router:
             if isinstance(listeners, list):
                 listeners.append(self._pool_event)
                 self._pool_listening.append(listeners)
+            if hasattr(executor, "record_worker_times"):
+                executor.record_worker_times = True
         self._thread = threading.Thread(target=self._run, name="flowlib-monitoring-router", daemon=True)
         self._thread.start()
         logger.info("monitoring run %s into %s", self.run_id, safe_url(self.url))
@@ -189,6 +193,7 @@ class Router:
 
     def _pool_event(self, event: dict[str, Any]) -> None:
         """A worker pool registered, started draining or was lost (executor's receiving thread)."""
+        self._pools[str(event.get("pool_id"))] = (_text(event.get("hostname")), _text(event.get("block_id")))
         if len(self._pool_events) < self.hub.max_queued:
             self._pool_events.append((event, time.time()))
         else:
@@ -307,6 +312,8 @@ class Router:
                 fields["task_try_time_running"] = when
             if new in _TRY_ENDS or new is _S.dep_fail:
                 fields["task_try_time_returned"] = when
+                if ev.exec_future is not None:
+                    self._worker_fields(ev.exec_future, fields)
             if ev.exception is not None:
                 fields.update(describe_failure(ev.exception))
                 rec = ev.record
@@ -348,6 +355,19 @@ class Router:
         for statement, rows in _grouped_updates(_try_update, try_updates.values()):
             plan.append((statement, rows))
         return plan
+
+    def _worker_fields(self, fut: Any, fields: dict[str, Any]) -> None:
+        """Where and when the try ran, as its worker pool reported on the result stream (htex)."""
+        worker_times = getattr(fut, "worker_times", None)
+        if type(worker_times) is not tuple or len(worker_times) != 3:  # not from a worker pool that reports them
+            return
+        started, _, pool_id = worker_times
+        if started == started:  # not NaN
+            fields["task_try_time_running"] = started
+        if pool_id is not None:
+            hostname, block_id = self._pools.get(pool_id, (None, None))
+            fields["hostname"] = hostname
+            fields["block_id"] = block_id
 
     def _task_row(self, ev: TaskEvent) -> dict[str, Any]:
         rec = ev.record

@@ -205,10 +205,17 @@ def _load_config(args: argparse.Namespace, monitoring_db: Path | None) -> Any:
 def database_size(path: Path) -> dict[str, Any]:
     """Bytes on disk of the SQLite database at *path* (with its WAL), and rows per table.
 
-    Read after the kernel's cleanup, when both libraries have written and
-    closed the store. ``bytes_per_task`` divides the bytes by the rows of the
-    ``task`` table.
+    Read after the kernel's cleanup, when both libraries have written the
+    store. A write-ahead log is checkpointed into the database first (a WAL
+    file holds pages twice until then, and a library may still hold its
+    connection), so the figure is what the data takes once written.
+    ``bytes_per_task`` divides the bytes by the rows of the ``task`` table.
     """
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        connection.close()
     files = [path, path.with_name(path.name + "-wal")]
     size = sum(item.stat().st_size for item in files if item.exists())
     rows: dict[str, int] = {}

@@ -56,7 +56,7 @@ EOF
 
 # flowlib's dependencies come from pyproject.toml: reinstall when it changes.
 stamp="$venv/.flowlib-pyproject.sha256"
-want_stamp="$(sha256sum "$repo/pyproject.toml" | cut -d' ' -f1)"
+want_stamp="$( (sha256sum "$repo/pyproject.toml"; echo monitoring) | sha256sum | cut -d' ' -f1)"
 have_stamp="$(cat "$stamp" 2>/dev/null || true)"
 
 state="$(venv_state)"
@@ -70,8 +70,9 @@ if [ ! -x "$vpy" ]; then
     "$python" -m venv "$venv"
 fi
 "$vpy" -m pip install --quiet --upgrade pip
-"$vpy" -m pip install --quiet "parsl==$parsl_version"
-"$vpy" -m pip install --quiet -e "$repo"
+# The monitoring extras: the monitoring case compares both MonitoringHubs.
+"$vpy" -m pip install --quiet "parsl[monitoring]==$parsl_version"
+"$vpy" -m pip install --quiet -e "$repo[monitoring]"
 echo "$want_stamp" >"$stamp"
 
 state="$(venv_state)"

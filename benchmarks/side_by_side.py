@@ -5,6 +5,7 @@ Usage (after ``bash benchmarks/setup_parsl_venv.sh``)::
 
     python benchmarks/side_by_side.py --quick
     python benchmarks/side_by_side.py --executor htex --rounds 5
+    python benchmarks/side_by_side.py --executor htex --monitoring off,state,resources
 
 How it runs::
 
@@ -19,6 +20,12 @@ How it runs::
       +-- median of every metric over the rounds, then a table of both values,
           flowlib/parsl, and the speedup; JSON and Markdown go to
           benchmarks/results/ (git-ignored)
+
+With ``--monitoring MODES`` every round runs each library once per mode
+(``off``, ``state``: state tracking only, ``resources``: the hub's defaults with
+resource sampling), by default on 10,000 no-op tasks; the table shows each
+mode's throughput against the same library's ``off`` figure, and the size of
+the monitoring database per task.
 
 Alternating the order every round spreads machine noise (other load, thermal
 state, caches) over both libraries. Both libraries get the same workload code,
@@ -78,6 +85,11 @@ DEFAULT_WORKLOADS = {
     "htex": "startup,latency,chain,fanin,fixed,bigargs",
 }
 
+#: Workloads and batch size of a ``--monitoring`` comparison (issue 9's speed case).
+MONITORING_WORKLOADS = "fixed"
+MONITORING_TASKS = "10000"
+MONITORING_MODES = ("off", "state", "resources")
+
 #: What each library must offer before it is benchmarked.
 IMPORT_CHECK = "import {lib}; {lib}.python_app; {lib}.load; {lib}.clear"
 
@@ -136,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="workloads to run (see flowlib-perf; default: "
         + "; ".join(f"{name}: {names}" for name, names in DEFAULT_WORKLOADS.items())
         + ")",
+    )
+    parser.add_argument(
+        "--monitoring",
+        default=None,
+        metavar="MODES",
+        help="compare monitoring modes among off,state,resources (e.g. off,state,resources); "
+        f"default workloads then: {MONITORING_WORKLOADS} with --tasks {MONITORING_TASKS}",
     )
     parser.add_argument("--out", default=str(RESULTS_DIR), help="results directory (default: benchmarks/results)")
     parser.add_argument(
@@ -217,6 +236,8 @@ def main(argv: list[str]) -> int:
 
     load_benchmark_package()
     report = importlib.import_module(f"{STANDALONE_NAME}.report")
+    if args.monitoring is not None:
+        return monitoring_main(args, libs, python, passthrough, report)
     workloads = args.workloads or DEFAULT_WORKLOADS[args.executor]
     perf_args = [*(QUICK_ARGS if args.quick else FULL_ARGS), "--workloads", workloads]
     perf_args += passthrough
@@ -266,6 +287,100 @@ def main(argv: list[str]) -> int:
     md_path = out_dir / f"{stem}.md"
     json_path.write_text(json.dumps(summary, indent=2) + "\n")
     md_path.write_text(_markdown(summary, title, report.markdown_table(rows, names[baseline], names[candidate])))
+    print(f"\nresults: {json_path}\nmarkdown: {md_path}")
+    return 0
+
+
+def monitoring_main(
+    args: argparse.Namespace, libs: list[str], python: str, passthrough: list[str], report: ModuleType
+) -> int:
+    """Run every library in every monitoring mode, alternating, and tabulate the cost of monitoring."""
+    modes = [mode.strip() for mode in args.monitoring.split(",") if mode.strip()]
+    unknown = [mode for mode in modes if mode not in MONITORING_MODES]
+    if unknown or not modes:
+        raise SystemExit(f"side_by_side: monitoring modes must come from {','.join(MONITORING_MODES)}, got {modes}")
+    base_args = ["--time", "1", "--iterate", "1"] if args.quick else []
+    perf_args = [*base_args, "--tasks", MONITORING_TASKS, "--workloads", args.workloads or MONITORING_WORKLOADS]
+    perf_args += passthrough
+    command = shlex.join(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
+    started = dt.datetime.now(dt.timezone.utc)
+    runs: dict[str, list[dict[str, Any]]] = {f"{lib}/{mode}": [] for lib in libs for mode in modes}
+    for index in range(args.rounds):
+        for lib in round_order(libs, index):
+            for mode in round_order(modes, index):
+                print(f"\n=== round {index + 1}/{args.rounds}: {lib}, monitoring {mode} ===", flush=True)
+                result = run_one(python, lib, [*perf_args, "--monitoring", mode], args.executor, args.run_timeout)
+                runs[f"{lib}/{mode}"].append(result)
+    medians = {
+        key: {m.key: m for m in report.median_metrics([report.headline_metrics(r) for r in results])}
+        for key, results in runs.items()
+    }
+    versions = {lib: runs[f"{lib}/{modes[0]}"][0]["version"] for lib in libs}
+    rate_keys = [key for key in medians[f"{libs[0]}/{modes[0]}"] if key.startswith("fixed.")]
+    rows = []
+    for lib in libs:
+        for mode in modes:
+            metrics = medians[f"{lib}/{mode}"]
+            for rate_key in rate_keys:
+                rate = metrics[rate_key].value
+                own_off = medians.get(f"{lib}/off", {}).get(rate_key)
+                size = metrics.get("monitoring.bytes_per_task")
+                rows.append(
+                    {
+                        "library": f"{lib} {versions[lib]}",
+                        "monitoring": mode,
+                        "metric": metrics[rate_key].label,
+                        "tasks_per_s": rate,
+                        "ratio_to_off": None if own_off is None else rate / own_off.value,
+                        "db_bytes_per_task": None if size is None else size.value,
+                    }
+                )
+    header = ["library", "monitoring", "metric", "tasks/s", "vs own off", "loss", "DB B/task"]
+    cells = [
+        [
+            row["library"],
+            row["monitoring"],
+            row["metric"],
+            report.format_value(row["tasks_per_s"]),
+            "n/a" if row["ratio_to_off"] is None else f"{row['ratio_to_off']:.3f}x",
+            "n/a" if row["ratio_to_off"] is None else f"{(1 - row['ratio_to_off']) * 100:.1f}%",
+            "" if row["db_bytes_per_task"] is None else report.format_value(row["db_bytes_per_task"]),
+        ]
+        for row in rows
+    ]
+    title = f"{args.executor} executor, monitoring {','.join(modes)}, median of {args.rounds} round(s)"
+    markdown = "\n".join(
+        [
+            "| " + " | ".join(header) + " |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+            *("| " + " | ".join(line) + " |" for line in cells),
+        ]
+    )
+    print(f"\n{title}\n\n{markdown}")
+    summary = {
+        "command": command,
+        "started": started.isoformat(timespec="seconds"),
+        "executor": args.executor,
+        "rounds": args.rounds,
+        "modes": modes,
+        "python": python,
+        "perf_args": perf_args,
+        "machine": _machine(),
+        "rows": rows,
+        "runs": runs,
+    }
+    stem = f"side_by_side-{args.executor}-monitoring-{started.strftime('%Y%m%dT%H%M%SZ')}"
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / f"{stem}.json"
+    md_path = out_dir / f"{stem}.md"
+    json_path.write_text(json.dumps(summary, indent=2) + "\n")
+    machine = summary["machine"]
+    md_path.write_text(
+        f"```\n{command}\n```\n\n{title}; {machine['cpus']} CPUs, {machine['platform']}, "
+        f"Python {machine['python']}, {summary['started']}.\n\n{markdown}\n\n"
+        "'vs own off' is the mode's throughput over the same library's monitoring-off throughput.\n"
+    )
     print(f"\nresults: {json_path}\nmarkdown: {md_path}")
     return 0
 

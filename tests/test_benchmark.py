@@ -397,3 +397,29 @@ def test_flowlib_perf_runs_against_flowlib(tmp_path: Path) -> None:
     assert work["latency"]["median_ms"] > 0 and work["latency"]["p95_ms"] > 0
     assert work["chain"]["seconds"] > 0 and work["fanin"]["seconds"] > 0
     assert all(entry["verified"] for entry in work.values())
+
+
+def test_flowlib_perf_monitoring_case_reports_database_size(tmp_path: Path) -> None:
+    out, db = tmp_path / "out.json", tmp_path / "bench.db"
+    command = [sys.executable, "-m", "flowlib.benchmark", "--workloads", "fixed", "--tasks", "200"]
+    command += ["--monitoring", "state", "--monitoring-db", str(db), "--json", str(out)]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=100, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads(out.read_text())
+    monitoring = results["monitoring"]
+    # Warm-up (10 + 2 + 4 + 1 tasks) and the batch of 200: every task is in the task table.
+    assert monitoring["mode"] == "state" and monitoring["tasks"] == 217
+    assert monitoring["rows"]["status"] >= 217 * 3
+    files = [tmp_path / "bench.db", tmp_path / "bench.db-wal"]
+    assert monitoring["bytes"] == sum(p.stat().st_size for p in files if p.exists())
+    assert monitoring["bytes_per_task"] == monitoring["bytes"] / 217
+    assert "monitoring database per task" in done.stdout
+
+
+def test_flowlib_perf_monitoring_refuses_an_existing_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "old.db"
+    db.write_bytes(b"")
+    assert main(["--monitoring", "state", "--monitoring-db", str(db)]) == 2
+    assert "exists" in capsys.readouterr().err

@@ -13,13 +13,40 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EXECUTORS", "load_config_file", "make_config"]
+__all__ = ["EXECUTORS", "MONITORING_MODES", "load_config_file", "make_config", "make_monitoring_hub"]
 
 #: Executor kinds understood by :func:`make_config`.
 EXECUTORS: tuple[str, ...] = ("threads", "htex", "dask", "flux", "radical-pilot")
 
+#: Monitoring modes understood by :func:`make_config`: none, state tracking only
+#: (``resource_monitoring_enabled=False``), and the hub's defaults (resource
+#: sampling at the library's default interval).
+MONITORING_MODES: tuple[str, ...] = ("off", "state", "resources")
 
-def make_config(lib_name: str, executor: str = "threads", *, workers: int = 2) -> Any:
+
+def make_monitoring_hub(lib_name: str, mode: str, db_path: str | Path) -> Any:
+    """Build library *lib_name*'s own ``MonitoringHub`` for *mode*, writing to SQLite at *db_path*.
+
+    Only keywords both libraries document are used: ``logging_endpoint`` and
+    ``resource_monitoring_enabled``; everything else keeps each library's default.
+    """
+    if mode not in MONITORING_MODES[1:]:
+        raise ValueError(f"unknown monitoring mode {mode!r}; choose from {', '.join(MONITORING_MODES)}")
+    monitoring = importlib.import_module(f"{lib_name}.monitoring")
+    return monitoring.MonitoringHub(
+        logging_endpoint="sqlite:///" + str(Path(db_path).absolute()),
+        resource_monitoring_enabled=(mode == "resources"),
+    )
+
+
+def make_config(
+    lib_name: str,
+    executor: str = "threads",
+    *,
+    workers: int = 2,
+    monitoring: str = "off",
+    monitoring_db: str | Path | None = None,
+) -> Any:
     """Build the benchmark's standard configuration for library *lib_name*.
 
     ``threads``: one ``ThreadPoolExecutor(max_threads=workers, label='threads')``.
@@ -34,10 +61,19 @@ def make_config(lib_name: str, executor: str = "threads", *, workers: int = 2) -
     ``flux``: one ``FluxExecutor`` on a ``LocalProvider``: a Flux instance on
     this machine started with the ``flux`` on PATH (the ``flux`` package must be
     importable). Everything else (logging included) keeps the library's
-    defaults, because that is what users get.
+    defaults, because that is what users get. *monitoring* other than
+    ``"off"`` adds the library's ``MonitoringHub`` (see
+    :func:`make_monitoring_hub`) writing to *monitoring_db*.
     """
     if executor == "dask" and lib_name != "flowlib":
         raise ValueError(f"{lib_name} has no DaskExecutor; the 'dask' executor is flowlib's only")
+    if monitoring not in MONITORING_MODES:
+        raise ValueError(f"unknown monitoring mode {monitoring!r}; choose from {', '.join(MONITORING_MODES)}")
+    hub = None
+    if monitoring != "off":
+        if monitoring_db is None:
+            raise ValueError(f"monitoring mode {monitoring!r} needs a database path")
+        hub = make_monitoring_hub(lib_name, monitoring, monitoring_db)
     config_module = importlib.import_module(f"{lib_name}.config")
     if executor == "threads":
         threads = importlib.import_module(f"{lib_name}.executors.threads")
@@ -74,7 +110,9 @@ def make_config(lib_name: str, executor: str = "threads", *, workers: int = 2) -
         )
     else:
         raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
-    return config_module.Config(executors=[chosen])
+    if hub is None:
+        return config_module.Config(executors=[chosen])
+    return config_module.Config(executors=[chosen], monitoring=hub)
 
 
 def load_config_file(path: str | Path) -> Any:

@@ -18,17 +18,20 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
+import sqlite3
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .configs import EXECUTORS, load_config_file, make_config
+from .configs import EXECUTORS, MONITORING_MODES, load_config_file, make_config
 from .measure import parse_names, parse_sizes
 from .report import format_value, headline_metrics
 from .workloads import WORKLOADS, BenchmarkError, Options, run_workloads
 
-__all__ = ["build_parser", "cli_run", "main", "options_from_args"]
+__all__ = ["build_parser", "cli_run", "database_size", "main", "options_from_args"]
 
 
 def build_parser(prog: str = "flowlib-perf") -> argparse.ArgumentParser:
@@ -153,6 +156,19 @@ def build_parser(prog: str = "flowlib-perf") -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="longest wait for the tasks of one measurement (default: 600)",
     )
+    parser.add_argument(
+        "--monitoring",
+        choices=MONITORING_MODES,
+        default="off",
+        help="add the library's MonitoringHub to the standard configuration: 'state' tracks task "
+        "states only (resource_monitoring_enabled=False), 'resources' keeps the hub's defaults "
+        "(resource sampling on); the database size per task is reported (default: off)",
+    )
+    parser.add_argument(
+        "--monitoring-db",
+        metavar="FILE",
+        help="SQLite file the hub writes (default: a temporary file, removed afterwards)",
+    )
     parser.add_argument("--json", metavar="FILE", help="write all results as JSON to FILE")
     parser.add_argument("--quiet", action="store_true", help="print only the summary, not each measurement")
     return parser
@@ -178,10 +194,45 @@ def options_from_args(args: argparse.Namespace) -> Options:
     )
 
 
-def _load_config(args: argparse.Namespace) -> Any:
+def _load_config(args: argparse.Namespace, monitoring_db: Path | None) -> Any:
     if args.config:
+        if args.monitoring != "off":
+            raise ValueError("--monitoring applies to the standard configurations, not to --config")
         return load_config_file(args.config)
-    return make_config(args.lib, args.executor)
+    return make_config(args.lib, args.executor, monitoring=args.monitoring, monitoring_db=monitoring_db)
+
+
+def database_size(path: Path) -> dict[str, Any]:
+    """Bytes on disk of the SQLite database at *path* (with its WAL), and rows per table.
+
+    Read after the kernel's cleanup, when both libraries have written the
+    store. A write-ahead log is checkpointed into the database first (a WAL
+    file holds pages twice until then, and a library may still hold its
+    connection), so the figure is what the data takes once written.
+    ``bytes_per_task`` divides the bytes by the rows of the ``task`` table.
+    """
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        connection.close()
+    files = [path, path.with_name(path.name + "-wal")]
+    size = sum(item.stat().st_size for item in files if item.exists())
+    rows: dict[str, int] = {}
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        tables = [name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            (rows[table],) = connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+    finally:
+        connection.close()
+    tasks = rows.get("task", 0)
+    return {
+        "bytes": size,
+        "rows": rows,
+        "tasks": tasks,
+        "bytes_per_task": size / tasks if tasks else None,
+    }
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "flowlib-perf") -> int:
@@ -192,20 +243,50 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "flowlib-perf") -> in
         options = options_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
+    scratch: str | None = None
+    monitoring_db: Path | None = None
+    if args.monitoring != "off":
+        if args.monitoring_db:
+            monitoring_db = Path(args.monitoring_db).absolute()
+            if monitoring_db.exists():
+                print(f"{prog}: {monitoring_db} exists; give a new file to --monitoring-db", file=sys.stderr)
+                return 2
+        else:
+            scratch = tempfile.mkdtemp(prefix="flowlib-perf-monitoring-")
+            monitoring_db = Path(scratch) / "monitoring.db"
     try:
-        config = _load_config(args)
+        return _run(args, options, prog, argv, monitoring_db)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run(
+    args: argparse.Namespace, options: Any, prog: str, argv: Sequence[str] | None, monitoring_db: Path | None
+) -> int:
+    try:
+        config = _load_config(args, monitoring_db)
     except (OSError, ImportError, AttributeError, ValueError) as exc:
         print(f"{prog}: cannot build the configuration: {exc}", file=sys.stderr)
         return 2
     progress = None if args.quiet else _print_flush
     command = [prog, *(sys.argv[1:] if argv is None else argv)]
-    print(f"{prog}: library {args.lib}, workloads {','.join(options.workloads)}", flush=True)
+    print(
+        f"{prog}: library {args.lib}, workloads {','.join(options.workloads)}, monitoring {args.monitoring}",
+        flush=True,
+    )
     try:
         results = run_workloads(args.lib, config, options, progress=progress)
     except BenchmarkError as exc:
         print(f"{prog}: FAILED: {exc}", file=sys.stderr, flush=True)
         return 1
     results["command"] = shlex.join(command)
+    results["monitoring"] = {"mode": args.monitoring}
+    if monitoring_db is not None:
+        if not monitoring_db.exists():
+            print(f"{prog}: FAILED: monitoring wrote no database at {monitoring_db}", file=sys.stderr)
+            return 1
+        results["monitoring"].update(database_size(monitoring_db))
     _print_summary(results)
     if args.json:
         path = Path(args.json)

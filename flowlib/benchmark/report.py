@@ -113,6 +113,9 @@ def headline_metrics(results: Mapping[str, Any]) -> list[Metric]:
     if "import" in workloads:
         imported = workloads["import"]
         add("import", "import time", "ms", "time", imported["median_ms"])
+    monitoring: Mapping[str, Any] = results.get("monitoring") or {}
+    if monitoring.get("bytes_per_task") is not None:
+        add("monitoring.bytes_per_task", "monitoring database per task", "B", "size", monitoring["bytes_per_task"])
     return metrics
 
 

@@ -222,7 +222,9 @@ class EchoPools:
                             if not first_task:
                                 first_task = time.perf_counter()
                             # The ids frame of TASKS has the layout of the ids frame of RESULTS.
-                            sock.send_multipart([results_header, ids, ok * count, *([payload] * count)], copy=False)
+                            # No worker times and no pools (two empty frames).
+                            frames = [results_header, ids, ok * count, b"", b"", *([payload] * count)]
+                            sock.send_multipart(frames, copy=False)
                             last_result = time.perf_counter()
                             stats.answered += count
                             stats.task_messages += 1

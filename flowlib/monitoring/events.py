@@ -59,6 +59,9 @@ class TaskEvent(NamedTuple):
     """The kernel's record of the task (read-only use; it may have moved on since)."""
     depends: Sequence[Any] = ()
     """The futures the task waits for (as given at submission)."""
+    exec_future: Any = None
+    """The executor's future of the try at the time of the change (None before launch); a
+    high-throughput executor's carries ``worker_times`` when monitoring is on."""
 
 
 Callback = Callable[[TaskEvent], None]
@@ -121,7 +124,7 @@ class EventBus:
         if len(queue) >= self.max_pending:
             self.dropped += 1
             return
-        queue.append((record, old, new, when, record.try_id, exception, record.depends))
+        queue.append((record, old, new, when, record.try_id, exception, record.depends, record.exec_fu))
 
     # ------------------------------------------------------------------ subscribing
 
@@ -200,9 +203,11 @@ class EventBus:
             if len(item) == 1:
                 markers.append(item[0])
                 continue
-            record, old, new, when, try_id, exc, deps = item
+            record, old, new, when, try_id, exc, deps, exec_fu = item
             events.append(
-                TaskEvent(record.id, record.func_name, record.executor, old, new, when, try_id, exc, record, deps)
+                TaskEvent(
+                    record.id, record.func_name, record.executor, old, new, when, try_id, exc, record, deps, exec_fu
+                )
             )
         if events:
             for sub in self._subs:

@@ -93,6 +93,10 @@ class Router:
         self._blocks_seen: dict[tuple[str, str], str] = {}
         self._nodes_seen: dict[str, tuple[Any, ...]] = {}
         self._next_poll = 0.0
+        self._pool_events: collections.deque[tuple[dict[str, Any], float]] = collections.deque()
+        self._pool_listening: list[list[Any]] = []
+        self._pools: dict[str, tuple[str | None, str | None]] = {}
+        """pool_id -> (hostname, block_id), from the executors' pool events."""
 
     # ------------------------------------------------------------------ lifetime
 
@@ -121,6 +125,15 @@ class Router:
             self._engine.dispose()
             raise MonitoringError(f"cannot write to the monitoring database {safe_url(self.url)}: {e}") from e
         self._subscription = self.dfk.events.subscribe_batches(self._accept)
+        # The kernel starts monitoring before its executors, so attach to the configured ones.
+        config = getattr(self.dfk, "config", None)
+        for executor in list(getattr(config, "executors", None) or []):
+            listeners = getattr(executor, "pool_listeners", None)
+            if isinstance(listeners, list):
+                listeners.append(self._pool_event)
+                self._pool_listening.append(listeners)
+            if hasattr(executor, "record_worker_times"):
+                executor.record_worker_times = True
         self._thread = threading.Thread(target=self._run, name="flowlib-monitoring-router", daemon=True)
         self._thread.start()
         logger.info("monitoring run %s into %s", self.run_id, safe_url(self.url))
@@ -131,6 +144,9 @@ class Router:
         self.dfk.events.flush()
         if self._subscription is not None:
             self._subscription.cancel()
+        for listeners in self._pool_listening:
+            if self._pool_event in listeners:
+                listeners.remove(self._pool_event)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(max(0.05, deadline - time.monotonic()))
@@ -175,6 +191,14 @@ class Router:
                 self._incoming.extend(events[:room])
             self.dropped += len(events) - max(room, 0)
 
+    def _pool_event(self, event: dict[str, Any]) -> None:
+        """A worker pool registered, started draining or was lost (executor's receiving thread)."""
+        self._pools[str(event.get("pool_id"))] = (_text(event.get("hostname")), _text(event.get("block_id")))
+        if len(self._pool_events) < self.hub.max_queued:
+            self._pool_events.append((event, time.time()))
+        else:
+            self.dropped += 1
+
     # ------------------------------------------------------------------ writer thread
 
     def _run(self) -> None:
@@ -190,7 +214,7 @@ class Router:
                 self.dropped += len(self._incoming)
                 self._incoming.clear()
             if stopping:
-                if self._error is None and (self._incoming or self._retry_rows):
+                if self._error is None and (self._incoming or self._retry_rows or self._pool_events):
                     continue  # a last pass for what arrived (or failed) during this one
                 return
 
@@ -198,6 +222,8 @@ class Router:
         queue = self._incoming
         events = [queue.popleft() for _ in range(len(queue))]
         plan = [*self._retry_rows, *self._plan(events)] if events else self._retry_rows
+        if self._pool_events:
+            plan = [*plan, (t.node.insert(), self._pool_event_rows())]
         if not plan:
             return
         if sum(len(rows) for _, rows in plan) > self.hub.max_queued:  # the store has been down for long
@@ -286,6 +312,8 @@ class Router:
                 fields["task_try_time_running"] = when
             if new in _TRY_ENDS or new is _S.dep_fail:
                 fields["task_try_time_returned"] = when
+                if ev.exec_future is not None:
+                    self._worker_fields(ev.exec_future, fields)
             if ev.exception is not None:
                 fields.update(describe_failure(ev.exception))
                 rec = ev.record
@@ -327,6 +355,19 @@ class Router:
         for statement, rows in _grouped_updates(_try_update, try_updates.values()):
             plan.append((statement, rows))
         return plan
+
+    def _worker_fields(self, fut: Any, fields: dict[str, Any]) -> None:
+        """Where and when the try ran, as its worker pool reported on the result stream (htex)."""
+        worker_times = getattr(fut, "worker_times", None)
+        if type(worker_times) is not tuple or len(worker_times) != 3:  # not from a worker pool that reports them
+            return
+        started, _, pool_id = worker_times
+        if started == started:  # not NaN
+            fields["task_try_time_running"] = started
+        if pool_id is not None:
+            hostname, block_id = self._pools.get(pool_id, (None, None))
+            fields["hostname"] = hostname
+            fields["block_id"] = block_id
 
     def _task_row(self, ev: TaskEvent) -> dict[str, Any]:
         rec = ev.record
@@ -392,6 +433,21 @@ class Router:
         if block_rows or node_rows:
             self._write([(t.block.insert(), block_rows), (t.node.insert(), node_rows)])
 
+    def _pool_event_rows(self) -> list[dict[str, Any]]:
+        """Node rows for the worker pools that joined or left since the last flush."""
+        rows = []
+        queue = self._pool_events
+        for _ in range(len(queue)):
+            event, when = queue.popleft()
+            uid = str(event.get("pool_id"))
+            active = event.get("event") == "registered"
+            key = (active, event.get("worker_count"))
+            if self._nodes_seen.get(uid) == key:
+                continue
+            self._nodes_seen[uid] = key
+            rows.append(self._node_row(event, uid, active, when))
+        return rows
+
     def _node_rows(self, pools: Sequence[dict[str, Any]], now: float) -> list[dict[str, Any]]:
         rows = []
         present = set()
@@ -405,8 +461,9 @@ class Router:
             self._nodes_seen[uid] = key
             rows.append(self._node_row(pool, uid, active, now))
         for uid in [u for u in self._nodes_seen if u not in present]:
-            del self._nodes_seen[uid]
-            rows.append(self._node_row({"pool_id": uid}, uid, False, now))
+            was_active = self._nodes_seen.pop(uid)[0]
+            if was_active:  # gone without a 'lost' event reaching us
+                rows.append(self._node_row({"pool_id": uid}, uid, False, now))
         return rows
 
     def _node_row(self, pool: dict[str, Any], uid: str, active: bool, now: float) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import random
 import signal
 import threading
 import time
+from array import array
 from collections.abc import Iterator
 from typing import Any
 
@@ -352,5 +353,20 @@ def test_refused_pools_surface_as_version_mismatch(bare_htex):
         context.term()
     # the block whose pool was refused exits; the provider reports it failed
     executor.block_error_handler(executor, {"0": JobStatus(JobState.FAILED, message="pool exited 2")})
-    with pytest.raises(VersionMismatch, match="protocol version 99.*interchange 1"):
+    with pytest.raises(VersionMismatch, match=f"protocol version 99.*interchange {p.PROTOCOL_VERSION}"):
         fut.result(timeout=5)
+
+
+def test_result_batches_carry_worker_times_and_pools() -> None:
+    times = array("d", [1.0, 2.0, 3.0, 4.0]).tobytes()
+    batch = p.ResultBatch([5, 6], bytes([0, 1]), [b"a", b"b"], times, [["pool-a", 1], ["pool-b", 1]])
+    decoded = p.ResultBatch.decode(batch.encode())
+    assert decoded.task_times() == [1.0, 2.0, 3.0, 4.0]
+    assert decoded.pools == [["pool-a", 1], ["pool-b", 1]]
+    plain = p.ResultBatch.decode(p.ResultBatch([5], b"\x00", [b"a"]).encode())
+    assert plain.task_times() == [] and plain.pools == []
+    frames = batch.encode()
+    with pytest.raises(p.ProtocolError, match="bytes of times for 2 tasks"):
+        p.ResultBatch.decode([*frames[:3], times[:8], *frames[4:]])
+    with pytest.raises(p.ProtocolError, match="cover 1 tasks, not 2"):
+        p.ResultBatch.decode([*frames[:4], p.pack_json([["pool-a", 1]]), *frames[5:]])

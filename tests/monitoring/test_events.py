@@ -101,7 +101,7 @@ def test_overflow_is_counted_not_hidden():
     bus.subscribe(slow)
 
     class Rec:
-        id, func_name, executor, try_id, depends = 1, "f", "t", 0, ()
+        id, func_name, executor, try_id, depends, exec_fu = 1, "f", "t", 0, (), None
 
     for _ in range(5):
         bus.publish(Rec(), States.pending, States.launched, 1.0)  # type: ignore[arg-type]

@@ -52,7 +52,8 @@ LARGE_PAYLOAD = 64 << 10
 class InterchangeClient:
     """Owns the interchange process and the connection to it.
 
-    The callbacks run on the I/O thread: ``on_results(ids, statuses, payloads)``,
+    The callbacks run on the I/O thread: ``on_results(ids, statuses, payloads, batch)``
+    (``batch``: the whole :class:`~.protocol.ResultBatch`, with worker times and pools),
     ``on_failures({tid: {"error", "message"}})``, ``on_event(dict)`` and
     ``on_lost(reason)`` (the interchange died; called once).
     """
@@ -63,7 +64,7 @@ class InterchangeClient:
         options: dict[str, Any],
         logdir: str,
         cert_dir: str | None,
-        on_results: Callable[[list[int], bytes, list[Any]], None],
+        on_results: Callable[[list[int], bytes, list[Any], p.ResultBatch], None],
         on_failures: Callable[[dict[str, dict[str, str]]], None],
         on_event: Callable[[dict[str, Any]], None],
         on_lost: Callable[[str], None],
@@ -384,7 +385,7 @@ class InterchangeClient:
                 if kind is p.Kind.RESULTS:
                     batch = p.ResultBatch.decode(frames)
                     self._answered(batch.ids)
-                    self.on_results(batch.ids, batch.statuses, batch.payloads)
+                    self.on_results(batch.ids, batch.statuses, batch.payloads, batch)
                 elif kind is p.Kind.FAILURES:
                     failures = p.body_json(frames)
                     self._answered(int(tid) for tid in failures if str(tid).isdigit())

@@ -70,6 +70,8 @@ class HTEXFuture(LightFuture[Any]):
         super().__init__()
         self._executor = executor
         self._tid = tid
+        self.worker_times: tuple[float, float, str | None] | None = None
+        """Set before completion when the executor records worker times (monitoring on)."""
 
     def cancel(self) -> bool:
         """Cancel the task: dropped if queued, its worker killed and replaced if running."""
@@ -168,6 +170,12 @@ class HighThroughputExecutor(BlockProviderExecutor):
         self._client: Any = None
         self._connected: dict[str, dict[str, Any]] = {}
         self._rejections: list[str] = []
+        self.pool_listeners: list[Callable[[dict[str, Any]], None]] = []
+        self.record_worker_times = False
+        """When true (set by monitoring), each finished future gets ``worker_times``:
+        ``(started, ended, pool_id)`` as the worker pool saw them (NaN/None when unknown)."""
+        """Called with every worker-pool event ('registered', 'draining', 'lost': pool_id, block_id,
+        hostname, worker_count, ...) on the executor's receiving thread; they must not block."""
         self._lock = threading.Lock()
         self._started = False
         self._shutdown = False
@@ -370,10 +378,12 @@ class HighThroughputExecutor(BlockProviderExecutor):
 
     # ------------------------------------------------------ results (I/O thread)
 
-    def _on_results(self, ids: list[int], statuses: bytes, payloads: list[Any]) -> None:
+    def _on_results(self, ids: list[int], statuses: bytes, payloads: list[Any], batch: Any = None) -> None:
         from flowlib.serialize import DeserializationError, deserialize
 
         futures = self._futures
+        if self.record_worker_times and batch is not None and batch.times:
+            self._attach_worker_times(ids, batch)
         for tid, status, payload in zip(ids, statuses, payloads, strict=True):
             fut = futures.pop(tid, None)
             if fut is None or fut.done():
@@ -392,6 +402,19 @@ class HighThroughputExecutor(BlockProviderExecutor):
                 fut.set_result(value)
             else:
                 fut.set_exception(value.get_exception() if hasattr(value, "get_exception") else value)
+
+    def _attach_worker_times(self, ids: list[int], batch: Any) -> None:
+        times = batch.task_times()
+        pools: list[str | None] = []
+        for pool_id, count in batch.pools:
+            pools.extend([str(pool_id)] * int(count))
+        if len(pools) != len(ids):
+            pools = [None] * len(ids)
+        futures = self._futures
+        for index, tid in enumerate(ids):
+            fut = futures.get(tid)
+            if fut is not None:
+                fut.worker_times = (times[2 * index], times[2 * index + 1], pools[index])
 
     def _on_failures(self, failures: dict[str, dict[str, str]]) -> None:
         for tid_text, info in failures.items():
@@ -440,6 +463,12 @@ class HighThroughputExecutor(BlockProviderExecutor):
                 event.get("count"),
             )
         logger.info("executor %s: %s", self.label, event)
+        if kind in ("registered", "draining", "lost"):
+            for listener in list(self.pool_listeners):
+                try:
+                    listener(event)
+                except Exception:
+                    logger.exception("executor %s: a worker-pool listener failed", self.label)
 
     def _on_interchange_lost(self, reason: str) -> None:
         if self._shutdown:

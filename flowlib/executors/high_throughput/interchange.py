@@ -32,6 +32,7 @@ import logging
 import os
 import shutil
 import signal
+import struct
 import sys
 import time
 from collections.abc import Sequence
@@ -54,6 +55,7 @@ from flowlib.executors.high_throughput.task_queue import (
 )
 
 logger = logging.getLogger("flowlib.interchange")
+_NAN_PAIR = struct.pack("dd", float("nan"), float("nan"))
 
 ADAPTIVE_PREFETCH_PER_WORKER = 32
 """Extra tasks per worker a pool may hold while its tasks are short (see managers.py)."""
@@ -89,6 +91,8 @@ class Interchange:
         self.result_ids: list[int] = []
         self.result_statuses = bytearray()
         self.result_payloads: list[Any] = []
+        self.result_times = bytearray()
+        self.result_pools: list[list[Any]] = []
         self.client = self.context.socket(zmq.ROUTER)
         self.workers = self.context.socket(zmq.ROUTER)
         self._setup_security()
@@ -398,6 +402,8 @@ class Interchange:
             self.result_ids.extend(batch.ids)
             self.result_statuses += batch.statuses
             self.result_payloads.extend(batch.payloads)
+            self.result_times += batch.times or _NAN_PAIR * len(batch.ids)
+            self.result_pools.append([record.registration.pool_id, len(batch.ids)])
         elif kind is p.Kind.FAILURES:
             failures = p.body_json(frames)
             for tid in list(failures):
@@ -422,9 +428,11 @@ class Interchange:
         """Send the results gathered in this pass to the client as one message."""
         if not self.result_ids:
             return
-        batch = p.ResultBatch(self.result_ids, bytes(self.result_statuses), self.result_payloads)
+        statuses, times = bytes(self.result_statuses), bytes(self.result_times)
+        batch = p.ResultBatch(self.result_ids, statuses, self.result_payloads, times, self.result_pools)
         self.stats["to_client"] += 1
         self.result_ids, self.result_statuses, self.result_payloads = [], bytearray(), []
+        self.result_times, self.result_pools = bytearray(), []
         self.send_to_client(batch.encode())
 
     def drain(self, record: ManagerRecord) -> None:

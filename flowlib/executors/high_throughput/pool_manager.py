@@ -15,6 +15,7 @@ import signal
 import socket as _socket
 import sys
 import time
+from array import array
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ DRAIN_LINGER_MS = 5000
 MAX_MESSAGES_PER_PASS = 1000
 """Interchange messages read in one pass at most, so that results keep flowing under a flood."""
 _CANCELLED = TaskStatus.CANCELLED.value
+_NO_TIMES = (float("nan"), float("nan"))
 # Plain ints: pyzmq's flag enums cost a Python-level operation each time they are combined.
 _POLLIN, _POLLOUT = int(zmq.POLLIN), int(zmq.POLLOUT)
 
@@ -121,6 +123,7 @@ class Manager:
         self.result_ids: list[int] = []
         self.result_statuses = bytearray()
         self.result_payloads: list[Any] = []
+        self.result_times = array("d")
         self.failures: dict[str, dict[str, str]] = {}
         self.draining = False
         self.drained = False
@@ -322,6 +325,7 @@ class Manager:
         """Give queued tasks to idle workers."""
         queue, queued, idle, running = self.queue, self.queued, self.idle, self.running
         pack = TASK_ID.pack
+        wall = time.time
         while queue and idle:
             tid, payload = queue.popleft()
             if tid not in queued:  # cancelled while queued
@@ -336,15 +340,18 @@ class Manager:
                 continue
             queued.discard(tid)
             slot.task = tid
+            slot.started = wall()
             running[tid] = slot
 
     def flush(self, now: float) -> None:
         """Send the results and failures collected during this pass."""
         if self.result_ids:
-            batch = ResultBatch(self.result_ids, bytes(self.result_statuses), self.result_payloads)
+            times = self.result_times.tobytes()
+            batch = ResultBatch(self.result_ids, bytes(self.result_statuses), self.result_payloads, times)
             self._send(batch.encode(), now)
             self.completed += len(self.result_ids)
             self.result_ids, self.result_statuses, self.result_payloads = [], bytearray(), []
+            self.result_times = array("d")
         if self.failures:
             self._send(protocol.encode_json(Kind.FAILURES, self.failures), now)
             self.failures = {}
@@ -443,11 +450,15 @@ class Manager:
         self.result_ids.append(tid)
         self.result_statuses.append(status)
         self.result_payloads.append(memoryview(message)[RESULT_HEAD.size :])
+        times = self.result_times
+        times.append(slot.started)
+        times.append(time.time())
 
     def _add_result(self, tid: int, status: int, payload: Any) -> None:
         self.result_ids.append(tid)
         self.result_statuses.append(status)
         self.result_payloads.append(payload)
+        self.result_times.extend(_NO_TIMES)
 
     def _send(self, frames: list[Any], now: float) -> None:
         link = self.link

@@ -49,6 +49,8 @@ class WorkerSlot:
     """The task whose cancellation made the manager kill this worker."""
     tasks_done: int = 0
     """Tasks this process has completed."""
+    started: float = 0.0
+    """When the running task was handed to the worker (``time.time()``)."""
 
     def __post_init__(self) -> None:
         if self.conn is not None and self.reader is None:

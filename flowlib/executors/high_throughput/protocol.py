@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union, cast
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAGIC = b"FL"
 _HEADER = struct.Struct("!2sBB")
 HEADER_SIZE = _HEADER.size
@@ -188,29 +188,58 @@ class TaskBatch:
 
 @dataclass
 class ResultBatch:
-    """RESULTS: a status byte and a payload per task."""
+    """RESULTS: a status byte and a payload per task, and where and when each task ran.
+
+    Frames: header, ids, statuses, times, pools, payloads... ``times`` is empty
+    or two native float64 per task: when the worker pool gave the task to a
+    worker and when its result came back (``time.time()`` on the pool's host;
+    NaN when unknown). ``pools`` is empty or, run-length encoded in id order,
+    which pool ran each task (``[[pool_id, count], ...]``, added by the
+    interchange, which knows the sender).
+    """
 
     ids: list[int]
     statuses: bytes
     payloads: list[Frame]
+    times: bytes = b""
+    pools: list[list[Any]] = field(default_factory=list)
 
     def encode(self) -> list[Frame]:
-        return [_HEADERS[Kind.RESULTS], pack_ids(self.ids), self.statuses, *self.payloads]
+        pools = pack_json(self.pools) if self.pools else b""
+        return [_HEADERS[Kind.RESULTS], pack_ids(self.ids), self.statuses, self.times, pools, *self.payloads]
 
     @classmethod
     def decode(cls, frames: Sequence[Frame]) -> ResultBatch:
-        if len(frames) < 3:
-            raise ProtocolError(f"result batch has {len(frames)} frames, expected at least 3")
+        if len(frames) < 5:
+            raise ProtocolError(f"result batch has {len(frames)} frames, expected at least 5")
         ids = unpack_ids(frames[1])
         statuses = bytes(frames[2])
-        payloads = list(frames[3:])
+        times = bytes(frames[3])
+        payloads = list(frames[5:])
         if not len(ids) == len(statuses) == len(payloads):
             raise ProtocolError(
                 f"result batch sizes differ: {len(ids)} ids, {len(statuses)} statuses, {len(payloads)} payloads"
             )
+        if times and len(times) != 16 * len(ids):
+            raise ProtocolError(f"result batch has {len(times)} bytes of times for {len(ids)} tasks")
         if statuses and max(statuses) > _MAX_STATUS:
             raise ProtocolError("unknown task status in result batch")
-        return cls(ids, statuses, payloads)
+        pools: list[list[Any]] = []
+        if len(memoryview(frames[4])):
+            pools = unpack_json(frames[4], list)
+            try:
+                counted = sum(int(count) for _, count in pools)
+            except (TypeError, ValueError):
+                raise ProtocolError("result batch pools must be [pool_id, count] pairs") from None
+            if counted != len(ids):
+                raise ProtocolError(f"result batch pools cover {counted} tasks, not {len(ids)}")
+        return cls(ids, statuses, payloads, times, pools)
+
+    def task_times(self) -> list[float]:
+        """``times`` as floats: start and end of task ``i`` at ``2*i`` and ``2*i + 1`` (empty when absent)."""
+        values = array("d")
+        values.frombytes(self.times)
+        return values.tolist()
 
 
 def encode_json(kind: Kind, value: Any) -> list[Frame]:

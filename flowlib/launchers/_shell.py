@@ -33,8 +33,10 @@ def check_constructor(owner: str, arguments: dict[str, tuple[Any, Any]], one_lin
             raise ValueError(f"{owner} argument {name!r} must be a single line of shell text, got {value!r}")
 
 
-def check_call(owner: str, command: Any, tasks_per_node: Any, nodes_per_block: Any) -> None:
+def check_call(owner: str, command: Any, tasks_per_node: Any, nodes_per_block: Any, script_dir: Any = "") -> None:
     """Check the launcher call's arguments; raise TypeError/ValueError naming the bad one."""
+    if not isinstance(script_dir, str):
+        raise TypeError(f"{owner} argument 'script_dir' must be str, got {type(script_dir).__name__}")
     if not isinstance(command, str):
         raise TypeError(f"{owner} argument 'command' must be str, got {type(command).__name__}")
     if not command.strip():
@@ -56,9 +58,14 @@ class ShellLauncher(Launcher):
 
     template: ClassVar[str]
 
-    def __call__(self, command: str, tasks_per_node: int, nodes_per_block: int) -> str:
-        """The shell text that runs ``command`` ``tasks_per_node`` times on each node of the block."""
-        check_call(type(self).__name__, command, tasks_per_node, nodes_per_block)
+    def __call__(self, command: str, tasks_per_node: int, nodes_per_block: int, script_dir: str = "") -> str:
+        """The shell text that runs ``command`` ``tasks_per_node`` times on each node of the block.
+
+        ``script_dir`` (Parsl's fourth argument, the provider's submit-script
+        directory) is accepted and checked; the text does not depend on it,
+        because flowlib's launchers pass the command inline, with no helper file.
+        """
+        check_call(type(self).__name__, command, tasks_per_node, nodes_per_block, script_dir)
         values: dict[str, str | int] = {
             "trace": "set -x" if self.debug else "",
             "command": shlex.quote(command),

@@ -5,6 +5,6 @@ one ``flowlib.log`` per run directory. ``False`` or
 :class:`~flowlib.logconfigs.noop.NoopLogging` installs nothing.
 """
 
-from flowlib.logconfigs.base import LoggingConfig
+from flowlib.logconfigs.base import LogConfig, LoggingConfig
 
-__all__ = ["LoggingConfig"]
+__all__ = ["LogConfig", "LoggingConfig"]

@@ -12,3 +12,7 @@ class LoggingConfig(metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def initialize(self, run_dir: str) -> Callable[[], None]:
         """Install handlers for a run in ``run_dir``; return a function that removes them."""
+
+
+LogConfig = LoggingConfig
+"""Parsl's name for :class:`LoggingConfig` (``parsl.logconfigs.base.LogConfig``): the same class."""

@@ -30,7 +30,7 @@ from typing import Any
 from flowlib.errors import OptionalModuleMissing
 from flowlib.extras import require
 from flowlib.jobs.states import JobState, JobStatus
-from flowlib.launchers.base import Launcher
+from flowlib.launchers.base import Launcher, call_launcher
 from flowlib.providers.base import ExecutionProvider
 from flowlib.providers.cluster_checks import LAUNCHER_NEEDS, check_launcher, validate_common
 from flowlib.providers.errors import ExecutionProviderException, SchedulerCommandError, SubmitException
@@ -294,7 +294,7 @@ class AWSProvider(ExecutionProvider):
             subnets = network["snIDs"]
             self._next_subnet += 1
             script = cloud_startup_script(
-                self.worker_init, self.launcher(command, tasks_per_node, 1), self._walltime, self.linger
+                self.worker_init, call_launcher(self.launcher, command, tasks_per_node, 1, self.script_dir), self._walltime, self.linger
             )
             tags = [
                 {"Key": "Name", "Value": f"flowlib-{self.label}-{job_name}"},

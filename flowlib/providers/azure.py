@@ -30,7 +30,7 @@ from typing import Any
 from flowlib.errors import OptionalModuleMissing
 from flowlib.extras import require
 from flowlib.jobs.states import JobState, JobStatus
-from flowlib.launchers.base import Launcher
+from flowlib.launchers.base import Launcher, call_launcher
 from flowlib.providers.aws import cloud_startup_script
 from flowlib.providers.base import ExecutionProvider
 from flowlib.providers.cluster_checks import LAUNCHER_NEEDS, check_launcher, validate_common
@@ -283,7 +283,7 @@ class AzureProvider(ExecutionProvider):
         """Create the public IP, network interface and VM of one block; return the VM name."""
         compute, network, _ = self._sdk_clients()
         name = f"flowlib-{uuid.uuid4().hex[:12]}"
-        launched = self.launcher(command, tasks_per_node, 1)
+        launched = call_launcher(self.launcher, command, tasks_per_node, 1, self.script_dir)
         script = cloud_startup_script(self.worker_init, launched, self._walltime, self.linger)
         group, made = self.group_name, []
         try:

@@ -2,7 +2,7 @@
 
 An executor that scales (the high-throughput executor) owns one provider. Its
 scaling strategy asks the provider for blocks; each block is one job on the
-provider's scheduler, running ``launcher(command, tasks_per_node, nodes_per_block)``.
+provider's scheduler, running ``launcher(command, tasks_per_node, nodes_per_block, script_dir)``.
 
 Constructors validate and store their arguments and do no I/O: nothing contacts
 a scheduler, a cloud or a cluster until ``submit``/``status``/``cancel``.

@@ -35,7 +35,7 @@ from flowlib.channels.base import Channel
 from flowlib.channels.errors import ChannelError
 from flowlib.errors import ConfigurationError
 from flowlib.jobs.states import JobState, JobStatus
-from flowlib.launchers.base import Launcher
+from flowlib.launchers.base import Launcher, call_launcher
 from flowlib.providers.base import ExecutionProvider
 from flowlib.providers.cluster_checks import LAUNCHER_NEEDS, check_launcher, check_positive_int, validate_common
 from flowlib.providers.errors import SchedulerCommandError, SubmitException
@@ -194,7 +194,7 @@ class ClusterProvider(ExecutionProvider):
             "walltime": self._walltime.hms if self._walltime else "",
             "scheduler_options": self.scheduler_options,
             "worker_init": self.worker_init,
-            "launch_command": self.launcher(command, tasks_per_node, self.nodes_per_block),
+            "launch_command": call_launcher(self.launcher, command, tasks_per_node, self.nodes_per_block, remote_dir),
         }
         values.update(self._template_values(name, tasks_per_node))
         local_script = os.path.join(local_dir, f"{name}.submit")

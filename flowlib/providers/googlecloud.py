@@ -26,7 +26,7 @@ from typing import Any
 from flowlib.errors import OptionalModuleMissing
 from flowlib.extras import require
 from flowlib.jobs.states import JobState, JobStatus
-from flowlib.launchers.base import Launcher
+from flowlib.launchers.base import Launcher, call_launcher
 from flowlib.providers.aws import cloud_startup_script
 from flowlib.providers.base import ExecutionProvider
 from flowlib.providers.cluster_checks import LAUNCHER_NEEDS, check_launcher, validate_common
@@ -224,7 +224,7 @@ class GoogleCloudProvider(ExecutionProvider):
         compute = self._compute()
         name = f"flowlib-{uuid.uuid4().hex[:16]}"
         script = cloud_startup_script(
-            self.worker_init, self.launcher(command, tasks_per_node, 1), self._walltime, self.linger
+            self.worker_init, call_launcher(self.launcher, command, tasks_per_node, 1, self.script_dir), self._walltime, self.linger
         )
         try:
             operation = (

@@ -31,7 +31,7 @@ from typing import Any
 from flowlib.errors import ConfigurationError, OptionalModuleMissing
 from flowlib.extras import require
 from flowlib.jobs.states import JobState, JobStatus
-from flowlib.launchers.base import Launcher
+from flowlib.launchers.base import Launcher, call_launcher
 from flowlib.providers.base import ExecutionProvider
 from flowlib.providers.cluster_checks import LAUNCHER_NEEDS, check_launcher, validate_common
 from flowlib.providers.errors import SubmitException
@@ -197,7 +197,7 @@ class PSIJProvider(ExecutionProvider):
         os.makedirs(directory, exist_ok=True)
         name = f"{re.sub(r'[^A-Za-z0-9_.-]', '_', job_name)}.{uuid.uuid4().hex[:8]}"
         script = os.path.join(directory, f"{name}.sh")
-        launched = self.launcher(command, tasks_per_node, self.nodes_per_block)
+        launched = call_launcher(self.launcher, command, tasks_per_node, self.nodes_per_block, directory)
         with open(script, "w") as f:
             f.write(_SCRIPT.format(worker_init=self.worker_init, launched=launched))
         os.chmod(script, 0o700)

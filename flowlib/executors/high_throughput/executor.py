@@ -33,6 +33,7 @@ from flowlib.executors.block_watch import LostBlockWatch
 from flowlib.executors.errors import BadStateException, InvalidResourceSpecification
 from flowlib.executors.high_throughput.errors import ManagerLost, WorkerLost
 from flowlib.executors.high_throughput.options import HTEXOptions
+from flowlib.executors.high_throughput.manager_selector import ManagerSelector
 from flowlib.providers.base import ExecutionProvider
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,20 @@ class HTEXFuture(LightFuture[Any]):
         return super().cancel()
 
 
+
+class ManagerList(list[dict[str, Any]]):
+    """A list of worker-pool records that can also be called, returning itself.
+
+    :attr:`HighThroughputExecutor.connected_managers` is a property in flowlib
+    and a method in Parsl; this type lets ``htex.connected_managers`` and
+    ``htex.connected_managers()`` both work.
+    """
+
+    def __call__(self) -> ManagerList:
+        """The list itself (for code written for Parsl's ``connected_managers()`` method)."""
+        return self
+
+
 class HighThroughputExecutor(BlockProviderExecutor):
     """flowlib's own distributed executor for one facility.
 
@@ -125,7 +140,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
         poll_period: int = 10,
         address_probe_timeout: int | float | None = None,
         worker_logdir_root: str | None = None,
-        manager_selector: Any = None,
+        manager_selector: ManagerSelector | None = None,
         block_error_handler: bool | BlockErrorHandler = True,
         encrypted: bool = True,
         unix_sockets: bool = True,
@@ -163,6 +178,13 @@ class HighThroughputExecutor(BlockProviderExecutor):
         self.storage_access = storage_access
         self.working_dir = working_dir
         self.interchange_launch_cmd = interchange_launch_cmd
+        if manager_selector is not None and not isinstance(manager_selector, ManagerSelector):
+            raise TypeError(
+                "HighThroughputExecutor argument 'manager_selector' must be None or a ManagerSelector "
+                "(flowlib.executors.high_throughput.manager_selector), got "
+                f"{type(manager_selector).__name__}"
+            )
+        # Accepted for Parsl configurations; the interchange places tasks itself (see manager_selector.py).
         self.manager_selector = manager_selector
         self._futures: dict[int, HTEXFuture] = {}
         self._function_cache: dict[int, tuple[Callable[..., Any], tuple[int, ...], bytes]] = {}
@@ -511,11 +533,16 @@ class HighThroughputExecutor(BlockProviderExecutor):
             return sum(int(e.get("worker_count", 0)) for e in self._connected.values())
 
     @property
-    def connected_managers(self) -> list[dict[str, Any]]:
-        """What the interchange reports about each registered worker pool."""
+    def connected_managers(self) -> ManagerList:
+        """What the interchange reports about each registered worker pool (one dict per pool).
+
+        Read as an attribute (flowlib) or called (Parsl: ``htex.connected_managers()``):
+        the value is a list that returns itself when called, so both spellings give
+        the same list, fetched from the interchange when the attribute is read.
+        """
         if self._client is None or self._client.lost_reason is not None:
-            return []
-        return list(self._client.command("managers"))
+            return ManagerList()
+        return ManagerList(self._client.command("managers"))
 
     @property
     def workers_per_node(self) -> float:

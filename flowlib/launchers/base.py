@@ -46,7 +46,9 @@ def _script_dir_mode(launcher: Any) -> str:
     return "positional" if positional >= 4 else "none"
 
 
-def call_launcher(launcher: Any, command: str, tasks_per_node: int, nodes_per_block: int, script_dir: str | None) -> str:
+def call_launcher(
+    launcher: Any, command: str, tasks_per_node: int, nodes_per_block: int, script_dir: str | None
+) -> str:
     """Call ``launcher`` the way a provider does, with or without ``script_dir``.
 
     A launcher whose ``__call__`` takes a fourth positional argument (every
@@ -65,10 +67,10 @@ def call_launcher(launcher: Any, command: str, tasks_per_node: int, nodes_per_bl
         mode = _script_dir_mode(launcher)
     directory = script_dir or ""
     if mode == "positional":
-        return launcher(command, tasks_per_node, nodes_per_block, directory)  # type: ignore[no-any-return]
+        return launcher(command, tasks_per_node, nodes_per_block, directory)
     if mode == "keyword":
-        return launcher(command, tasks_per_node, nodes_per_block, script_dir=directory)  # type: ignore[no-any-return]
-    return launcher(command, tasks_per_node, nodes_per_block)  # type: ignore[no-any-return]
+        return launcher(command, tasks_per_node, nodes_per_block, script_dir=directory)
+    return launcher(command, tasks_per_node, nodes_per_block)
 
 
 _SIGNATURE_CACHE: dict[type, str] = {}

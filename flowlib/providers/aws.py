@@ -294,7 +294,10 @@ class AWSProvider(ExecutionProvider):
             subnets = network["snIDs"]
             self._next_subnet += 1
             script = cloud_startup_script(
-                self.worker_init, call_launcher(self.launcher, command, tasks_per_node, 1, self.script_dir), self._walltime, self.linger
+                self.worker_init,
+                call_launcher(self.launcher, command, tasks_per_node, 1, self.script_dir),
+                self._walltime,
+                self.linger,
             )
             tags = [
                 {"Key": "Name", "Value": f"flowlib-{self.label}-{job_name}"},

@@ -224,7 +224,10 @@ class GoogleCloudProvider(ExecutionProvider):
         compute = self._compute()
         name = f"flowlib-{uuid.uuid4().hex[:16]}"
         script = cloud_startup_script(
-            self.worker_init, call_launcher(self.launcher, command, tasks_per_node, 1, self.script_dir), self._walltime, self.linger
+            self.worker_init,
+            call_launcher(self.launcher, command, tasks_per_node, 1, self.script_dir),
+            self._walltime,
+            self.linger,
         )
         try:
             operation = (

@@ -32,8 +32,8 @@ from flowlib.executors.block_provider import BlockErrorHandler, BlockProviderExe
 from flowlib.executors.block_watch import LostBlockWatch
 from flowlib.executors.errors import BadStateException, InvalidResourceSpecification
 from flowlib.executors.high_throughput.errors import ManagerLost, WorkerLost
-from flowlib.executors.high_throughput.options import HTEXOptions
 from flowlib.executors.high_throughput.manager_selector import ManagerSelector
+from flowlib.executors.high_throughput.options import HTEXOptions
 from flowlib.providers.base import ExecutionProvider
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,6 @@ class HTEXFuture(LightFuture[Any]):
             return self.cancelled()
         self._executor._cancel([self._tid])
         return super().cancel()
-
 
 
 class ManagerList(list[dict[str, Any]]):

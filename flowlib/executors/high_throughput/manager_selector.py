@@ -18,7 +18,10 @@ __all__ = ["BlockIdManagerSelector", "ManagerSelector", "RandomManagerSelector"]
 
 
 class ManagerSelector(RepresentationMixin, metaclass=abc.ABCMeta):
-    """Base class of the selector values ``manager_selector=`` accepts (no abstract methods: flowlib never calls one)."""
+    """Base class of the values ``manager_selector=`` accepts.
+
+    It has no abstract methods: flowlib's interchange never calls a selector.
+    """
 
     def __init__(self) -> None:
         pass
@@ -29,4 +32,7 @@ class RandomManagerSelector(ManagerSelector):
 
 
 class BlockIdManagerSelector(ManagerSelector):
-    """Parsl: prefer pools of the highest block id (to drain older blocks). In flowlib: accepted, flowlib's placement applies."""
+    """Parsl: prefer the pools of the newest block (highest block id).
+
+    In flowlib: accepted, flowlib's placement applies.
+    """

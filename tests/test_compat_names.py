@@ -48,6 +48,13 @@ NAMES = {
     "flowlib.logconfigs.json": ["JSONLogging"],
     "flowlib.logconfigs.noop": ["NoopLogging"],
     "flowlib.concurrent": ["FlowlibPoolExecutor", "ParslPoolExecutor"],
+    "flowlib.logconfigs.base": ["LogConfig", "LoggingConfig"],
+    "flowlib.jobs.error_handlers": ["simple_error_handler", "windowed_error_handler", "noop_error_handler"],
+    "flowlib.executors.status_handling": ["BlockProviderExecutor"],
+    "flowlib.providers.kubernetes": ["KubernetesProvider"],
+    "flowlib.providers.kubernetes.kube": ["KubernetesProvider"],
+    "flowlib.executors.high_throughput.manager_selector": ["ManagerSelector", "RandomManagerSelector",
+                                                          "BlockIdManagerSelector"],
 }  # fmt: skip
 
 

@@ -196,6 +196,8 @@ class InterchangeClient:
         """Send a COMMAND and wait for its reply; TimeoutError if none comes."""
         if self.lost_reason is not None:
             raise RuntimeError(self.lost_reason)
+        if self._stopping:
+            raise RuntimeError(f"the interchange of executor {self.label!r} is being stopped")
         cid = next(self._command_ids)
         fut: Future[Any] = Future()
         self._replies[cid] = fut
@@ -430,6 +432,11 @@ class InterchangeClient:
         self._wake()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        # A command still waiting for its reply (another thread asking for the pools, say) gets an
+        # error now instead of waiting out its own timeout: no reply can come any more.
+        for fut in list(self._replies.values()):
+            if not fut.done():
+                fut.set_exception(RuntimeError(f"the interchange of executor {self.label!r} was stopped"))
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:

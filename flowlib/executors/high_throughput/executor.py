@@ -539,9 +539,14 @@ class HighThroughputExecutor(BlockProviderExecutor):
         the value is a list that returns itself when called, so both spellings give
         the same list, fetched from the interchange when the attribute is read.
         """
-        if self._client is None or self._client.lost_reason is not None:
+        if self._client is None or self._client.lost_reason is not None or self._shutdown:
             return ManagerList()
-        return ManagerList(self._client.command("managers"))
+        try:
+            return ManagerList(self._client.command("managers"))
+        except RuntimeError:
+            if self._shutdown:  # shut down while asking: no pools any more
+                return ManagerList()
+            raise
 
     @property
     def workers_per_node(self) -> float:

@@ -1,7 +1,6 @@
-"""The node table gets the high-throughput executor's worker pools.
-
-The router calls ``executor.connected_managers()`` (Parsl's method form), which
-works since ``connected_managers`` returns a callable list.
+"""With resource monitoring on, the router polls ``executor.connected_managers()``
+(Parsl's method form, which works since ``connected_managers`` is a callable list)
+and the node table holds the pool; cleanup does not wait on a stopped interchange.
 """
 
 from __future__ import annotations
@@ -34,8 +33,9 @@ def test_worker_pool_recorded_in_node_table(monitored: Any, query: Any) -> None:
         assert triple(2).result(timeout=40) == 6
         try_assert(lambda: len(executor.connected_managers) == 1, timeout=20, message="no pool registered")
         (pool,) = executor.connected_managers()
+        # The pool's own events write node rows too; the poll may add its own: compare as a set.
         try_assert(
-            lambda: query("SELECT uid, block_id FROM node WHERE active = 1") == [(str(pool["pool_id"]), "0")],
+            lambda: set(query("SELECT uid, block_id FROM node WHERE active = 1")) == {(str(pool["pool_id"]), "0")},
             timeout=20,
             message=f"node table: {query('SELECT * FROM node')}",
         )

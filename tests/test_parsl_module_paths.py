@@ -151,6 +151,7 @@ def test_htex_takes_parsl_handlers_and_selectors() -> None:
         executor = HighThroughputExecutor(manager_selector=selector, block_error_handler=windowed_error_handler)
         assert executor.manager_selector is selector
         assert executor.block_error_handler is windowed_error_handler
+    assert HighThroughputExecutor(block_error_handler=False).block_error_handler is noop_error_handler
     assert isinstance(RandomManagerSelector(), ManagerSelector)
     assert repr(BlockIdManagerSelector()) == "BlockIdManagerSelector()"
     with pytest.raises(TypeError, match="'manager_selector' must be None or a ManagerSelector .* got str"):

@@ -47,6 +47,10 @@ def simple_error_handler(executor: BlockProviderExecutor, status: dict[str, JobS
     )
 
 
+def noop_error_handler(executor: BlockProviderExecutor, status: dict[str, JobStatus], threshold: int = 3) -> None:
+    """Never mark the executor bad, however many blocks fail (``block_error_handler=False``)."""
+
+
 class BlockProviderExecutor(FlowlibExecutor):
     """Base class of executors whose workers come from a provider in blocks."""
 
@@ -57,7 +61,7 @@ class BlockProviderExecutor(FlowlibExecutor):
         if block_error_handler is True:
             self.block_error_handler: BlockErrorHandler | None = simple_error_handler
         elif block_error_handler is False:
-            self.block_error_handler = None
+            self.block_error_handler = noop_error_handler  # as in Parsl: False is the no-op handler
         else:
             self.block_error_handler = block_error_handler
         self.blocks_to_job_id: dict[str, str] = {}

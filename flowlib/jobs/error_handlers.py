@@ -15,14 +15,14 @@ Parsl's documented rules, with a ``threshold`` (default 3) of failed blocks:
   all of them have failed;
 * :func:`windowed_error_handler`: bad once the ``threshold`` most recent blocks
   (by block id) have all failed, whatever happened to older blocks;
-* :func:`noop_error_handler`: never (same as ``block_error_handler=False``).
+* :func:`noop_error_handler`: never; ``block_error_handler=False`` sets this one.
 
 A different threshold: ``functools.partial(windowed_error_handler, threshold=5)``.
 """
 
 from __future__ import annotations
 
-from flowlib.executors.block_provider import BlockProviderExecutor
+from flowlib.executors.block_provider import BlockProviderExecutor, noop_error_handler
 from flowlib.executors.errors import BadStateException
 from flowlib.jobs.states import JobState, JobStatus
 
@@ -47,10 +47,6 @@ def _fail(executor: BlockProviderExecutor, failed: dict[str, JobStatus], rule: s
         for block, status in failed.items()
     )
     executor.set_bad_state_and_fail_all(BadStateException(executor, f"{rule}; {details}"))
-
-
-def noop_error_handler(executor: BlockProviderExecutor, status: dict[str, JobStatus], threshold: int = 3) -> None:
-    """Never mark the executor bad, however many blocks fail."""
 
 
 def simple_error_handler(executor: BlockProviderExecutor, status: dict[str, JobStatus], threshold: int = 3) -> None:

@@ -445,4 +445,3 @@ def test_a_missing_working_dir_is_made_and_a_file_in_its_place_is_refused(tmp_pa
     with pytest.raises(SystemExit):
         parse_args(["--addresses", "a", "--port", "5", "--working-dir", str(blocker / "sub")])
     assert "cannot be made one" in capsys.readouterr().err
-

@@ -434,3 +434,14 @@ def test_pipe_reader_reassembles_fragments():
     finally:
         a.close()
         b.close()
+
+
+def test_a_missing_working_dir_is_made_and_a_file_in_its_place_is_refused(tmp_path, capsys):
+    wanted = tmp_path / "not" / "yet"
+    options = parse_args(["--addresses", "a", "--port", "5", "--working-dir", str(wanted)])
+    assert wanted.is_dir() and options.working_dir == str(wanted)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit):
+        parse_args(["--addresses", "a", "--port", "5", "--working-dir", str(blocker / "sub")])
+    assert "cannot be made one" in capsys.readouterr().err

@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="root of the logs; the pool writes in LOGDIR/<block>/<pool> (default ./flowlib_worker_logs)",
     )
-    p.add_argument("--working-dir", default=None, help="directory the workers run in")
+    p.add_argument("--working-dir", default=None, help="directory the workers run in (made if missing)")
     p.add_argument("--debug", action="store_true", help="log every task at DEBUG level")
     return p
 
@@ -180,7 +180,11 @@ def parse_args(argv: Sequence[str] | None = None) -> PoolOptions:
     if not ns.addresses:
         parser.error("--addresses names no address")
     if ns.working_dir is not None and not os.path.isdir(ns.working_dir):
-        parser.error(f"--working-dir {ns.working_dir!r} is not a directory")
+        # Parsl never fails on a missing working_dir; make it, as a batch job's first step would.
+        try:
+            os.makedirs(ns.working_dir, exist_ok=True)
+        except OSError as e:
+            parser.error(f"--working-dir {ns.working_dir!r} is not a directory and cannot be made one: {e}")
     if ns.cert_dir is not None and not os.path.isdir(ns.cert_dir):
         parser.error(f"--cert-dir {ns.cert_dir!r} is not a directory")
     block_id = ns.block_id if ns.block_id is not None else _default_block_id()

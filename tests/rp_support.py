@@ -55,9 +55,11 @@ def shared_executor() -> Any:
             for name, value in RP_ENV.items():
                 os.environ.setdefault(name, value)
             os.environ.setdefault("RADICAL_BASE", os.path.join(workdir, "base"))
-            # RP's workers import the test modules that define the apps.
+            # RP's workers import the test modules that define the apps; the pilot's environment is
+            # taken while it starts, and the variable is put back once the first task ran.
+            saved_pythonpath = os.environ.get("PYTHONPATH")
             paths = [REPO_ROOT, os.path.join(REPO_ROOT, "tests")]
-            os.environ["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [os.environ.get("PYTHONPATH")] if p])
+            os.environ["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [saved_pythonpath] if p])
             executor = RadicalPilotExecutor(
                 "local.localhost",
                 label="rp-shared",
@@ -76,8 +78,14 @@ def shared_executor() -> Any:
             atexit.register(_close_within, executor, 60)
             # The pilot becomes active tens of seconds after start: wait here, once, for a first
             # task (this runs from a collection hook, outside any test's timeout).
-            if executor.submit(abs, {}, -1).result(timeout=WARM_UP_TIMEOUT) != 1:
-                raise RuntimeError("the shared RADICAL-Pilot executor returned a wrong result")
+            try:
+                if executor.submit(abs, {}, -1).result(timeout=WARM_UP_TIMEOUT) != 1:
+                    raise RuntimeError("the shared RADICAL-Pilot executor returned a wrong result")
+            finally:
+                if saved_pythonpath is None:
+                    os.environ.pop("PYTHONPATH", None)
+                else:
+                    os.environ["PYTHONPATH"] = saved_pythonpath
             _shared = executor
         return _shared
 

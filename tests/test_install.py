@@ -13,6 +13,7 @@ Marked slow; about 15-30 s, most of it pip.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -25,6 +26,12 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without what would point a child at the checkout or this venv."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+
 
 SCRIPT = textwrap.dedent(
     """
@@ -98,7 +105,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv.create(env_dir, with_pip=True, clear=True)
     python = env_dir / "bin" / "python"
     done = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", str(source)], capture_output=True, text=True, timeout=180
+        [str(python), "-m", "pip", "install", "--quiet", str(source)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=clean_env(),
     )
     assert done.returncode == 0, f"pip install failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return python
@@ -118,6 +129,7 @@ def test_a_parsl_style_htex_script_runs_after_a_plain_install(
         capture_output=True,
         text=True,
         timeout=90,
+        env=clean_env(),
         cwd=tmp_path,  # not the checkout: flowlib must come from the venv
     )
     assert done.returncode == 0, done.stderr[-4000:]
@@ -128,7 +140,9 @@ def test_the_installed_environment_has_only_the_core(installed: Path) -> None:
     probe = (
         "import importlib.util as u; print(*[m for m in ('zmq', 'psutil', 'paramiko', 'kubernetes') if u.find_spec(m)])"
     )
-    done = subprocess.run([str(installed), "-c", probe], capture_output=True, text=True, timeout=30, check=True)
+    done = subprocess.run(
+        [str(installed), "-c", probe], capture_output=True, text=True, timeout=30, check=True, env=clean_env()
+    )
     assert done.stdout.split() == ["zmq", "psutil"]
     where = subprocess.run(
         [str(installed), "-c", "import flowlib; print(flowlib.__file__)"],
@@ -137,8 +151,11 @@ def test_the_installed_environment_has_only_the_core(installed: Path) -> None:
         timeout=30,
         check=True,
         cwd="/",
+        env=clean_env(),
     )
     assert str(REPO) not in where.stdout, f"flowlib came from the checkout: {where.stdout}"
     # And an optional part whose extra is missing fails at once, saying what to install.
-    extra = subprocess.run([str(installed), "-c", EXTRA_CHECK], capture_output=True, text=True, timeout=30, check=True)
+    extra = subprocess.run(
+        [str(installed), "-c", EXTRA_CHECK], capture_output=True, text=True, timeout=30, check=True, env=clean_env()
+    )
     assert "pip install 'flowlib[kubernetes]'" in extra.stdout, extra.stdout + extra.stderr

@@ -69,6 +69,9 @@ class MonitoringHub(RepresentationMixin):
     - ``flush_period`` (flowlib): seconds between batched writes (default 0.25).
     - ``max_queued`` (flowlib): records held while the database is slow or down;
       past it records are dropped and counted (``MonitoringHub.dropped``), never hidden.
+    - ``close_timeout`` (flowlib): at ``cleanup()`` the router writes everything still
+      queued, for as long as its writes succeed; it gives up (and counts what is left as
+      dropped) only after this many seconds pass without one batch written (default 10).
 
     Accepted and ignored (flowlib has no separate hub process and no UDP/ZMQ
     channel; records travel inside the kernel process): ``hub_address``,
@@ -98,6 +101,7 @@ class MonitoringHub(RepresentationMixin):
         *,
         flush_period: float | int = 0.25,
         max_queued: int = 1_000_000,
+        close_timeout: float | int = 10,
     ) -> None:
         from flowlib.validation import validate_arguments
 
@@ -118,6 +122,7 @@ class MonitoringHub(RepresentationMixin):
                 "udp_port": (udp_port, int | None),
                 "flush_period": (flush_period, float | int),
                 "max_queued": (max_queued, int),
+                "close_timeout": (close_timeout, float | int),
             },
         )
         if resource_monitoring_interval <= 0:
@@ -126,6 +131,8 @@ class MonitoringHub(RepresentationMixin):
             )
         if flush_period <= 0:
             raise ValueError(f"MonitoringHub argument 'flush_period' must be > 0, got {flush_period}")
+        if not close_timeout > 0:
+            raise ValueError(f"MonitoringHub argument 'close_timeout' must be > 0, got {close_timeout}")
         if max_queued < 1:
             raise ValueError(f"MonitoringHub argument 'max_queued' must be >= 1, got {max_queued}")
         if logging_endpoint is not None and "://" not in logging_endpoint:
@@ -149,6 +156,7 @@ class MonitoringHub(RepresentationMixin):
         self.udp_port = udp_port
         self.flush_period = float(flush_period)
         self.max_queued = max_queued
+        self.close_timeout = float(close_timeout)
         self._router: Router | None = None
         self._final_dropped = 0
 
@@ -180,11 +188,11 @@ class MonitoringHub(RepresentationMixin):
         self._router = router
 
     def close(self) -> None:
-        """Write what is queued (bounded: about 1 s), close the store; raise MonitoringError if writes failed."""
+        """Write what is queued (see ``close_timeout``), close the store; raise MonitoringError if writes failed."""
         router, self._router = self._router, None
         if router is not None:
             try:
-                router.close()
+                router.close(self.close_timeout)
             finally:
                 self._final_dropped = router.dropped
 

@@ -49,6 +49,8 @@ _TRY_STARTS = frozenset({_S.launched})
 _TRY_ENDS = frozenset({_S.exec_done, _S.failed, _S.fail_retryable, _S.cancelled, _S.memo_done})
 _MAX_FAILED_WRITES = 3
 _TEXT_LIMIT = 2_000
+_BATCH_EVENTS = 20_000
+"""State changes per transaction, so that a long backlog commits (and shows progress) as it goes."""
 
 
 def _text(value: Any) -> str | None:
@@ -78,6 +80,10 @@ class Router:
         """Events dropped because the store fell more than ``max_queued`` behind."""
         self.written = 0
         """Status records written so far."""
+        self._progress = 0
+        self._in_flight = 0
+        """Status records in the batch being written (or retried)."""
+        """Batches written so far: how close() tells a busy writer from a stuck one."""
         self._incoming: collections.deque[TaskEvent] = collections.deque()
         self._retry_rows: list[tuple[Any, list[dict[str, Any]]]] = []
         self._open_tries: set[tuple[int, int]] = set()
@@ -138,9 +144,12 @@ class Router:
         self._thread.start()
         logger.info("monitoring run %s into %s", self.run_id, safe_url(self.url))
 
-    def close(self, timeout: float = 1.0) -> None:
-        """Write what is queued within ``timeout`` s, record the end of the run, close the store."""
-        deadline = time.monotonic() + timeout
+    def close(self, stall_timeout: float = 10.0) -> None:
+        """Write everything queued, record the end of the run, close the store.
+
+        Waits as long as the writer keeps making progress; gives up (counting what is left
+        as dropped) once ``stall_timeout`` s pass with no batch written.
+        """
         self.dfk.events.flush()
         if self._subscription is not None:
             self._subscription.cancel()
@@ -148,11 +157,22 @@ class Router:
             if self._pool_event in listeners:
                 listeners.remove(self._pool_event)
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(max(0.05, deadline - time.monotonic()))
-            if self._thread.is_alive():
-                logger.error("monitoring router did not finish writing within %s s; records left unwritten", timeout)
-                self.dropped += len(self._incoming)
+        thread = self._thread
+        if thread is not None:
+            seen, last_progress = self._progress, time.monotonic()
+            while thread.is_alive():
+                thread.join(0.05)
+                if self._progress != seen:
+                    seen, last_progress = self._progress, time.monotonic()
+                elif time.monotonic() - last_progress > stall_timeout:
+                    break
+            if thread.is_alive():
+                left = len(self._incoming) + self._in_flight
+                self.dropped += left
+                raise MonitoringError(
+                    f"the monitoring database {safe_url(self.url)} accepted no write for {stall_timeout} s"
+                    f" at cleanup; {left} records of run {self.run_id} left unwritten"
+                )
         if self._retry_rows and self._error is None:
             self._error = self._last_write_error
         engine = self._engine
@@ -169,7 +189,7 @@ class Router:
                     )
             except sa.exc.SQLAlchemyError as e:
                 self._error = e
-        if engine is not None and not (self._thread is not None and self._thread.is_alive()):
+        if engine is not None:
             engine.dispose()
         if self.dropped:
             logger.warning(
@@ -204,7 +224,8 @@ class Router:
     def _run(self) -> None:
         period = self.hub.flush_period
         while True:
-            stopping = self._stop.wait(period)
+            backlog = self._error is None and not self._retry_rows and len(self._incoming) >= _BATCH_EVENTS
+            stopping = self._stop.wait(0 if backlog else period)
             if self._error is None:
                 self._flush()
                 if self.hub.resource_monitoring_enabled and time.monotonic() >= self._next_poll:
@@ -220,7 +241,7 @@ class Router:
 
     def _flush(self) -> None:
         queue = self._incoming
-        events = [queue.popleft() for _ in range(len(queue))]
+        events = [queue.popleft() for _ in range(min(len(queue), _BATCH_EVENTS))]
         plan = [*self._retry_rows, *self._plan(events)] if events else self._retry_rows
         if self._pool_events:
             plan = [*plan, (t.node.insert(), self._pool_event_rows())]
@@ -234,6 +255,7 @@ class Router:
 
     def _write(self, plan: list[tuple[Any, list[dict[str, Any]]]]) -> None:
         assert self._engine is not None
+        self._in_flight = sum(len(rows) for statement, rows in plan if statement is _STATUS_INSERT)
         try:
             with self._engine.begin() as conn:
                 for statement, rows in plan:
@@ -250,7 +272,9 @@ class Router:
             return
         self._failed_writes = 0
         self._retry_rows = []
-        self.written += sum(len(rows) for statement, rows in plan if statement is _STATUS_INSERT)
+        self._progress += 1
+        self.written += self._in_flight
+        self._in_flight = 0
 
     def _plan(self, events: Sequence[TaskEvent]) -> list[tuple[Any, list[dict[str, Any]]]]:
         """The inserts and updates for ``events``, merged so that each row is written once per batch."""

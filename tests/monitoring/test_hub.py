@@ -49,6 +49,7 @@ def test_default_store_is_next_to_the_run_directories(tmp_path):
         ("resource_monitoring_interval", "30", "float"),
         ("logdir", 7, "str"),
         ("flush_period", "1", "float"),
+        ("close_timeout", None, "float"),
     ],
 )
 def test_wrong_type_names_the_keyword(keyword, value, expected):
@@ -62,6 +63,7 @@ def test_wrong_type_names_the_keyword(keyword, value, expected):
         ({"resource_monitoring_interval": 0}, "resource_monitoring_interval"),
         ({"flush_period": -1}, "flush_period"),
         ({"max_queued": 0}, "max_queued"),
+        ({"close_timeout": 0}, "close_timeout"),
         ({"logging_endpoint": "monitoring.db"}, "logging_endpoint"),
     ],
 )

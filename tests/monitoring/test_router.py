@@ -143,6 +143,28 @@ def test_cleanup_with_monitoring_is_quick(monitored):
     flowlib.clear()
 
 
+def test_cleanup_gives_up_on_a_stuck_store_and_counts_what_it_left(monitored, db_path):
+    """A database locked for good at cleanup: no hang, and the unwritten records are counted."""
+    hub = MonitoringHub(flush_period=0.02, close_timeout=1)
+    dfk = flowlib.load(monitored(hub))
+    blocker = sqlite3.connect(db_path, timeout=10)  # waits for a write in progress
+    try:
+        add(0).result()
+        dfk.events.flush()
+        blocker.execute("BEGIN EXCLUSIVE")
+        assert [f.result() for f in [add(i) for i in range(100)]] == list(range(100))
+        start = time.monotonic()
+        with pytest.raises(MonitoringError, match=r"accepted no write for 1.0 s at cleanup; \d+ records"):
+            dfk.cleanup()
+        assert time.monotonic() - start < 8  # the store's own busy timeout is 10 s
+        assert hub.dropped > 0
+        assert dfk.cleanup_called
+    finally:
+        blocker.rollback()
+        blocker.close()
+        flowlib.clear()
+
+
 _READER = """
 import sqlite3, sys, time
 conn = sqlite3.connect(sys.argv[1])

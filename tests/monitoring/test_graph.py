@@ -103,5 +103,14 @@ def test_neighbourhood_never_exceeds_the_node_bound(tmp_path):
     with engine.begin() as conn:
         conn.execute(t.task.insert(), rows)
         body = q.graph(conn, "fan", 0, depth=3, limit=10_000)
+        assert len(body["nodes"]) == q.GRAPH_FULL and body["truncated"]
+        assert body["apps"]["edges"] == [{"from": "f", "to": "f", "count": len(rows) - 1}]
+        # A task written after the first read is seen by the next one (the cached structure is refreshed).
+        conn.execute(t.task.insert(), {**rows[1], "task_id": len(rows), "task_func_name": "g", "task_depends": "1"})
+        again = q.graph(conn, "fan", 1, depth=1)
     engine.dispose()
-    assert len(body["nodes"]) == q.GRAPH_FULL and body["truncated"]
+    assert {(e["from"], e["to"]): e["count"] for e in again["apps"]["edges"]} == {
+        ("f", "f"): len(rows) - 1,
+        ("f", "g"): 1,
+    }
+    assert {n["id"] for n in again["nodes"]} == {0, 1, len(rows)}

@@ -270,6 +270,50 @@ def _layers(nodes: dict[int, dict[str, Any]], edges: list[tuple[int, int]]) -> N
         nodes[tid]["layer"] = 1 + max((nodes[p]["layer"] for p in preds.get(tid, ()) if p < tid), default=-1)
 
 
+@dataclass(frozen=True)
+class _Structure:
+    """Who depends on whom in one run, as of ``total`` tasks (rows are never deleted or re-parented)."""
+
+    database: str
+    run_id: str
+    total: int
+    app_of: dict[int, str]
+    parents: dict[int, list[int]]
+    children: dict[int, list[int]]
+    app_edges: dict[tuple[str, str], int]
+
+
+_last_structure: list[_Structure] = []  # the newest one read, so a big run is scanned once per new task count
+
+
+def _structure(conn: Connection, run_id: str, total: int) -> _Structure:
+    """One pass over (id, app, depends) of a run: by-app edge counts and both directions of every edge."""
+    database = str(conn.engine.url)
+    cached = _last_structure[0] if _last_structure else None
+    if cached is not None and (cached.database, cached.run_id, cached.total) == (database, run_id, total):
+        return cached
+    c = t.task.c
+    app_of: dict[int, str] = {}
+    children: dict[int, list[int]] = {}
+    parents: dict[int, list[int]] = {}
+    app_edges: dict[tuple[str, str], int] = {}
+    rows = conn.execute(sa.select(c.task_id, c.task_func_name, c.task_depends).where(c.run_id == run_id)).all()
+    for tid, app, _ in rows:
+        app_of[tid] = app
+    for tid, app, deps in rows:
+        ds = _deps(deps)
+        if ds:
+            parents[tid] = ds
+            for d in ds:
+                children.setdefault(d, []).append(tid)
+                key = (app_of.get(d, "?"), app)
+                app_edges[key] = app_edges.get(key, 0) + 1
+    # Keyed by the count actually read: a task inserted meanwhile only makes the next request scan again.
+    found = _Structure(database, run_id, len(rows), app_of, parents, children, app_edges)
+    _last_structure[:] = [found]
+    return found
+
+
 def graph(
     conn: Connection, run_id: str, task_id: int | None = None, depth: int = 3, limit: int = GRAPH_NODES
 ) -> dict[str, Any]:
@@ -290,20 +334,8 @@ def graph(
         edges = [(d, r[0]) for r in rows for d in _deps(r[3]) if d in nodes]
         _layers(nodes, edges)
         return {"mode": "full", "total": total, "nodes": list(nodes.values()), "edges": edges, "apps": None}
-    # One pass over (id, app, depends): the by-app edge counts and, when asked, a reverse index.
-    app_of: dict[int, str] = {}
-    children: dict[int, list[int]] = {}
-    parents: dict[int, list[int]] = {}
-    app_edges: dict[tuple[str, str], int] = {}
-    for tid, app, _, deps in conn.execute(sa.select(*columns).where(c.run_id == run_id).order_by(c.task_id)):
-        app_of[tid] = app
-        ds = _deps(deps)
-        if ds:
-            parents[tid] = ds
-            for d in ds:
-                children.setdefault(d, []).append(tid)
-                key = (app_of.get(d, "?"), app)
-                app_edges[key] = app_edges.get(key, 0) + 1
+    structure = _structure(conn, run_id, total)
+    app_of, parents, children, app_edges = structure.app_of, structure.parents, structure.children, structure.app_edges
     states: dict[str, dict[str, int]] = {}
     for app, state, n in conn.execute(
         sa.select(c.task_func_name, c.task_status_name, sa.func.count())

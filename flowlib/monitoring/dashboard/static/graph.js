@@ -102,10 +102,12 @@ async function pageGraph(runId, query) {
     h("label", {}, "neighbourhood of task", h("input", { id: "g-task", name: "task", value: task, placeholder: "task id" })),
     h("label", {}, "depth", h("input", { id: "g-depth", name: "depth", value: depth, size: 3 })),
     h("button", { id: "g-show", type: "submit" }, "show"));
+  let mode = "full";
   const render = async () => {
     const qs = new URLSearchParams({ depth });
     if (task) qs.set("task", task);
     const d = await api("/api/runs/" + enc(runId) + "/graph?" + qs);
+    mode = d.mode;
     const parts = [h("h1", {}, "Dependency graph"), form];
     if (d.mode === "full") {
       parts.push(h("p", { id: "graph-note", class: "muted" }, "showing " + d.nodes.length + " of " + d.total + " tasks, " + d.edges.length + " dependencies; click a task for its detail"));
@@ -121,7 +123,8 @@ async function pageGraph(runId, query) {
     }
     show(parts);
   };
-  const reload = debounce(render, 500);
+  // A big run's graph reads every task of the run again once new tasks arrive: redraw it less often.
+  const reloadSmall = debounce(render, 500), reloadBig = debounce(render, 3000);
   onStatus = (rows) => {
     let unseen = false;
     for (const r of rows) {
@@ -129,7 +132,7 @@ async function pageGraph(runId, query) {
       if (g) g.setAttribute("class", g.getAttribute("class").replace(/state-\S+/, "state-" + r.task_status_name));
       else unseen = true;
     }
-    if (unseen) reload();  // new tasks, or tasks drawn only as app totals
+    if (unseen) (mode === "full" ? reloadSmall : reloadBig)();  // new tasks, or tasks drawn only as app totals
   };
   await render();
 }

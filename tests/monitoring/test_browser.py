@@ -101,3 +101,43 @@ def test_dashboard_in_chromium(monitored, db_path, tmp_path):
                 page.screenshot(path=os.path.join(shots, "task.png"), full_page=True)
             finally:
                 browser.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_dependency_graph_in_chromium(monitored, db_path, tmp_path):
+    from conftest import require_service
+
+    require_service("chromium", _chromium_installed)
+    shots = os.environ.get("FLOWLIB_SCREENSHOTS") or str(tmp_path)
+    os.makedirs(shots, exist_ok=True)
+    gate = tmp_path / "gate"
+    with flowlib.load(monitored(MonitoringHub(flush_period=0.1, workflow_name="graph-demo"))) as dfk:
+        blocked = wait_for(str(gate))
+        after = [quick(blocked) for _ in range(3)]
+        dfk.events.flush()
+        with serving(create_app(f"sqlite:///{db_path}")) as base, playwright_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.set_default_timeout(15_000)
+                page.goto(f"{base}/#/run/{dfk.run_id}/graph")
+                page.wait_for_selector("#live.on")
+                playwright_api.expect(page.locator("#graph-note")).to_contain_text(
+                    "showing 4 of 4 tasks, 3 dependencies"
+                )
+                node = page.locator(f'#graph g[data-task-id="{blocked.tid}"]')
+                playwright_api.expect(node).to_have_class("node state-launched")
+                page.evaluate("window.__same_page = true")
+                gate.write_text("go")
+                assert [f.result(timeout=30) for f in after] == ["releasedreleasedreleased"] * 3
+                playwright_api.expect(node).to_have_class("node state-exec_done", timeout=5_000)
+                child = page.locator(f'#graph g[data-task-id="{after[0].tid}"]')
+                playwright_api.expect(child).to_have_class("node state-exec_done", timeout=5_000)
+                assert page.evaluate("window.__same_page === true")
+                page.screenshot(path=os.path.join(shots, "graph.png"))
+                child.click()
+                playwright_api.expect(page.locator("#task-info")).to_contain_text(f"{blocked.tid}")
+                playwright_api.expect(page.locator("h1")).to_contain_text(f"Task {after[0].tid}")
+            finally:
+                browser.close()

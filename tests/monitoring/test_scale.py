@@ -73,3 +73,20 @@ def test_task_table_p95_under_500ms_at_100k_tasks(tmp_path):
     print(f"task table at {N} tasks: p50 {timings[len(timings) // 2] * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms; "
           f"summary {summary_time * 1000:.0f} ms")  # fmt: skip
     assert p95 < 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_dependency_graph_of_100k_tasks_is_bounded(tmp_path):
+    url = f"sqlite:///{tmp_path / 'big.db'}"
+    _fill(url)
+    with serving(create_app(url)) as base, httpx.Client(base_url=base, timeout=30) as c:
+        timings = []
+        for params in ({}, {"task": 500}, {"task": 500, "depth": 10}, {}):
+            start = time.perf_counter()
+            body = c.get("/api/runs/big/graph", params=params).json()
+            timings.append(time.perf_counter() - start)
+            assert body["mode"] == "aggregated" and body["total"] == N
+            assert len(body["nodes"]) <= 500
+            assert sum(n["count"] for n in body["apps"]["nodes"]) == N
+    print(f"graph at {N} tasks: {[round(x * 1000) for x in timings]} ms")

@@ -4,6 +4,7 @@
 
     browser --GET /, /static/*--> vendored HTML/JS/CSS (no CDN, works offline)
             --GET /api/...------> queries.py (read-only, indexed, bounded) --> store
+            --GET /api/runs/R/graph?task=N (bounded dependency graph)
             --GET /api/runs/R/events (server-sent events)
                   every `poll` s: status rows with id > cursor --> "status" events
     Prometheus --GET /metrics--> metrics.py --> store
@@ -162,6 +163,15 @@ def create_app(url: str, *, token: str | None = None, poll: float = 0.2) -> Star
         run_id = request.path_params["run_id"]
         return _json({**read(q.workers, run_id), "tries": read(q.gantt, run_id)})
 
+    def api_graph(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        if read(q.run, run_id) is None:
+            return _json({"error": f"no run {run_id!r}"}, 404)
+        depth = _int(request, "depth", 3)
+        limit = _int(request, "limit", q.GRAPH_NODES)
+        assert depth is not None and limit is not None
+        return _json(read(q.graph, run_id, _int(request, "task"), depth=depth, limit=limit))
+
     async def api_events(request: Request) -> Response:
         run_id = request.path_params["run_id"]
         after = _int(request, "after")
@@ -213,6 +223,7 @@ def create_app(url: str, *, token: str | None = None, poll: float = 0.2) -> Star
             Route("/api/runs/{run_id}/tasks", api_tasks),
             Route("/api/runs/{run_id}/tasks/{task_id:int}", api_task),
             Route("/api/runs/{run_id}/workers", api_workers),
+            Route("/api/runs/{run_id}/graph", api_graph),
             Route("/api/runs/{run_id}/events", api_events),
             Route("/metrics", metrics),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),

@@ -249,3 +249,126 @@ def status_since(conn: Connection, run_id: str, after: int, limit: int = 5_000) 
             .limit(limit)
         )
     )
+
+
+GRAPH_FULL = 500
+"""A run with at most this many tasks is drawn whole; above it, by app plus one task's neighbourhood."""
+GRAPH_NODES = 300
+"""The most tasks a neighbourhood shows."""
+
+
+def _deps(text: str | None) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip().isdigit()] if text else []
+
+
+def _layers(nodes: dict[int, dict[str, Any]], edges: list[tuple[int, int]]) -> None:
+    """Set each node's ``layer``: its longest path from a source (task ids are a topological order)."""
+    preds: dict[int, list[int]] = {}
+    for a, b in edges:
+        preds.setdefault(b, []).append(a)
+    for tid in sorted(nodes):
+        nodes[tid]["layer"] = 1 + max((nodes[p]["layer"] for p in preds.get(tid, ()) if p < tid), default=-1)
+
+
+@dataclass(frozen=True)
+class _Structure:
+    """Who depends on whom in one run, as of ``total`` tasks (rows are never deleted or re-parented)."""
+
+    database: str
+    run_id: str
+    total: int
+    app_of: dict[int, str]
+    parents: dict[int, list[int]]
+    children: dict[int, list[int]]
+    app_edges: dict[tuple[str, str], int]
+
+
+_last_structure: list[_Structure] = []  # the newest one read, so a big run is scanned once per new task count
+
+
+def _structure(conn: Connection, run_id: str, total: int) -> _Structure:
+    """One pass over (id, app, depends) of a run: by-app edge counts and both directions of every edge."""
+    database = str(conn.engine.url)
+    cached = _last_structure[0] if _last_structure else None
+    if cached is not None and (cached.database, cached.run_id, cached.total) == (database, run_id, total):
+        return cached
+    c = t.task.c
+    app_of: dict[int, str] = {}
+    children: dict[int, list[int]] = {}
+    parents: dict[int, list[int]] = {}
+    app_edges: dict[tuple[str, str], int] = {}
+    rows = conn.execute(sa.select(c.task_id, c.task_func_name, c.task_depends).where(c.run_id == run_id)).all()
+    for tid, app, _ in rows:
+        app_of[tid] = app
+    for tid, app, deps in rows:
+        ds = _deps(deps)
+        if ds:
+            parents[tid] = ds
+            for d in ds:
+                children.setdefault(d, []).append(tid)
+                key = (app_of.get(d, "?"), app)
+                app_edges[key] = app_edges.get(key, 0) + 1
+    # Keyed by the count actually read: a task inserted meanwhile only makes the next request scan again.
+    found = _Structure(database, run_id, len(rows), app_of, parents, children, app_edges)
+    _last_structure[:] = [found]
+    return found
+
+
+def graph(
+    conn: Connection, run_id: str, task_id: int | None = None, depth: int = 3, limit: int = GRAPH_NODES
+) -> dict[str, Any]:
+    """The dependency graph of a run, bounded.
+
+    Up to :data:`GRAPH_FULL` tasks: every task and edge. Above: the graph by app
+    (app-to-app edge counts, state totals per app) and, when ``task_id`` is given,
+    its ancestors and descendants up to ``depth`` steps, at most ``limit`` tasks.
+    """
+    c = t.task.c
+    depth = max(0, min(depth, 50))
+    limit = max(1, min(limit, GRAPH_FULL))
+    total = int(conn.execute(sa.select(sa.func.count()).where(c.run_id == run_id)).scalar() or 0)
+    columns = (c.task_id, c.task_func_name, c.task_status_name, c.task_depends)
+    if total <= GRAPH_FULL:
+        rows = conn.execute(sa.select(*columns).where(c.run_id == run_id)).all()
+        nodes = {r[0]: {"id": r[0], "app": r[1], "state": r[2]} for r in rows}
+        edges = [(d, r[0]) for r in rows for d in _deps(r[3]) if d in nodes]
+        _layers(nodes, edges)
+        return {"mode": "full", "total": total, "nodes": list(nodes.values()), "edges": edges, "apps": None}
+    structure = _structure(conn, run_id, total)
+    app_of, parents, children, app_edges = structure.app_of, structure.parents, structure.children, structure.app_edges
+    states: dict[str, dict[str, int]] = {}
+    for app, state, n in conn.execute(
+        sa.select(c.task_func_name, c.task_status_name, sa.func.count())
+        .where(c.run_id == run_id)
+        .group_by(c.task_func_name, c.task_status_name)
+    ):
+        states.setdefault(app, {})[state] = n
+    apps = {
+        "nodes": [{"app": a, "states": s, "count": sum(s.values())} for a, s in sorted(states.items())],
+        "edges": [{"from": a, "to": b, "count": n} for (a, b), n in sorted(app_edges.items())],
+    }
+    out: dict[str, Any] = {"mode": "aggregated", "total": total, "apps": apps, "nodes": [], "edges": [], "task": None}
+    if task_id is None or task_id not in app_of:
+        return out
+    seen = {task_id: 0}
+    truncated = False
+    for step, index in ((-1, parents), (1, children)):
+        frontier = [task_id]
+        for level in range(1, depth + 1):
+            nxt = []
+            for tid in frontier:
+                for other in index.get(tid, ()):
+                    if other in seen:
+                        continue
+                    if len(seen) >= limit:
+                        truncated = True
+                        break
+                    seen[other] = step * level
+                    nxt.append(other)
+            frontier = nxt
+    rows = conn.execute(sa.select(*columns).where(c.run_id == run_id, c.task_id.in_(list(seen)))).all()
+    nodes = {r[0]: {"id": r[0], "app": r[1], "state": r[2], "distance": seen[r[0]]} for r in rows}
+    edges = [(d, r[0]) for r in rows for d in _deps(r[3]) if d in nodes]
+    _layers(nodes, edges)
+    out.update(task=task_id, depth=depth, truncated=truncated, nodes=list(nodes.values()), edges=edges)
+    return out

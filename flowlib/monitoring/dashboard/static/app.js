@@ -5,6 +5,7 @@
 //   #/run/ID/tasks?...      task table (filters in the query string, keyset pages)
 //   #/run/ID/task/N         one task: tries, failure, traceback, states, std streams
 //   #/run/ID/workers        worker pools, blocks, the task stream of tries
+//   #/run/ID/graph?task=N   the dependency graph (static/graph.js)
 "use strict";
 
 const view = document.getElementById("view");
@@ -123,7 +124,7 @@ function throughputChart(points) {
 
 async function pageRun(runId) {
   follow(runId);
-  setCrumbs([["run " + runId, "#/run/" + enc(runId)], ["tasks", "#/run/" + enc(runId) + "/tasks"], ["workers", "#/run/" + enc(runId) + "/workers"]]);
+  setCrumbs([["run " + runId, "#/run/" + enc(runId)], ["tasks", "#/run/" + enc(runId) + "/tasks"], ["graph", "#/run/" + enc(runId) + "/graph"], ["workers", "#/run/" + enc(runId) + "/workers"]]);
   const render = async () => {
     const { run, summary } = await api("/api/runs/" + enc(runId));
     const states = Object.entries(summary.by_state).sort();
@@ -229,6 +230,7 @@ async function pageTask(runId, taskId) {
     const d = await api("/api/runs/" + enc(runId) + "/tasks/" + taskId);
     const t = d.task;
     show(
+      h("p", {}, h("a", { id: "task-graph", href: "#/run/" + enc(runId) + "/graph?task=" + t.task_id }, "dependency graph around this task")),
       h("h1", {}, "Task " + t.task_id + " ", h("span", { class: "muted" }, t.task_func_name), " ", h("span", { id: "task-state" }, stateEl(t.task_status_name))),
       h("table", { id: "task-info" }, [["executor", t.task_executor], ["invoked", fmtTime(t.task_time_invoked)], ["returned", fmtTime(t.task_time_returned)],
         ["fail count", t.task_fail_count], ["depends on", t.task_depends ? t.task_depends.split(",").map((x) => h("a", { href: "#/run/" + enc(runId) + "/task/" + x }, x + " ")) : ""],
@@ -310,6 +312,7 @@ async function route() {
     else if (parts[0] === "run" && parts[2] === "tasks") await pageTasks(parts[1], query || "");
     else if (parts[0] === "run" && parts[2] === "task") await pageTask(parts[1], parts[3]);
     else if (parts[0] === "run" && parts[2] === "workers") await pageWorkers(parts[1]);
+    else if (parts[0] === "run" && parts[2] === "graph") await pageGraph(parts[1], query || "");  // graph.js
     else show(h("p", { class: "error" }, "No such page: " + hash));
   } catch (e) {
     show(h("p", { class: "error" }, String(e.message || e)));

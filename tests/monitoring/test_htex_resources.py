@@ -88,7 +88,7 @@ def _busy_and_big(rows):
 
 
 @pytest.mark.timeout(90)
-def test_busy_tasks_are_sampled_and_attributed(monitored, query, tmp_path):
+def test_busy_tasks_are_sampled_and_attributed(monitored, query, tmp_path, db_path):
     hub = MonitoringHub(flush_period=0.05, resource_monitoring_interval=0.2)
     python_stop, bash_stop = str(tmp_path / "stop-python"), str(tmp_path / "stop-bash")
     with flowlib.load(monitored(hub, executors=[_executor()])) as dfk:
@@ -126,6 +126,22 @@ def test_busy_tasks_are_sampled_and_attributed(monitored, query, tmp_path):
     import psutil
 
     assert (cpus, memory) == (psutil.cpu_count(), psutil.virtual_memory().total)
+    # The dashboard's JSON: the node series and the task's samples by try.
+    import httpx
+
+    from flowlib.monitoring.dashboard.app import create_app
+
+    from .serve import serving
+
+    with serving(create_app(f"sqlite:///{db_path}")) as base, httpx.Client(base_url=base, timeout=10) as client:
+        nodes = client.get(f"/api/runs/{run_id}/resources", params={"points": 50}).json()["nodes"]
+        (series,) = nodes.values()
+        assert 1 <= len(series) <= 50
+        assert max(p[1] for p in series) > 20 and max(p[2] for p in series) > ALLOCATION
+        tries = client.get(f"/api/runs/{run_id}/tasks/{hot.tid}/resources").json()["tries"]
+        assert list(tries) == ["0"] and len(tries["0"]) == len(rows)
+        assert max(s["memory_resident"] for s in tries["0"]) > ALLOCATION
+        assert client.get(f"/api/runs/{run_id}/tasks/{quick.tid + 1000}/resources").json() == {"tries": {}}
 
 
 def test_disabled_means_no_rows_and_no_sampler(monitored, query, tmp_path):

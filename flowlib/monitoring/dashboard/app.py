@@ -35,6 +35,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from flowlib.monitoring.dashboard import queries as q
+from flowlib.monitoring.dashboard import resource_queries as rq
 from flowlib.monitoring.errors import MonitoringError
 from flowlib.monitoring.store import create_engine, current_revision, safe_url
 
@@ -162,6 +163,14 @@ def create_app(url: str, *, token: str | None = None, poll: float = 0.2) -> Star
         run_id = request.path_params["run_id"]
         return _json({**read(q.workers, run_id), "tries": read(q.gantt, run_id)})
 
+    def api_resources(request: Request) -> Response:
+        points = _int(request, "points", 200)
+        assert points is not None
+        return _json(read(rq.run_resources, request.path_params["run_id"], points))
+
+    def api_task_resources(request: Request) -> Response:
+        return _json(read(rq.task_resources, request.path_params["run_id"], request.path_params["task_id"]))
+
     async def api_events(request: Request) -> Response:
         run_id = request.path_params["run_id"]
         after = _int(request, "after")
@@ -214,6 +223,8 @@ def create_app(url: str, *, token: str | None = None, poll: float = 0.2) -> Star
             Route("/api/runs/{run_id}/tasks/{task_id:int}", api_task),
             Route("/api/runs/{run_id}/workers", api_workers),
             Route("/api/runs/{run_id}/events", api_events),
+            Route("/api/runs/{run_id}/resources", api_resources),
+            Route("/api/runs/{run_id}/tasks/{task_id:int}/resources", api_task_resources),
             Route("/metrics", metrics),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],

@@ -20,8 +20,9 @@ EXECUTORS: tuple[str, ...] = ("threads", "htex", "dask", "flux", "radical-pilot"
 
 #: Monitoring modes understood by :func:`make_config`: none, state tracking only
 #: (``resource_monitoring_enabled=False``), and the hub's defaults (resource
-#: sampling at the library's default interval).
-MONITORING_MODES: tuple[str, ...] = ("off", "state", "resources")
+#: sampling at the library's default interval), and resource sampling every
+#: 0.1 s (``resources-fast``: the sampler's cost made visible in a short run).
+MONITORING_MODES: tuple[str, ...] = ("off", "state", "resources", "resources-fast")
 
 
 def make_monitoring_hub(lib_name: str, mode: str, db_path: str | Path) -> Any:
@@ -33,9 +34,11 @@ def make_monitoring_hub(lib_name: str, mode: str, db_path: str | Path) -> Any:
     if mode not in MONITORING_MODES[1:]:
         raise ValueError(f"unknown monitoring mode {mode!r}; choose from {', '.join(MONITORING_MODES)}")
     monitoring = importlib.import_module(f"{lib_name}.monitoring")
+    extra: dict[str, Any] = {"resource_monitoring_interval": 0.1} if mode == "resources-fast" else {}
     return monitoring.MonitoringHub(
         logging_endpoint="sqlite:///" + str(Path(db_path).absolute()),
-        resource_monitoring_enabled=(mode == "resources"),
+        resource_monitoring_enabled=mode.startswith("resources"),
+        **extra,
     )
 
 

@@ -162,7 +162,8 @@ def build_parser(prog: str = "flowlib-perf") -> argparse.ArgumentParser:
         default="off",
         help="add the library's MonitoringHub to the standard configuration: 'state' tracks task "
         "states only (resource_monitoring_enabled=False), 'resources' keeps the hub's defaults "
-        "(resource sampling on); the database size per task is reported (default: off)",
+        "(resource sampling on), 'resources-fast' samples every 0.1 s; the database size per task "
+        "is reported (default: off)",
     )
     parser.add_argument(
         "--monitoring-db",

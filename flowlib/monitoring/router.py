@@ -36,6 +36,7 @@ from flowlib.dataflow.states import FINAL_FAILURE_STATES, FINAL_STATES, States
 from flowlib.monitoring import schema as t
 from flowlib.monitoring.errors import MonitoringError
 from flowlib.monitoring.failure import describe_failure
+from flowlib.monitoring.resources import ResourceRows
 from flowlib.monitoring.store import open_store, safe_url
 
 if TYPE_CHECKING:
@@ -103,6 +104,12 @@ class Router:
         self._pool_listening: list[list[Any]] = []
         self._pools: dict[str, tuple[str | None, str | None]] = {}
         """pool_id -> (hostname, block_id), from the executors' pool events."""
+        self._node_figures: dict[str, tuple[int | None, int | None]] = {}
+        """pool_id -> (cpu_count, total_memory) as the pool registered them."""
+        self._resources: ResourceRows | None = None
+        """Worker pools' resource samples (None unless resource monitoring is on)."""
+        if hub.resource_monitoring_enabled:
+            self._resources = ResourceRows(self.run_id, hub.max_queued, hub.resource_monitoring_interval)
 
     # ------------------------------------------------------------------ lifetime
 
@@ -140,6 +147,8 @@ class Router:
                 self._pool_listening.append(listeners)
             if hasattr(executor, "record_worker_times"):
                 executor.record_worker_times = True
+            if self._resources is not None and hasattr(executor, "resource_monitoring_interval"):
+                executor.resource_monitoring_interval = float(hub.resource_monitoring_interval)
         self._thread = threading.Thread(target=self._run, name="flowlib-monitoring-router", daemon=True)
         self._thread.start()
         logger.info("monitoring run %s into %s", self.run_id, safe_url(self.url))
@@ -191,6 +200,9 @@ class Router:
                 self._error = e
         if engine is not None:
             engine.dispose()
+        if self._resources is not None and self._resources.dropped:
+            self.dropped += self._resources.dropped
+            self._resources.dropped = 0
         if self.dropped:
             logger.warning(
                 "monitoring dropped %d records of run %s (store too slow or down)", self.dropped, self.run_id
@@ -212,7 +224,11 @@ class Router:
             self.dropped += len(events) - max(room, 0)
 
     def _pool_event(self, event: dict[str, Any]) -> None:
-        """A worker pool registered, started draining or was lost (executor's receiving thread)."""
+        """A worker pool registered, started draining or was lost, or sent samples (executor's receiving thread)."""
+        if event.get("event") == "resources":
+            if self._resources is not None:
+                self._resources.accept(event)
+            return
         self._pools[str(event.get("pool_id"))] = (_text(event.get("hostname")), _text(event.get("block_id")))
         if len(self._pool_events) < self.hub.max_queued:
             self._pool_events.append((event, time.time()))
@@ -235,7 +251,12 @@ class Router:
                 self.dropped += len(self._incoming)
                 self._incoming.clear()
             if stopping:
-                if self._error is None and (self._incoming or self._retry_rows or self._pool_events):
+                if self._error is None and (
+                    self._incoming
+                    or self._retry_rows
+                    or self._pool_events
+                    or (self._resources is not None and self._resources.pending())
+                ):
                     continue  # a last pass for what arrived (or failed) during this one
                 return
 
@@ -245,6 +266,8 @@ class Router:
         plan = [*self._retry_rows, *self._plan(events)] if events else self._retry_rows
         if self._pool_events:
             plan = [*plan, (t.node.insert(), self._pool_event_rows())]
+        if self._resources is not None and self._resources.pending():
+            plan = [*plan, (t.resource.insert(), self._resources.rows())]
         if not plan:
             return
         if sum(len(rows) for _, rows in plan) > self.hub.max_queued:  # the store has been down for long
@@ -315,6 +338,12 @@ class Router:
                 else:
                     self._completed += 1
             key = (tid, ev.try_id)
+            resources = self._resources
+            if resources is not None:
+                if new in _TRY_STARTS:
+                    resources.launched(key, ev.executor, ev.record)
+                elif new in _TRY_ENDS:
+                    resources.ended(key, ev.executor, ev.exec_future)
             if new in _TRY_STARTS:
                 open_tries.add(key)
                 new_tries[key] = {
@@ -491,13 +520,18 @@ class Router:
         return rows
 
     def _node_row(self, pool: dict[str, Any], uid: str, active: bool, now: float) -> dict[str, Any]:
+        figures = (_int_or_none(pool.get("cpu_count")), _int_or_none(pool.get("total_memory")))
+        if figures == (None, None):  # a 'lost' or 'gone' row: the node is the one that registered
+            figures = self._node_figures.get(uid, figures)
+        else:
+            self._node_figures[uid] = figures
         return {
             "run_id": self.run_id,
             "hostname": str(pool.get("hostname") or ""),
             "uid": uid,
             "block_id": _text(pool.get("block_id")),
-            "cpu_count": None,
-            "total_memory": None,
+            "cpu_count": figures[0],
+            "total_memory": figures[1],
             "active": active,
             "worker_count": pool.get("worker_count"),
             "python_version": _text(pool.get("python_version")),
@@ -516,6 +550,10 @@ _NO_FAILURE: dict[str, Any] = {
 }
 
 _STATUS_INSERT = t.status.insert()
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if type(value) is int and 0 <= value < 1 << 62 else None
 
 
 def _std_path(spec: Any) -> str | None:

@@ -7,8 +7,10 @@ readers ignore them): per try the failure (``task_exception_type``,
 ``task_exception_message``, ``task_traceback``, ``task_exit_code``,
 ``task_failure_reason``); on ``task`` the current state and executor
 (``task_status_name``, ``task_executor``), kept up to date for fast filtering;
-``status.task_status_prev`` and ``status.id`` (insertion order). The schema version is alembic's ``alembic_version``
-table; :data:`SCHEMA_VERSION` is the newest revision this flowlib writes.
+``status.task_status_prev`` and ``status.id`` (insertion order); on ``resource`` the
+``hostname``, ``psutil_process_cpu_percent`` and ``psutil_process_num_threads``. The
+schema version is alembic's ``alembic_version`` table; :data:`SCHEMA_VERSION` is the newest
+revision this flowlib writes.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = "0001"
+SCHEMA_VERSION = "0002"
 """The alembic revision of the schema below."""
 
 metadata = MetaData()
@@ -137,8 +139,13 @@ resource = Table(
     Column("psutil_cpu_num", Text),
     Column("psutil_process_num_ctx_switches_voluntary", Float),
     Column("psutil_process_num_ctx_switches_involuntary", Float),
+    # flowlib additions (revision 0002): where, the CPU percent over the last interval, threads
+    Column("hostname", Text),
+    Column("psutil_process_cpu_percent", Float),
+    Column("psutil_process_num_threads", Float),
 )
 Index("ix_resource_run_task", resource.c.run_id, resource.c.task_id)
+Index("ix_resource_run_time", resource.c.run_id, resource.c.timestamp)
 
 node = Table(
     "node",

@@ -141,3 +141,55 @@ def test_dependency_graph_in_chromium(monitored, db_path, tmp_path):
                 playwright_api.expect(page.locator("h1")).to_contain_text(f"Task {after[0].tid}")
             finally:
                 browser.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_resource_plots_in_chromium(monitored, db_path, tmp_path):
+    from conftest import require_service, try_assert
+
+    from flowlib.executors import HighThroughputExecutor
+    from flowlib.providers import LocalProvider
+
+    from .test_htex_resources import ALLOCATION, burn
+
+    require_service("chromium", _chromium_installed)
+    shots = os.environ.get("FLOWLIB_SCREENSHOTS") or str(tmp_path)
+    os.makedirs(shots, exist_ok=True)
+    stop = tmp_path / "stop"
+    htex = HighThroughputExecutor(
+        label="htex", address="127.0.0.1", max_workers_per_node=1, provider=LocalProvider(init_blocks=1, max_blocks=1)
+    )
+    hub = MonitoringHub(flush_period=0.05, resource_monitoring_interval=0.2, workflow_name="resources-demo")
+    with flowlib.load(monitored(hub, executors=[htex])) as dfk:
+        hot = burn(str(stop), ALLOCATION)
+        import sqlite3
+
+        def samples() -> int:
+            with sqlite3.connect(db_path) as conn:
+                return conn.execute("SELECT count(*) FROM resource WHERE task_id = ?", (hot.tid,)).fetchone()[0]
+
+        try:
+            try_assert(lambda: samples() >= 5, timeout=40, message="no resource samples")
+        finally:
+            stop.write_text("stop")
+        assert hot.result(timeout=30) == ALLOCATION
+        run_id = dfk.run_id
+    with serving(create_app(f"sqlite:///{db_path}")) as base, playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(15_000)
+            page.goto(f"{base}/#/run/{run_id}")
+            page.click("nav a:has-text('resources')")
+            cpu = page.locator("#resource-cpu polyline")
+            playwright_api.expect(cpu).to_have_count(1)
+            points = cpu.first.get_attribute("points") or ""
+            assert len(points.split()) >= 2, points
+            playwright_api.expect(page.locator("#resource-rss polyline")).to_have_count(1)
+            page.screenshot(path=os.path.join(shots, "resources.png"))
+            page.goto(f"{base}/#/run/{run_id}/task/{hot.tid}")
+            playwright_api.expect(page.locator("#try-resources")).to_contain_text("MiB")
+            playwright_api.expect(page.locator("#task-rss polyline")).to_have_count(1)
+        finally:
+            browser.close()

@@ -74,6 +74,11 @@ class HTEXFuture(LightFuture[Any]):
         self.worker_times: tuple[float, float, str | None] | None = None
         """Set before completion when the executor records worker times (monitoring on)."""
 
+    @property
+    def executor_task_id(self) -> int:
+        """The executor's own id of this task (what its worker pools report, e.g. in resource samples)."""
+        return self._tid
+
     def cancel(self) -> bool:
         """Cancel the task: dropped if queued, its worker killed and replaced if running."""
         if self.done():
@@ -192,11 +197,15 @@ class HighThroughputExecutor(BlockProviderExecutor):
         self._connected: dict[str, dict[str, Any]] = {}
         self._rejections: list[str] = []
         self.pool_listeners: list[Callable[[dict[str, Any]], None]] = []
+        """Called with every worker-pool event ('registered', 'draining', 'lost': pool_id, block_id,
+        hostname, worker_count, ...; 'resources': the samples of one pool, with ``label``) on the
+        executor's receiving thread; they must not block."""
         self.record_worker_times = False
         """When true (set by monitoring), each finished future gets ``worker_times``:
         ``(started, ended, pool_id)`` as the worker pool saw them (NaN/None when unknown)."""
-        """Called with every worker-pool event ('registered', 'draining', 'lost': pool_id, block_id,
-        hostname, worker_count, ...) on the executor's receiving thread; they must not block."""
+        self.resource_monitoring_interval: float | None = None
+        """When set before ``start()`` (by monitoring), every worker pool samples its busy workers
+        this often (seconds) and the samples reach ``pool_listeners`` as 'resources' events."""
         self._lock = threading.Lock()
         self._started = False
         self._shutdown = False
@@ -251,6 +260,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
                 "debug": opts.worker_debug,
                 "unix_dir": self.unix_dir,
                 "arena_dir": self.arena_dir,
+                "resource_interval": self.resource_monitoring_interval,
             },
             logdir=base,
             cert_dir=self.cert_dir,
@@ -460,6 +470,10 @@ class HighThroughputExecutor(BlockProviderExecutor):
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
+        if kind == "resources":  # frequent: neither logged nor kept
+            event["label"] = self.label
+            self._tell_listeners(event)
+            return
         pool = str(event.get("pool_id"))
         watch = self._block_watch
         if kind == "registered":
@@ -485,11 +499,14 @@ class HighThroughputExecutor(BlockProviderExecutor):
             )
         logger.info("executor %s: %s", self.label, event)
         if kind in ("registered", "draining", "lost"):
-            for listener in list(self.pool_listeners):
-                try:
-                    listener(event)
-                except Exception:
-                    logger.exception("executor %s: a worker-pool listener failed", self.label)
+            self._tell_listeners(event)
+
+    def _tell_listeners(self, event: dict[str, Any]) -> None:
+        for listener in list(self.pool_listeners):
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("executor %s: a worker-pool listener failed", self.label)
 
     def _on_interchange_lost(self, reason: str) -> None:
         if self._shutdown:

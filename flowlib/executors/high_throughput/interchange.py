@@ -382,7 +382,9 @@ class Interchange:
             last_seen=now,
         )
         self.managers.add(record)
-        registered = {"heartbeat_period": self.options.heartbeat_period}
+        registered: dict[str, Any] = {"heartbeat_period": self.options.heartbeat_period}
+        if self.options.resource_interval is not None:
+            registered["resource_interval"] = self.options.resource_interval
         self.send_to_pool(identity, p.encode_json(p.Kind.REGISTERED, registered))
         logger.info(
             "registered pool %s (block %s, %s, %d workers, flowlib %s, Python %s)",
@@ -415,6 +417,18 @@ class Interchange:
             self.send_to_client(p.encode_json(p.Kind.FAILURES, failures))
         elif kind is p.Kind.HEARTBEAT:
             pass
+        elif kind is p.Kind.RESOURCES:
+            reg = record.registration
+            self.send_event(
+                {
+                    "event": "resources",
+                    "pool_id": reg.pool_id,
+                    "block_id": reg.block_id,
+                    "hostname": reg.hostname,
+                    "interval": self.options.resource_interval,
+                    "samples": p.decode_resources(frames),
+                }
+            )
         elif kind is p.Kind.DRAIN:
             record.draining = True
             self.managers.refresh(record)

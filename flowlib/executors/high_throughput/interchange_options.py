@@ -28,3 +28,5 @@ class InterchangeOptions:
     """An owner-only directory: when set, the client and local pools connect over Unix sockets in it."""
     arena_dir: str | None = None
     """The executor's shared-memory arena directory, removed when the interchange stops."""
+    resource_interval: float | None = None
+    """Seconds between resource samples that pools are asked for (monitoring); None: none."""

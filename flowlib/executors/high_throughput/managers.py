@@ -107,6 +107,8 @@ class ManagerRecord:
             "idle_seconds": None if self.tasks else round(time.monotonic() - self.idle_since, 3),
             "flowlib_version": reg.flowlib_version,
             "python_version": reg.python_version,
+            "cpu_count": reg.cpu_count,
+            "total_memory": reg.total_memory,
         }
 
 

@@ -33,6 +33,7 @@ from flowlib.executors.high_throughput.pool_options import (
     EXIT_REJECTED,
     PoolOptions,
 )
+from flowlib.executors.high_throughput.pool_resources import ResourceSampler
 from flowlib.executors.high_throughput.pool_workers import WorkerFactory, WorkerSlot, describe_exit
 from flowlib.executors.high_throughput.protocol import Kind, ProtocolError, ResultBatch, TaskBatch, TaskStatus
 from flowlib.executors.high_throughput.worker import RESULT_HEAD, TASK_ID, write_message
@@ -140,14 +141,25 @@ class Manager:
         self.by_sentinel: dict[int, WorkerSlot] = {}
         for slot in slots:
             self._watch(slot)
+        self.sampler: ResourceSampler | None = None
+        """Samples the busy workers for monitoring; None unless the interchange asked for it."""
 
     # ------------------------------------------------------------------ the loop
 
-    def run(self, early: Sequence[list[Any]] = ()) -> int:
+    def run(self, early: Sequence[list[Any]] = (), resource_interval: Any = None) -> int:
         """Run until drained, shut down, signalled or cut off; return the exit code.
 
-        ``early`` holds messages that arrived with the registration answer.
+        ``early`` holds messages that arrived with the registration answer;
+        ``resource_interval`` (seconds, from that answer) starts resource sampling.
         """
+        self.start_sampler(resource_interval)
+        try:
+            return self._loop(early)
+        finally:
+            if self.sampler is not None:
+                self.sampler.stop()
+
+    def _loop(self, early: Sequence[list[Any]]) -> int:
         for frames in early:
             try:
                 self.handle_message(frames)
@@ -163,6 +175,8 @@ class Manager:
             self.reap_workers(ready)
             self.dispatch()
             self.flush(now)
+            if self.sampler is not None:
+                self.send_resources(now)
             self.heartbeat(now)
             self.watch_interchange(now)
             self.watch_drain(now)
@@ -355,6 +369,27 @@ class Manager:
         if self.failures:
             self._send(protocol.encode_json(Kind.FAILURES, self.failures), now)
             self.failures = {}
+
+    def start_sampler(self, interval: Any) -> None:
+        """Start resource sampling every ``interval`` s (a positive number; anything else: none)."""
+        if interval is None:
+            return
+        if type(interval) not in (int, float) or not 0 < interval < 1e6:
+            logger.warning("the interchange asked for resource samples every %r s; not a usable interval", interval)
+            return
+        running = self.running
+        self.sampler = ResourceSampler(float(interval), lambda: {tid: slot.pid for tid, slot in running.copy().items()})
+        self.sampler.start()
+
+    def send_resources(self, now: float) -> None:
+        """Send the sample batches the sampler has made since the last pass, as one message."""
+        assert self.sampler is not None
+        batches = self.sampler.batches
+        if not batches:
+            return
+        samples = [s for _ in range(len(batches)) for s in batches.popleft()]
+        for start in range(0, len(samples), protocol.MAX_SAMPLES):
+            self._send(protocol.encode_resources(samples[start : start + protocol.MAX_SAMPLES]), now)
 
     def heartbeat(self, now: float) -> None:
         """Send a heartbeat after ``heartbeat_period`` of silence; log the counters as often."""

@@ -70,6 +70,17 @@ def candidate_urls(addresses: Sequence[str], port: int) -> list[str]:
     return [url for _, url in candidates(addresses, port)]
 
 
+def registered_options(body: Sequence[Any]) -> dict[str, Any]:
+    """The REGISTERED answer's JSON object (empty when absent or malformed: every key is optional)."""
+    if len(body) != 1:
+        return {}
+    try:
+        return dict(protocol.unpack_json(body[0]))
+    except ProtocolError as e:
+        logger.warning("ignored a malformed REGISTERED body: %s", e)
+        return {}
+
+
 def candidates(addresses: Sequence[str], port: int) -> list[tuple[str, str]]:
     """``(host, url)`` to probe: each address in the given order, a host name as every address it resolves to.
 
@@ -226,11 +237,12 @@ class RegistrationProbe:
 
 def register_over_unix(
     path: str, registration: Registration, timeout: float, should_stop: Callable[[], bool]
-) -> tuple[UnixLink, list[list[Any]]] | None:
+) -> tuple[UnixLink, list[list[Any]], list[Any]] | None:
     """Register through the interchange's Unix socket, for a pool on the interchange's machine.
 
     Returns the link once REGISTERED arrives, with the messages that arrived
-    right behind it in the same read (tasks, often); None when nothing listens
+    right behind it in the same read (tasks, often) and the frames after the
+    REGISTERED header (its body, possibly none); None when nothing listens
     at ``path`` (the pool is on another node: the caller falls back to TCP).
     Raises RegistrationRejected, RegistrationTimeout or RegistrationInterrupted
     like :class:`RegistrationProbe`.
@@ -270,7 +282,7 @@ def register_over_unix(
                     raise RegistrationRejected(url, reason)
                 if kind == Kind.REGISTERED:
                     logger.info("registered with the interchange at %s", url)
-                    return link, messages[index + 1 :]
+                    return link, messages[index + 1 :], list(frames[1:])
                 logger.warning("unexpected %s from %s before registration; dropped", kind.name, url)
     except EOFError as e:
         link.close()

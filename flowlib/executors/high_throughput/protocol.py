@@ -15,7 +15,11 @@ frames, ids that do not match the payloads, invalid JSON — raises
 
 Compatibility: peers must speak the same ``PROTOCOL_VERSION``; flowlib and Python
 patch releases may differ. A worker pool of another protocol version is refused
-at registration with a REJECT message whose layout never changes.
+at registration with a REJECT message whose layout never changes. Optional
+features are negotiated within a version: a REGISTERED answer is a JSON object
+whose unknown keys a pool ignores (``resource_interval`` asks for RESOURCES
+messages; a pool that does not know it sends none), and a REGISTER's optional
+fields (``cpu_count``, ``total_memory``) may be absent.
 """
 
 from __future__ import annotations
@@ -68,7 +72,9 @@ class Kind(enum.IntEnum):
     COMMAND_REPLY = 14
     """I->C: the answer to COMMAND."""
     EVENT = 15
-    """I->C: manager registered, lost or refused; authentication failures."""
+    """I->C: manager registered, lost or refused; authentication failures; resource samples."""
+    RESOURCES = 16
+    """M->I: resource samples of the pool's running tasks (JSON), sent only when REGISTERED asked for them."""
     REJECT = 255
     """I->M: registration refused; the frame after the header is a UTF-8 reason."""
 
@@ -303,6 +309,7 @@ _REGISTRATION_INTS = {
     "pid": (1, (1 << 32) - 1),
 }
 _REGISTRATION_FLOATS = {"cores": (0.0, MAX_CORES), "memory_mb": (0.0, MAX_MEMORY_MB)}
+_REGISTRATION_OPTIONAL_INTS = {"cpu_count": MAX_WORKERS, "total_memory": 1 << 62}
 _REGISTRATION_TEXTS = ("flowlib_version", "python_version", "hostname", "block_id", "pool_id")
 
 
@@ -343,6 +350,11 @@ def _checked_registration(raw: dict[str, Any]) -> dict[str, Any]:
     ):
         raise bad("accelerators", f"a list of at most {MAX_ACCELERATORS} strings")
     values["accelerators"] = list(accelerators)
+    for name, high in _REGISTRATION_OPTIONAL_INTS.items():
+        value = raw.get(name)
+        if value is not None and (type(value) is not int or not 0 <= value <= high):
+            raise bad(name, f"absent or an integer from 0 to {high}")
+        values[name] = value
     return values
 
 
@@ -362,6 +374,10 @@ class Registration:
     memory_mb: float
     accelerators: list[str]
     pid: int
+    cpu_count: int | None = None
+    """Logical CPUs of the node (absent from older pools)."""
+    total_memory: int | None = None
+    """Total memory of the node in bytes (absent from older pools)."""
 
     def encode(self) -> list[Frame]:
         return encode_json(Kind.REGISTER, self.__dict__)
@@ -376,6 +392,28 @@ class Registration:
         interchange refuses that pool, naming the field.
         """
         return cls(**_checked_registration(body_json(frames)))
+
+
+MAX_SAMPLES = 1 << 16
+"""Resource samples one RESOURCES message may carry at most."""
+
+
+def decode_resources(frames: Sequence[Frame]) -> list[dict[str, Any]]:
+    """The samples of a RESOURCES message (a JSON object ``{"samples": [{...}, ...]}``).
+
+    ProtocolError if it is not that shape; the values inside each sample are
+    checked by the monitoring router, which writes them.
+    """
+    body = body_json(frames)
+    samples = body.get("samples")
+    if type(samples) is not list or len(samples) > MAX_SAMPLES or not all(type(s) is dict for s in samples):
+        raise ProtocolError(f"RESOURCES must carry a list of at most {MAX_SAMPLES} sample objects")
+    return samples
+
+
+def encode_resources(samples: list[dict[str, Any]]) -> list[Frame]:
+    """A RESOURCES message."""
+    return encode_json(Kind.RESOURCES, {"samples": samples})
 
 
 RESOURCE_KEYS = frozenset(

@@ -10,7 +10,7 @@
                                   |   local queue --dispatch--> idle worker           |
      <---------- REGISTER,        |   ResultBatch <--collect--- worker Pipes          |
      RESULTS, FAILURES,           |        | Pipe (duplex)   | Pipe          sentinels |
-     HEARTBEAT, DRAIN             |   +----v-----+      +----v-----+   (fd readable   |
+     HEARTBEAT, DRAIN, RESOURCES  |   +----v-----+      +----v-----+   (fd readable   |
                                   |   | worker 0 |      | worker 1 | ... on exit)     |
                                   |   +----------+      +----------+                  |
                                   |   forked by the multiprocessing forkserver,       |
@@ -24,6 +24,8 @@ register with the first interchange address that answers
 :meth:`~.pool_manager.Manager.run`: a list of named steps over one
 ``zmq.Poller`` that watches the interchange socket, every worker's Pipe and
 every worker's sentinel. CPU and accelerator placement: :mod:`.affinity`.
+Resource sampling for monitoring, when the interchange asks for it:
+:mod:`.pool_resources` (one thread per pool).
 
 Exit codes (also on stderr, one line, when not 0): see ``EXIT_*`` in
 :mod:`.pool_options`: 0 drained, shut down or stopped by a signal handled as
@@ -98,7 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         RegistrationRejected,
         RegistrationTimeout,
         register_over_unix,
+        registered_options,
     )
+    from flowlib.executors.high_throughput.pool_resources import node_figures
     from flowlib.executors.high_throughput.pool_workers import WorkerFactory, WorkerSlot, stop_all
 
     options = parse_args(argv)
@@ -157,14 +161,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             memory_mb=node.memory_bytes / 2**20,
             accelerators=list(options.accelerators[:count]),
             pid=os.getpid(),
+            **node_figures(),
         )
         early: list[list[Any]] = []
+        body: list[Any] = []
         if options.unix_socket:
             registered = register_over_unix(
                 options.unix_socket, registration, options.address_probe_timeout, stop.is_set
             )
             if registered is not None:
-                link, early = registered
+                link, early, body = registered
             url = f"unix://{options.unix_socket}"
         if link is None:
             probe = RegistrationProbe(context, options.addresses, options.port, keys, registration)
@@ -172,10 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for rank in range(count):  # while the answer travels
             slots.append(factory.start(rank))
         if link is None:
-            socket, url, _ = probe.wait(options.address_probe_timeout, stop.is_set)
+            socket, url, body = probe.wait(options.address_probe_timeout, stop.is_set)
             link = ZmqLink(socket, copy=False, max_messages=MAX_MESSAGES_PER_PASS)
+        answer = registered_options(body)
         manager = Manager(options, link, url, factory, slots, stop, fatal)
-        code = manager.run(early)
+        code = manager.run(early, resource_interval=answer.get("resource_interval"))
     except RegistrationRejected as e:
         code = fatal(str(e), EXIT_REJECTED)
     except RegistrationTimeout as e:

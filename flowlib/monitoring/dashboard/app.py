@@ -36,6 +36,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from flowlib.monitoring.dashboard import queries as q
+from flowlib.monitoring.dashboard import resource_queries as rq
 from flowlib.monitoring.errors import MonitoringError
 from flowlib.monitoring.store import create_engine, current_revision, safe_url
 
@@ -172,6 +173,14 @@ def create_app(url: str, *, token: str | None = None, poll: float = 0.2) -> Star
         assert depth is not None and limit is not None
         return _json(read(q.graph, run_id, _int(request, "task"), depth=depth, limit=limit))
 
+    def api_resources(request: Request) -> Response:
+        points = _int(request, "points", 200)
+        assert points is not None
+        return _json(read(rq.run_resources, request.path_params["run_id"], points))
+
+    def api_task_resources(request: Request) -> Response:
+        return _json(read(rq.task_resources, request.path_params["run_id"], request.path_params["task_id"]))
+
     async def api_events(request: Request) -> Response:
         run_id = request.path_params["run_id"]
         after = _int(request, "after")
@@ -225,6 +234,8 @@ def create_app(url: str, *, token: str | None = None, poll: float = 0.2) -> Star
             Route("/api/runs/{run_id}/workers", api_workers),
             Route("/api/runs/{run_id}/graph", api_graph),
             Route("/api/runs/{run_id}/events", api_events),
+            Route("/api/runs/{run_id}/resources", api_resources),
+            Route("/api/runs/{run_id}/tasks/{task_id:int}/resources", api_task_resources),
             Route("/metrics", metrics),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],

@@ -6,6 +6,7 @@
 //   #/run/ID/task/N         one task: tries, failure, traceback, states, std streams
 //   #/run/ID/workers        worker pools, blocks, the task stream of tries
 //   #/run/ID/graph?task=N   the dependency graph (static/graph.js)
+//   #/run/ID/resources      CPU and memory plots (resources.js)
 "use strict";
 
 const view = document.getElementById("view");
@@ -124,7 +125,7 @@ function throughputChart(points) {
 
 async function pageRun(runId) {
   follow(runId);
-  setCrumbs([["run " + runId, "#/run/" + enc(runId)], ["tasks", "#/run/" + enc(runId) + "/tasks"], ["graph", "#/run/" + enc(runId) + "/graph"], ["workers", "#/run/" + enc(runId) + "/workers"]]);
+  setCrumbs([["run " + runId, "#/run/" + enc(runId)], ["tasks", "#/run/" + enc(runId) + "/tasks"], ["graph", "#/run/" + enc(runId) + "/graph"], ["workers", "#/run/" + enc(runId) + "/workers"], ["resources", "#/run/" + enc(runId) + "/resources"]]);
   const render = async () => {
     const { run, summary } = await api("/api/runs/" + enc(runId));
     const states = Object.entries(summary.by_state).sort();
@@ -249,6 +250,7 @@ async function pageTask(runId, taskId) {
       h("table", { id: "states" }, h("tr", {}, h("th", {}, "time"), h("th", {}, "from"), h("th", {}, "to"), h("th", {}, "try")),
         d.states.map((s) => h("tr", {}, h("td", {}, fmtTime(s.timestamp)), h("td", {}, stateEl(s.task_status_prev)), h("td", {}, stateEl(s.task_status_name)), h("td", {}, s.try_id)))),
       streamBlock("stdout", d.stdout), streamBlock("stderr", d.stderr));
+    view.append(await resourcesForTask(runId, taskId));  // resources.js
   };
   onStatus = (rows) => { if (rows.some((r) => String(r.task_id) === String(taskId))) render(); };
   await render();
@@ -313,6 +315,7 @@ async function route() {
     else if (parts[0] === "run" && parts[2] === "task") await pageTask(parts[1], parts[3]);
     else if (parts[0] === "run" && parts[2] === "workers") await pageWorkers(parts[1]);
     else if (parts[0] === "run" && parts[2] === "graph") await pageGraph(parts[1], query || "");  // graph.js
+    else if (parts[0] === "run" && parts[2] === "resources") await pageResources(parts[1]);  // resources.js
     else show(h("p", { class: "error" }, "No such page: " + hash));
   } catch (e) {
     show(h("p", { class: "error" }, String(e.message || e)));

@@ -13,7 +13,7 @@ from typing import Any
 from flowlib.channels.base import Channel
 from flowlib.errors import ConfigurationError
 from flowlib.launchers.base import Launcher
-from flowlib.validation import validate_arguments
+from flowlib.validation import ArgumentTypeError, validate_arguments
 
 __all__ = ["LAUNCHER_NEEDS", "check_launcher", "check_positive_int", "validate_common"]
 
@@ -29,7 +29,7 @@ LAUNCHER_NEEDS = {
 def check_positive_int(owner: str, name: str, value: object, minimum: int = 1) -> None:
     """Raise TypeError unless ``value`` is an int (not a bool), ValueError if below ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{owner} argument {name!r} must be int, got {type(value).__name__} ({value!r})")
+        raise ArgumentTypeError(f"{owner} argument {name!r} must be int, got {type(value).__name__} ({value!r})")
     if value < minimum:
         raise ValueError(f"{owner} argument {name!r} must be >= {minimum}, got {value}")
 

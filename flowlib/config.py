@@ -46,7 +46,8 @@ class Config(RepresentationMixin):
       executors with providers).
     - ``monitoring``: a :class:`~flowlib.monitoring.MonitoringHub` to record every
       task's history (None: no monitoring).
-    - ``usage_tracking``: accepted for compatibility; flowlib never sends usage data.
+    - ``usage_tracking``: a level 0 to 3 or a bool, as in Parsl (others are a ConfigurationError);
+      flowlib never sends usage data.
     - ``project_name``: a free-form label for the run.
     - ``initialize_logging``: True (``<run_dir>/flowlib.log`` at INFO), False, or a
       :class:`~flowlib.logconfigs.base.LoggingConfig`.
@@ -128,6 +129,11 @@ class Config(RepresentationMixin):
         )
         if retries < 0:
             raise ValueError(f"Config argument 'retries' must be >= 0, got {retries}")
+        if not 0 <= usage_tracking <= 3:
+            from flowlib.errors import ConfigurationError
+
+            # Parsl's levels: 0 (off) to 3; a bool counts as 0 or 1. flowlib never sends anything.
+            raise ConfigurationError(f"Config argument 'usage_tracking' must be 0, 1, 2 or 3, got {usage_tracking!r}")
         if internal_tasks_max_threads < 1:
             raise ValueError(
                 f"Config argument 'internal_tasks_max_threads' must be >= 1, got {internal_tasks_max_threads}"

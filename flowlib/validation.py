@@ -6,6 +6,17 @@ from typing import Any
 
 import typeguard
 
+__all__ = ["ArgumentTypeError", "validate_arguments"]
+
+
+class ArgumentTypeError(typeguard.TypeCheckError, TypeError):
+    """An argument of the wrong type, raised by flowlib's constructors (Config, executors,
+    providers, launchers, ...).
+
+    It is a TypeError, and also typeguard's ``TypeCheckError``, which Parsl's
+    typechecked constructors raise: code written for either catches it.
+    """
+
 
 def _describe(annotation: Any) -> str:
     text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
@@ -13,7 +24,7 @@ def _describe(annotation: Any) -> str:
 
 
 def validate_arguments(owner: str, arguments: dict[str, tuple[Any, Any]]) -> None:
-    """Check each ``name: (value, annotation)``; raise TypeError naming the first bad one.
+    """Check each ``name: (value, annotation)``; raise :class:`ArgumentTypeError` naming the first bad one.
 
     The message names the owner (a class), the argument, the expected type and the
     type received, e.g. ``Config argument 'retries' must be int, got str ('3')``.
@@ -27,6 +38,6 @@ def validate_arguments(owner: str, arguments: dict[str, tuple[Any, Any]]) -> Non
             shown = repr(value)
             if len(shown) > 60:
                 shown = shown[:57] + "..."
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"{owner} argument {name!r} must be {_describe(annotation)}, got {type(value).__name__} ({shown})"
             ) from None

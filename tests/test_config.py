@@ -98,3 +98,32 @@ def test_config_repr_lists_arguments():
 def test_default_executor_is_a_thread_pool():
     (executor,) = Config().executors
     assert isinstance(executor, ThreadPoolExecutor)
+
+
+@pytest.mark.parametrize("level", [0, 1, 2, 3, True, False])
+def test_usage_tracking_takes_parsl_levels_and_bools(level):
+    assert Config(usage_tracking=level).usage_tracking == level
+
+
+@pytest.mark.parametrize("level", [-1, 4])
+def test_usage_tracking_outside_parsl_levels_is_a_configuration_error(level):
+    with pytest.raises(ConfigurationError, match="usage_tracking"):
+        Config(usage_tracking=level)
+
+
+def test_thread_pool_working_dir_is_not_the_bash_app_cwd(tmp_path, monkeypatch):
+    from flowlib import bash_app
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(tmp_path)
+
+    @bash_app
+    def touch():
+        return "touch made_here"
+
+    config = Config(executors=[ThreadPoolExecutor(working_dir=str(elsewhere))], run_dir=str(tmp_path / "runinfo"))
+    with flowlib.load(config):
+        assert touch().result() == 0
+    assert (tmp_path / "made_here").exists()
+    assert not (elsewhere / "made_here").exists()

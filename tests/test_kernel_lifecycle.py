@@ -121,10 +121,20 @@ def test_run_log_is_info_and_removed_at_cleanup(tmp_path):
     assert not any(getattr(h, "baseFilename", "").startswith(dfk.run_dir) for h in handlers)
 
 
+def test_run_log_is_also_reachable_as_parsl_log(tmp_path):
+    dfk = DataFlowKernel(Config(run_dir=str(tmp_path)))
+    dfk.cleanup()
+    parsl_log = Path(dfk.run_dir, "parsl.log")
+    assert parsl_log.is_symlink()
+    assert "DataFlowKernel starting" in parsl_log.read_text()
+    assert parsl_log.read_text() == Path(dfk.run_dir, "flowlib.log").read_text()
+
+
 def test_initialize_logging_false_writes_no_log(tmp_path):
     dfk = DataFlowKernel(Config(run_dir=str(tmp_path), initialize_logging=False))
     dfk.cleanup()
     assert not os.path.exists(os.path.join(dfk.run_dir, "flowlib.log"))
+    assert not os.path.lexists(os.path.join(dfk.run_dir, "parsl.log"))
 
 
 def test_json_logging(tmp_path):

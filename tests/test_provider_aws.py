@@ -178,8 +178,8 @@ def test_bad_key_file_and_bad_arguments(aws: Any, tmp_path: Any) -> None:
         AWSProvider("ami-1", walltime="2 hours", launcher=PlainLauncher())
     with pytest.raises(ConfigurationError, match="AWSProvider cannot use launcher SrunLauncher"):
         AWSProvider("ami-1", launcher=SrunLauncher())
-    with pytest.raises(ValueError, match="min_blocks <= init_blocks <= max_blocks"):
-        AWSProvider("ami-1", init_blocks=5, max_blocks=2, launcher=PlainLauncher())
+    with pytest.raises(ValueError, match="min_blocks <= max_blocks"):
+        AWSProvider("ami-1", min_blocks=5, max_blocks=2, launcher=PlainLauncher())
     with pytest.raises(ValueError, match="spot_max_bid"):
         AWSProvider("ami-1", spot_max_bid=-1, launcher=PlainLauncher())
 

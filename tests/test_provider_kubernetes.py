@@ -329,8 +329,8 @@ def test_constructor_does_no_io_and_checks_types() -> None:
         KubernetesProvider(image="busybox", max_mem="lots")
     with pytest.raises(ValueError, match="'user_id'"):
         KubernetesProvider(image="busybox", user_id="root")
-    with pytest.raises(ValueError, match="min_blocks <= init_blocks <= max_blocks"):
-        KubernetesProvider(image="busybox", init_blocks=20)
+    with pytest.raises(ValueError, match="min_blocks <= max_blocks"):
+        KubernetesProvider(image="busybox", min_blocks=20)
     with pytest.raises(TypeError, match="'nodes_per_block'"):
         KubernetesProvider(image="busybox", nodes_per_block="2")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="'image'"):

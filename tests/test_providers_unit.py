@@ -124,8 +124,8 @@ def test_walltime_not_a_string_is_a_type_error():
         ({"nodes_per_block": 0}, ValueError, "nodes_per_block"),
         ({"nodes_per_block": "2"}, TypeError, "nodes_per_block"),
         ({"nodes_per_block": True}, TypeError, "nodes_per_block"),
-        ({"init_blocks": 3, "max_blocks": 2}, ValueError, "init_blocks=3"),
-        ({"min_blocks": 2, "init_blocks": 1, "max_blocks": 4}, ValueError, "min_blocks=2"),
+        ({"min_blocks": 3, "max_blocks": 2}, ValueError, "min_blocks=3"),
+        ({"init_blocks": -1}, ValueError, "init_blocks"),
         ({"parallelism": 1.5}, ValueError, "parallelism"),
         ({"cmd_timeout": 0}, ValueError, "cmd_timeout"),
         ({"mem_per_node": -1}, ValueError, "mem_per_node"),
@@ -140,6 +140,12 @@ def test_walltime_not_a_string_is_a_type_error():
 def test_slurm_constructor_checks(kwargs: dict[str, Any], error: type[Exception], words: str):
     with pytest.raises(error, match=re.escape(words)):
         SlurmProvider(**kwargs)
+
+
+@pytest.mark.parametrize("provider", [SlurmProvider, LocalProvider])
+def test_init_blocks_above_max_blocks_is_accepted_as_in_parsl(provider: Any):
+    p = provider(init_blocks=3, min_blocks=0, max_blocks=1)
+    assert (p.init_blocks, p.max_blocks) == (3, 1)
 
 
 def test_a_launcher_the_provider_cannot_use_is_a_configuration_error_naming_both():

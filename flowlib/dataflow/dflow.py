@@ -221,11 +221,12 @@ class DataFlowKernel:
         if self._max_in_flight is not None and len(self.tasks) >= self._max_in_flight:
             self._wait_for_room(app.__name__)
         label = self._choose_executor(app.executors, app.__name__)
-        executor = self.executors[label]
         resource_spec = kwargs.get("parsl_resource_specification") or kwargs.get("resource_specification") or {}
         record = TaskRecord(
             next(self._tid),
-            app.executable(label, executor.working_dir),
+            # As in Parsl, working_dir is where staged files go, not a bash app's cwd: bash apps
+            # run in the worker's current directory (htex workers start in working_dir).
+            app.executable(label, None),
             app.__name__,
             app.fn_hash if app.cache else "",
             args,

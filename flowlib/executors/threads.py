@@ -64,7 +64,8 @@ class ThreadPoolExecutor(FlowlibExecutor):
         max_threads: the number of worker threads.
         thread_name_prefix: prefix of the worker threads' names.
         storage_access: staging providers for files (None: the defaults).
-        working_dir: the directory bash apps run in (None: the current directory).
+        working_dir: where staging providers put files (as in Parsl); bash apps run
+            in the process's current directory whatever it is.
         shutdown_timeout: (flowlib only) how long ``shutdown()`` waits for the
             interrupted running tasks' threads to end before leaving them behind
             as abandoned daemon threads.

@@ -1,4 +1,4 @@
-"""Plain-text logging to ``<run_dir>/flowlib.log``."""
+"""Plain-text logging to ``<run_dir>/flowlib.log`` (with ``parsl.log`` linked to it)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ class FileLogging(LoggingConfig):
     Parameters:
         level: the logging level; INFO by default. DEBUG adds a line per task
             state change, which costs throughput on large runs.
-        filename: the file name inside the run directory.
+        filename: the file name inside the run directory. With the default name,
+            ``<run_dir>/parsl.log`` is made a symbolic link to it, because Parsl
+            programs and tools look for the log under that name.
         format_string: a ``logging.Formatter`` format.
     """
 
@@ -37,6 +39,8 @@ class FileLogging(LoggingConfig):
     def initialize(self, run_dir: str) -> Callable[[], None]:
         """Attach a file handler to the ``flowlib`` logger; return its remover."""
         handler = logging.FileHandler(os.path.join(run_dir, self.filename))
+        if self.filename == "flowlib.log":
+            _link_parsl_name(run_dir)
         handler.setLevel(self.level)
         handler.setFormatter(self.make_formatter())
         logger = logging.getLogger("flowlib")
@@ -51,3 +55,14 @@ class FileLogging(LoggingConfig):
             handler.close()
 
         return remove
+
+
+def _link_parsl_name(run_dir: str) -> None:
+    """Make ``<run_dir>/parsl.log`` point at ``flowlib.log``, unless that name is taken."""
+    link = os.path.join(run_dir, "parsl.log")
+    if os.path.lexists(link):
+        return
+    try:
+        os.symlink("flowlib.log", link)
+    except OSError:  # a file system without symbolic links: flowlib.log alone
+        logging.getLogger(__name__).debug("could not link %s to flowlib.log", link, exc_info=True)

@@ -90,7 +90,7 @@ class ClusterProvider(ExecutionProvider):
     :param label: a name for log messages.
     :param channel: where the scheduler's commands run (default: a new ``LocalChannel()``).
     :param nodes_per_block: nodes in each block (job).
-    :param init_blocks: blocks to start with; ``min_blocks <= init_blocks <= max_blocks``.
+    :param init_blocks: blocks to start with; may exceed ``max_blocks`` (as in Parsl).
     :param min_blocks: blocks to keep even when idle.
     :param max_blocks: most blocks at once.
     :param parallelism: 0..1, the share of outstanding tasks to provision blocks for.

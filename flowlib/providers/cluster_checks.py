@@ -13,7 +13,7 @@ from typing import Any
 from flowlib.channels.base import Channel
 from flowlib.errors import ConfigurationError
 from flowlib.launchers.base import Launcher
-from flowlib.validation import validate_arguments
+from flowlib.validation import ArgumentTypeError, validate_arguments
 
 __all__ = ["LAUNCHER_NEEDS", "check_launcher", "check_positive_int", "validate_common"]
 
@@ -29,13 +29,13 @@ LAUNCHER_NEEDS = {
 def check_positive_int(owner: str, name: str, value: object, minimum: int = 1) -> None:
     """Raise TypeError unless ``value`` is an int (not a bool), ValueError if below ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{owner} argument {name!r} must be int, got {type(value).__name__} ({value!r})")
+        raise ArgumentTypeError(f"{owner} argument {name!r} must be int, got {type(value).__name__} ({value!r})")
     if value < minimum:
         raise ValueError(f"{owner} argument {name!r} must be >= {minimum}, got {value}")
 
 
 def validate_common(owner: str, values: dict[str, Any]) -> None:
-    """Check the common keywords (types, ranges, ``min_blocks <= init_blocks <= max_blocks``).
+    """Check the common keywords (types, ranges, ``min_blocks <= max_blocks``).
 
     The walltime's format is checked by :func:`flowlib.providers.walltime.parse_walltime`.
     """
@@ -56,12 +56,11 @@ def validate_common(owner: str, values: dict[str, Any]) -> None:
     check_positive_int(owner, "nodes_per_block", values["nodes_per_block"], 1)
     for name in ("init_blocks", "min_blocks", "max_blocks"):
         check_positive_int(owner, name, values[name], 0)
-    init, low, high = values["init_blocks"], values["min_blocks"], values["max_blocks"]
-    if not low <= init <= high:
-        raise ValueError(
-            f"{owner} needs min_blocks <= init_blocks <= max_blocks, got min_blocks={low}, "
-            f"init_blocks={init}, max_blocks={high}"
-        )
+    low, high = values["min_blocks"], values["max_blocks"]
+    # init_blocks may lie outside [min_blocks, max_blocks], as in Parsl: that many blocks start,
+    # and scaling afterwards keeps to the bounds.
+    if low > high:
+        raise ValueError(f"{owner} needs min_blocks <= max_blocks, got min_blocks={low}, max_blocks={high}")
     if isinstance(values["parallelism"], bool) or not 0 <= values["parallelism"] <= 1:
         raise ValueError(f"{owner} argument 'parallelism' must be between 0 and 1, got {values['parallelism']!r}")
     if isinstance(values["cmd_timeout"], bool) or values["cmd_timeout"] <= 0:

@@ -147,3 +147,22 @@ def test_foreign_future_argument_types_are_fine(dfk):
     fut = identity(plain)
     plain.set_result(9)
     assert fut.result(timeout=5) == 9
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [["out.txt", "w"], ("out.txt", None), (42, "w"), ("out.txt", "w", 42), ("out.txt",), 42],
+    ids=["list", "null-mode", "int-path", "3-tuple", "1-tuple", "int"],
+)
+def test_stdout_of_the_wrong_shape_is_a_type_error_naming_it(dfk, spec):
+    """As in Parsl: typeguard's TypeCheckError (and TypeError), and flowlib's BadStdStreamFile."""
+    import typeguard
+
+    @bash_app
+    def echo(stdout=None):
+        return "echo hi"
+
+    with pytest.raises(BadStdStreamFile, match="stdout") as info:
+        echo(stdout=spec).result(timeout=10)
+    assert isinstance(info.value, typeguard.TypeCheckError) and isinstance(info.value, TypeError)
+    assert identity(3).result(timeout=5) == 3

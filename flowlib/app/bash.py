@@ -52,19 +52,29 @@ class BashApp(AppBase[P, int]):
         return runner
 
 
+def _bad_type(message: str) -> BadStdStreamFile:
+    from flowlib.app.std_stream_errors import BadStdStreamType
+
+    return BadStdStreamType(message)
+
+
 def _open_stream(name: str, spec: Any, cwd: str | None) -> IO[bytes] | int | None:
     if spec is None:
         return None
     mode = "a+"
     if isinstance(spec, tuple):
         if len(spec) != 2:
-            raise BadStdStreamFile(f"{name} tuple must be (path, mode), got {spec!r}")
+            raise _bad_type(f"{name} tuple must be (path, mode), got {spec!r}")
         spec, mode = spec
+        if not isinstance(mode, str):
+            raise _bad_type(f"{name} mode must be a string, one of {_WRITE_MODES}, got {mode!r}")
         if mode not in _WRITE_MODES:
             raise BadStdStreamFile(f"{name} mode must be one of {_WRITE_MODES}, got {mode!r}")
-    path = os.fspath(spec) if not isinstance(spec, (str, bytes)) else spec
+    if not isinstance(spec, (str, os.PathLike)):
+        raise _bad_type(f"{name} must be a path, a (path, mode) tuple or a File, got {type(spec).__name__}: {spec!r}")
+    path = os.fspath(spec)
     if not isinstance(path, str):
-        raise BadStdStreamFile(f"{name} must be a path, a (path, mode) tuple or a File, got {type(spec).__name__}")
+        raise _bad_type(f"{name} must be a path, a (path, mode) tuple or a File, got {type(spec).__name__}")
     if cwd and not os.path.isabs(path):
         path = os.path.join(cwd, path)
     try:

@@ -10,6 +10,7 @@ where, per psutil) and the pool's own log, not only that the tasks ran.
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from pathlib import Path
@@ -44,10 +45,14 @@ def triple(x: int) -> int:
 
 
 def listeners(port: int) -> set[tuple[str, str]]:
-    """(address, process name) of every socket listening on TCP ``port``."""
+    """(address, process name) of every socket listening on TCP ``port``, except the test's own.
+
+    The test process may hold the same port number on the other address family (a
+    socket of an earlier test), which says nothing about the interchange or the tunnel.
+    """
     found = set()
     for conn in psutil.net_connections("tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port:
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid != os.getpid():
             try:
                 found.add((conn.laddr.ip, psutil.Process(conn.pid).name() if conn.pid else "?"))
             except psutil.NoSuchProcess:

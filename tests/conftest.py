@@ -167,7 +167,8 @@ def require_service(name: str, probe: Callable[[], bool]) -> None:
         pass
     status_file = os.path.join(SERVICES, ".status")
     recorded = Path(status_file).read_text().strip() if os.path.exists(status_file) else "no tests/services/.status"
-    message = f"{name} is not up ({recorded}); start it as root with: bash tests/services/{name}-up.sh"
+    script = f"{name}-up.sh" if os.path.exists(os.path.join(SERVICES, f"{name}-up.sh")) else f"install-{name}.sh"
+    message = f"{name} is not up ({recorded}); start it as root with: bash tests/services/{script}"
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)

@@ -100,14 +100,17 @@ def test_neighbourhood_never_exceeds_the_node_bound(tmp_path):
     rows = [{"task_id": i, "run_id": "fan", "task_func_name": "f", "task_memoize": False, "task_fail_count": 0,
              "task_fail_cost": 0.0, "task_status_name": "pending", "task_depends": None if i == 0 else "0"}
             for i in range(q.GRAPH_FULL * 3)]  # fmt: skip
+    cache = q.GraphCache()
     with engine.begin() as conn:
         conn.execute(t.task.insert(), rows)
-        body = q.graph(conn, "fan", 0, depth=3, limit=10_000)
+        body = q.graph(conn, "fan", 0, depth=3, limit=10_000, cache=cache)
+        first = cache.structure(conn, "fan", len(rows))
         assert len(body["nodes"]) == q.GRAPH_FULL and body["truncated"]
         assert body["apps"]["edges"] == [{"from": "f", "to": "f", "count": len(rows) - 1}]
         # A task written after the first read is seen by the next one (the cached structure is refreshed).
         conn.execute(t.task.insert(), {**rows[1], "task_id": len(rows), "task_func_name": "g", "task_depends": "1"})
-        again = q.graph(conn, "fan", 1, depth=1)
+        again = q.graph(conn, "fan", 1, depth=1, cache=cache)
+        assert cache.structure(conn, "fan", len(rows) + 1) is not first
     engine.dispose()
     assert {(e["from"], e["to"]): e["count"] for e in again["apps"]["edges"]} == {
         ("f", "f"): len(rows) - 1,

@@ -121,6 +121,8 @@ def create_app(url: str, *, token: str | None = None, poll: float = 0.2) -> Star
         engine.dispose()
         raise MonitoringError(f"{safe_url(url)} holds no flowlib monitoring data (no schema version)")
 
+    graph_cache = q.GraphCache()
+
     def read(fn: Any, *args: Any, **kwargs: Any) -> Any:
         with engine.connect() as conn:
             return fn(conn, *args, **kwargs)
@@ -171,7 +173,7 @@ def create_app(url: str, *, token: str | None = None, poll: float = 0.2) -> Star
         depth = _int(request, "depth", 3)
         limit = _int(request, "limit", q.GRAPH_NODES)
         assert depth is not None and limit is not None
-        return _json(read(q.graph, run_id, _int(request, "task"), depth=depth, limit=limit))
+        return _json(read(q.graph, run_id, _int(request, "task"), depth=depth, limit=limit, cache=graph_cache))
 
     def api_resources(request: Request) -> Response:
         points = _int(request, "points", 200)

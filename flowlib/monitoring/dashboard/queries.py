@@ -7,6 +7,7 @@ OFFSET, so page 1,000 of a 100,000-task run costs what page 1 does.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -283,15 +284,31 @@ class _Structure:
     app_edges: dict[tuple[str, str], int]
 
 
-_last_structure: list[_Structure] = []  # the newest one read, so a big run is scanned once per new task count
+class GraphCache:
+    """The newest run structure read, so a big run's dependencies are scanned once per new task count.
+
+    One per dashboard app (:func:`~flowlib.monitoring.dashboard.app.create_app`), so two
+    dashboards in one process never share what they read.
+    """
+
+    def __init__(self) -> None:
+        self._last: _Structure | None = None
+        self._lock = threading.Lock()
+
+    def structure(self, conn: Connection, run_id: str, total: int) -> _Structure:
+        """One pass over (id, app, depends) of a run: by-app edge counts and both directions of every edge."""
+        database = str(conn.engine.url)
+        with self._lock:
+            cached = self._last
+        if cached is not None and (cached.database, cached.run_id, cached.total) == (database, run_id, total):
+            return cached
+        found = _read_structure(conn, database, run_id)
+        with self._lock:
+            self._last = found
+        return found
 
 
-def _structure(conn: Connection, run_id: str, total: int) -> _Structure:
-    """One pass over (id, app, depends) of a run: by-app edge counts and both directions of every edge."""
-    database = str(conn.engine.url)
-    cached = _last_structure[0] if _last_structure else None
-    if cached is not None and (cached.database, cached.run_id, cached.total) == (database, run_id, total):
-        return cached
+def _read_structure(conn: Connection, database: str, run_id: str) -> _Structure:
     c = t.task.c
     app_of: dict[int, str] = {}
     children: dict[int, list[int]] = {}
@@ -309,13 +326,16 @@ def _structure(conn: Connection, run_id: str, total: int) -> _Structure:
                 key = (app_of.get(d, "?"), app)
                 app_edges[key] = app_edges.get(key, 0) + 1
     # Keyed by the count actually read: a task inserted meanwhile only makes the next request scan again.
-    found = _Structure(database, run_id, len(rows), app_of, parents, children, app_edges)
-    _last_structure[:] = [found]
-    return found
+    return _Structure(database, run_id, len(rows), app_of, parents, children, app_edges)
 
 
 def graph(
-    conn: Connection, run_id: str, task_id: int | None = None, depth: int = 3, limit: int = GRAPH_NODES
+    conn: Connection,
+    run_id: str,
+    task_id: int | None = None,
+    depth: int = 3,
+    limit: int = GRAPH_NODES,
+    cache: GraphCache | None = None,
 ) -> dict[str, Any]:
     """The dependency graph of a run, bounded.
 
@@ -334,7 +354,7 @@ def graph(
         edges = [(d, r[0]) for r in rows for d in _deps(r[3]) if d in nodes]
         _layers(nodes, edges)
         return {"mode": "full", "total": total, "nodes": list(nodes.values()), "edges": edges, "apps": None}
-    structure = _structure(conn, run_id, total)
+    structure = (cache or GraphCache()).structure(conn, run_id, total)
     app_of, parents, children, app_edges = structure.app_of, structure.parents, structure.children, structure.app_edges
     states: dict[str, dict[str, int]] = {}
     for app, state, n in conn.execute(

@@ -331,6 +331,20 @@ def test_startup_and_big_arguments(standin: ModuleType, tmp_path: Path) -> None:
     assert any(line.startswith("bigargs:") for line in lines)
 
 
+def test_big_results(standin: ModuleType, tmp_path: Path) -> None:
+    options = Options(workloads=("bigresults",), bigarg_size=4096, bigarg_tasks=8, timeout=30.0)
+    lines: list[str] = []
+    results = run_workloads("standin_flow", _config_of(tmp_path), options, progress=lines.append)
+    big = results["workloads"]["bigresults"]
+    assert big["bytes"] == 4096 and big["tasks"] == 8 and big["tasks_per_s"] > 0 and big["verified"]
+    assert big["ratio_to_zmq_hop"] == pytest.approx(big["tasks_per_s"] / big["raw_copy_per_s"]["zmq_per_s"])
+    keys = [metric.key for metric in headline_metrics(results)]
+    assert keys == ["bigresults", "bigresults.ratio"]
+    labels = [metric.label for metric in headline_metrics(results)]
+    assert labels == ["throughput, 0.00390625 MiB results", "0.00390625 MiB results / raw copy"]
+    assert any(line.startswith("bigresults: 8 tasks with results of 4,096 B") for line in lines)
+
+
 def test_big_argument_labels_name_the_size() -> None:
     raw = {"in_process_per_s": 1.0, "zmq_per_s": 100.0, "zmq_curve_per_s": 50.0}
     big = {"bytes": 1 << 20, "tasks_per_s": 50.0, "raw_copy_per_s": raw, "ratio_to_zmq_hop": 0.5}

@@ -126,14 +126,14 @@ def build_parser(prog: str = "flowlib-perf") -> argparse.ArgumentParser:
         type=int,
         default=1 << 20,
         metavar="BYTES",
-        help="argument size of the 'bigargs' workload (default: 1048576)",
+        help="argument size of the 'bigargs' workload and result size of 'bigresults' (default: 1048576)",
     )
     parser.add_argument(
         "--bigarg-tasks",
         type=int,
         default=500,
         metavar="N",
-        help="tasks of the 'bigargs' workload and its raw-copy baselines (default: 500)",
+        help="tasks of the 'bigargs' and 'bigresults' workloads and their raw-copy baselines (default: 500)",
     )
     parser.add_argument(
         "--memory-tasks",

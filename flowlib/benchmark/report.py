@@ -105,6 +105,12 @@ def headline_metrics(results: Mapping[str, Any]) -> list[Metric]:
             raw = big["raw_copy_per_s"]["zmq_per_s"]
             add("bigargs.raw", f"raw copy, {size} over one ZeroMQ hop", "per s", "rate", raw)
             add("bigargs.ratio", f"{size} throughput / raw copy", "x", "rate", big["ratio_to_zmq_hop"])
+    if "bigresults" in workloads:
+        big = workloads["bigresults"]
+        size = f"{big['bytes'] / 2**20:g} MiB" if big["bytes"] % 2**10 == 0 else f"{big['bytes']:,} B"
+        add("bigresults", f"throughput, {size} results", "tasks/s", "rate", big["tasks_per_s"])
+        if "zmq_per_s" in big["raw_copy_per_s"]:
+            add("bigresults.ratio", f"{size} results / raw copy", "x", "rate", big["ratio_to_zmq_hop"])
     if "memory" in workloads:
         memory = workloads["memory"]
         inflight, retained = memory["inflight_bytes_per_task"], memory["retained_bytes_per_task"]

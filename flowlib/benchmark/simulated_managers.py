@@ -222,8 +222,8 @@ class EchoPools:
                             if not first_task:
                                 first_task = time.perf_counter()
                             # The ids frame of TASKS has the layout of the ids frame of RESULTS.
-                            # No worker times and no pools (two empty frames).
-                            frames = [results_header, ids, ok * count, b"", b"", *([payload] * count)]
+                            # No worker times, no pools, one frame per payload (three empty frames).
+                            frames = [results_header, ids, ok * count, b"", b"", b"", *([payload] * count)]
                             sock.send_multipart(frames, copy=False)
                             last_result = time.perf_counter()
                             stats.answered += count

@@ -58,6 +58,7 @@ WORKLOADS: tuple[str, ...] = (
     "fanin",
     "fixed",
     "bigargs",
+    "bigresults",
     "memory",
     "import",
 )
@@ -148,6 +149,11 @@ def noop(payload):
     return len(payload)
 
 
+def blob(size):
+    """A task with a large result: ``size`` bytes."""
+    return b"r" * size
+
+
 def step(previous):
     """One link of a dependency chain."""
     return previous + 1
@@ -174,6 +180,7 @@ class _Apps:
     """The benchmark's apps, decorated by the library under test."""
 
     noop: Any
+    blob: Any
     step: Any
     tag: Any
     gather: Any
@@ -483,6 +490,48 @@ def _bigargs(context: _Context) -> dict[str, Any]:
     return result
 
 
+def _bigresults(context: _Context) -> dict[str, Any]:
+    """Throughput of tasks with a big result (``--bigarg-size`` bytes), against the raw cost of moving it.
+
+    The mirror image of ``bigargs``: a tiny argument, a result of the same size
+    that ``bigargs`` sends as an argument, and the same baselines.
+    """
+    from .rawcopy import measure_raw_copy
+
+    options = context.options
+    size, tasks = options.bigarg_size, options.bigarg_tasks
+    blob = context.apps.blob
+    deadline = _deadline(context)
+    start = time.perf_counter()
+    futures = [blob(size) for _ in range(tasks)]
+    values = _collect(futures, deadline)
+    elapsed = time.perf_counter() - start
+    _verify([len(v) if isinstance(v, bytes) else v for v in values], lambda _: size, "big-result task")
+    del futures, values
+    rate = tasks / elapsed
+    raw = measure_raw_copy(size, tasks, python=options.python)
+    result: dict[str, Any] = {
+        "bytes": size,
+        "tasks": tasks,
+        "seconds": elapsed,
+        "tasks_per_s": rate,
+        "raw_copy_per_s": raw,
+        "verified": True,
+    }
+    for name, key in (
+        ("zmq_hop", "zmq_per_s"),
+        ("zmq_curve_hop", "zmq_curve_per_s"),
+        ("in_process", "in_process_per_s"),
+    ):
+        if key in raw:
+            result[f"ratio_to_{name}"] = rate / raw[key]
+    line = f"bigresults: {tasks} tasks with results of {size:,} B in {elapsed:.3f} s = {rate:,.0f} tasks/s"
+    if "zmq_per_s" in raw:
+        line += f"; raw copy: {raw['zmq_per_s']:,.0f}/s over one ZeroMQ hop; ratio {result['ratio_to_zmq_hop']:.2f}"
+    context.progress(line)
+    return result
+
+
 def _memory(context: _Context) -> dict[str, Any]:
     """Traced bytes per in-flight task, then per completed task after the futures go.
 
@@ -583,6 +632,7 @@ _IN_KERNEL: dict[str, Callable[[_Context], dict[str, Any]]] = {
     "fanin": _fanin,
     "fixed": _fixed,
     "bigargs": _bigargs,
+    "bigresults": _bigresults,
     "memory": _memory,
 }
 

@@ -228,7 +228,7 @@ def _pack(
     extra: tuple[Any, ...],
     task_id: int | str | None,
     function_bytes: bytes | None = None,
-) -> bytes:
+) -> _ChunkStream:
     args = tuple(args)
     kwargs = dict(kwargs)
     stream = _ChunkStream()
@@ -246,7 +246,7 @@ def _pack(
     if error is not None:
         raise _find_culprit(args, kwargs, extra, error, task_id, func)
     stream.chunks[1] = _LENGTH.pack(func_length)
-    return stream.getvalue()
+    return stream
 
 
 def pack_apply_message(
@@ -262,7 +262,7 @@ def pack_apply_message(
     function, a positional argument by index counted from 0, or a keyword
     argument by name), its type, and ``task_id`` when given.
     """
-    return _pack(APPLY_HEADER, func, args, kwargs, (), task_id)
+    return _pack(APPLY_HEADER, func, args, kwargs, (), task_id).getvalue()
 
 
 def pack_res_spec_apply_message(
@@ -286,7 +286,44 @@ def pack_res_spec_apply_message(
         (dict(resource_specification),),
         task_id,
         function_bytes,
+    ).getvalue()
+
+
+def pack_res_spec_apply_chunks(
+    func: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    resource_specification: Mapping[str, Any],
+    *,
+    task_id: int | str | None = None,
+    function_bytes: bytes | None = None,
+) -> tuple[list[bytes], int]:
+    """:func:`pack_res_spec_apply_message` as the chunks the picklers wrote, not joined, and their total size.
+
+    Joined, the chunks are exactly that function's message. A large ``bytes``
+    argument is one of the chunks itself (no copy), so a sender that writes
+    the chunks one by one (several frames, or ``writev``) never holds the
+    payload twice.
+    """
+    stream = _pack(
+        RES_SPEC_APPLY_HEADER,
+        func,
+        args,
+        kwargs,
+        (dict(resource_specification),),
+        task_id,
+        function_bytes,
     )
+    return stream.chunks, stream.size
+
+
+def serialize_chunks(obj: Any) -> tuple[list[bytes], int]:
+    """:func:`serialize` as the chunks the picklers wrote, not joined, and their total size."""
+    stream = _ChunkStream()
+    error = _write(obj, stream)  # type: ignore[arg-type]
+    if error is not None:
+        raise SerializationError("object", type_name=type_name(obj), reason=str(error)) from error
+    return stream.chunks, stream.size
 
 
 def _unpack(data: Bytes) -> tuple[bytes, Callable[..., Any], tuple[Any, ...]]:

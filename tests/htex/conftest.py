@@ -22,6 +22,7 @@ import pytest
 import zmq
 
 from flowlib.executors.high_throughput import protocol, security
+from flowlib.executors.high_throughput.parts import joined
 from flowlib.executors.high_throughput.protocol import Kind, Registration, ResultBatch, TaskBatch, TaskStatus
 from flowlib.serialize import deserialize, pack_res_spec_apply_message
 
@@ -113,7 +114,7 @@ class FakeInterchange:
             batch = ResultBatch.decode(frames)
             for tid, status, payload in zip(batch.ids, batch.statuses, batch.payloads, strict=True):
                 assert tid not in self.results, f"task {tid} answered twice"
-                value = deserialize(payload) if status != TaskStatus.CANCELLED else None
+                value = deserialize(joined(payload)) if status != TaskStatus.CANCELLED else None
                 self.results[tid] = (status, value)
         elif kind == Kind.FAILURES:
             for key, failure in protocol.body_json(frames).items():

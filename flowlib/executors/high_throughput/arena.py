@@ -42,6 +42,7 @@ import tempfile
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from flowlib.executors.high_throughput.parts import Parts, nbytes
 from flowlib.serialize.errors import DeserializationError
 
 logger = logging.getLogger(__name__)
@@ -207,8 +208,11 @@ class ArenaWriter:
         return self._map
 
     def put(self, payload: Any) -> tuple[bytes, tuple[int, int]] | None:
-        """Copy ``payload`` into a free slot; return the reference and the slot, or None when there is no room."""
-        length = len(payload)
+        """Copy ``payload`` (a buffer or :class:`~.parts.Parts`) into a free slot.
+
+        Return the reference and the slot, or None when there is no room.
+        """
+        length = nbytes(payload)
         if not self.fits(length):
             return None
         mapping = self._mapping()
@@ -221,7 +225,14 @@ class ArenaWriter:
         self._sequence += 1
         _SEQUENCE.pack_into(mapping, start, 0)  # being written: a late reader sees the change
         body = start + _SEQUENCE.size
-        mapping[body : body + length] = payload
+        if isinstance(payload, Parts):
+            position = body
+            for part in payload:
+                size = nbytes(part)
+                mapping[position : position + size] = part
+                position += size
+        else:
+            mapping[body : body + length] = payload
         _SEQUENCE.pack_into(mapping, start, self._sequence)
         reference = REFERENCE_HEADER + _REFERENCE.pack(body, length, self._sequence) + self._path_bytes
         return reference, (start, need)

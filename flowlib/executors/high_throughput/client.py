@@ -32,6 +32,7 @@ from flowlib.addresses import tcp_url, zmq_ipv6
 from flowlib.executors.high_throughput import links
 from flowlib.executors.high_throughput import protocol as p
 from flowlib.executors.high_throughput.arena import ArenaWriter
+from flowlib.executors.high_throughput.parts import Parts, nbytes
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +83,8 @@ class InterchangeClient:
         self.worker_port: int | None = None
         self.pool_socket: str | None = None
         """The interchange's Unix socket for pools on this machine (when it has one)."""
-        self._outbox: collections.deque[tuple[int, dict[str, Any] | None, bytes]] = collections.deque()
-        self._outbox_large: collections.deque[tuple[int, dict[str, Any] | None, bytes]] = collections.deque()
+        self._outbox: collections.deque[tuple[int, dict[str, Any] | None, Any]] = collections.deque()
+        self._outbox_large: collections.deque[tuple[int, dict[str, Any] | None, Any]] = collections.deque()
         """Tasks with large payloads: sent while the in-flight window has room (small ones never wait)."""
         self._control: collections.deque[list[Any]] = collections.deque()
         self._replies: dict[int, Future[Any]] = {}
@@ -177,9 +178,12 @@ class InterchangeClient:
 
     # ------------------------------------------------------------ interface
 
-    def submit(self, tid: int, spec: dict[str, Any] | None, payload: bytes) -> None:
-        """Queue one task for the interchange (thread-safe, non-blocking)."""
-        if len(payload) < LARGE_PAYLOAD:
+    def submit(self, tid: int, spec: dict[str, Any] | None, payload: Any) -> None:
+        """Queue one task for the interchange (thread-safe, non-blocking).
+
+        ``payload`` is the serialized task: one buffer, or :class:`~.parts.Parts` for a large one.
+        """
+        if type(payload) is not Parts and len(payload) < LARGE_PAYLOAD:
             self._outbox.append((tid, spec, payload))
         else:
             self._outbox_large.append((tid, spec, payload))
@@ -346,14 +350,15 @@ class InterchangeClient:
                     specs[len(ids)] = spec
                 ids.append(tid)
                 payloads.append(payload)
-                size += len(payload)
+                size += nbytes(payload)
             if ids:
                 link.send(p.TaskBatch(ids, payloads, specs).encode(p.Kind.SUBMIT))
 
-    def _claim_window(self, tid: int, payload: bytes) -> bytes | None:
+    def _claim_window(self, tid: int, payload: Any) -> Any:
         """Room for a large payload: what to send in its place (an arena reference, or itself), or None if full."""
         arena = self.arena
-        if arena is not None and arena.fits(len(payload)):
+        size = nbytes(payload)
+        if arena is not None and arena.fits(size):
             placed = arena.put(payload)
             if placed is not None:
                 self._slots[tid] = placed[1]
@@ -362,8 +367,8 @@ class InterchangeClient:
                 return None  # no free slot now; answers will free some
         if self._inflight_bytes >= MAX_INFLIGHT_BYTES:
             return None
-        self._large[tid] = len(payload)
-        self._inflight_bytes += len(payload)
+        self._large[tid] = size
+        self._inflight_bytes += size
         return payload
 
     def _answered(self, ids: Iterable[int]) -> None:
@@ -401,6 +406,10 @@ class InterchangeClient:
                         fut.set_result(reply.get("result"))
                 else:
                     raise p.ProtocolError(f"unexpected {kind.name} from the interchange")
+            except p.MalformedBatch as e:  # its tasks cannot be answered: fail them rather than let them hang
+                logger.error("a malformed result batch from the interchange: %s", e)
+                self._answered(e.ids)
+                self.on_failures(p.malformed_failures(e.ids, e))
             except p.ProtocolError as e:
                 logger.warning("dropped a malformed message from the interchange: %s", e)
 

@@ -26,3 +26,13 @@ class VersionMismatch(FlowlibError):
     The message names both versions. flowlib and Python patch releases may differ
     between the two sides as long as the protocol version matches.
     """
+
+
+class MalformedPayload(FlowlibError):
+    """The task's argument or result did not arrive whole: one of its parts was missing or malformed.
+
+    A large payload travels as several frames (see the page "High-throughput
+    executor", "Large payloads"); the receiver of a batch whose frames do not add up
+    fails its tasks with this error (naming the task and the mismatch) instead of
+    dropping them. It means a bug or a corrupted peer, not a problem with the task.
+    """

@@ -31,7 +31,7 @@ from flowlib.dataflow.futures import LightFuture
 from flowlib.executors.block_provider import BlockErrorHandler, BlockProviderExecutor
 from flowlib.executors.block_watch import LostBlockWatch
 from flowlib.executors.errors import BadStateException, InvalidResourceSpecification
-from flowlib.executors.high_throughput.errors import ManagerLost, WorkerLost
+from flowlib.executors.high_throughput.errors import MalformedPayload, ManagerLost, WorkerLost
 from flowlib.executors.high_throughput.manager_selector import ManagerSelector
 from flowlib.executors.high_throughput.options import HTEXOptions
 from flowlib.providers.base import ExecutionProvider
@@ -42,6 +42,8 @@ _ACCEPTED_KEYS = frozenset({"priority", "cores", "memory", "gpus", "running_time
 
 
 _FUNCTION_CACHE_SIZE = 256
+_JOIN_BELOW = 1 << 20
+"""Serialized tasks smaller than this are joined into one frame; larger ones travel as their chunks (parts.py)."""
 
 
 def _globals_fingerprint(func: Any) -> tuple[int, ...]:
@@ -375,10 +377,13 @@ class HighThroughputExecutor(BlockProviderExecutor):
                     unknown,
                     f"unknown resource specification key(s) {sorted(unknown)}; accepted: {sorted(_ACCEPTED_KEYS)}",
                 )
-        from flowlib.serialize import pack_res_spec_apply_message
+        from flowlib.executors.high_throughput.parts import from_chunks
+        from flowlib.serialize.facade import pack_res_spec_apply_chunks
 
         function_bytes = self._function_bytes(func)
-        payload = pack_res_spec_apply_message(func, args, kwargs, spec or {}, function_bytes=function_bytes)
+        chunks, size = pack_res_spec_apply_chunks(func, args, kwargs, spec or {}, function_bytes=function_bytes)
+        # small: one joined frame; large: parts that are views of the pickler's chunks (never joined here)
+        payload: Any = b"".join(chunks) if size < _JOIN_BELOW else from_chunks(chunks)
         tid = next(self._tids)
         fut = HTEXFuture(self, tid)
         self._futures[tid] = fut
@@ -410,6 +415,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
     # ------------------------------------------------------ results (I/O thread)
 
     def _on_results(self, ids: list[int], statuses: bytes, payloads: list[Any], batch: Any = None) -> None:
+        from flowlib.executors.high_throughput.parts import Parts
         from flowlib.serialize import DeserializationError, deserialize
 
         futures = self._futures
@@ -423,7 +429,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
                 Future.cancel(fut)
                 continue
             try:
-                value = deserialize(payload)
+                value = deserialize(b"".join(payload) if type(payload) is Parts else payload)
             except Exception as e:
                 if isinstance(e, DeserializationError) and e.what is None:
                     e.what = "the task's result" if status == 0 else "the exception raised by the task"
@@ -460,6 +466,8 @@ class HighThroughputExecutor(BlockProviderExecutor):
                 exc = ManagerLost(message)
             elif kind == "InvalidResourceSpecification":
                 exc = InvalidResourceSpecification(set(), message)
+            elif kind == "MalformedPayload":
+                exc = MalformedPayload(message)
             elif kind == "ArenaError":
                 from flowlib.executors.high_throughput.arena import ArenaError
 

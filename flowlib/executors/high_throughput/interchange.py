@@ -46,6 +46,7 @@ from flowlib.executors.high_throughput.arena import ArenaError, ArenaReader, is_
 from flowlib.executors.high_throughput.interchange_options import InterchangeOptions
 from flowlib.executors.high_throughput.local_links import LocalLinks
 from flowlib.executors.high_throughput.managers import ManagerRecord, ManagerTable
+from flowlib.executors.high_throughput.parts import nbytes
 from flowlib.executors.high_throughput.task_queue import (
     QueuedTask,
     TaskQueue,
@@ -204,6 +205,9 @@ class Interchange:
                     self.send_to_client(frames_waiting)
             self.client_identity = identity
             self.handle_client_message(kind, body)
+        except p.MalformedBatch as e:  # the tasks cannot run: fail them rather than let them hang
+            logger.error("a malformed task batch from the client: %s", e)
+            self.send_to_client(p.encode_json(p.Kind.FAILURES, p.malformed_failures(e.ids, e)))
         except (p.ProtocolError, IndexError) as e:
             logger.warning("dropped a malformed message from the client: %s", e)
         except Exception:  # a bug handling one message must not take the interchange down
@@ -394,7 +398,11 @@ class Interchange:
 
     def handle_manager_message(self, record: ManagerRecord, kind: p.Kind, frames: Sequence[Any]) -> None:
         if kind is p.Kind.RESULTS:
-            batch = p.ResultBatch.decode(frames)
+            try:
+                batch = p.ResultBatch.decode(frames)
+            except p.MalformedBatch as e:
+                self.fail_malformed_results(record, e)
+                return
             now = record.last_seen
             for tid in batch.ids:
                 record.release(tid, now)
@@ -437,6 +445,16 @@ class Interchange:
                 self.forget_drained(record)
         else:
             raise p.ProtocolError(f"a worker pool may not send {kind.name}")
+
+    def fail_malformed_results(self, record: ManagerRecord, error: p.MalformedBatch) -> None:
+        """A pool's result batch whose payloads do not add up: fail those of its tasks with MalformedPayload."""
+        mine = [tid for tid in error.ids if tid in record.tasks]
+        logger.error("a malformed result batch from pool %s: %s", record.registration.pool_id, error)
+        for tid in mine:
+            record.release(tid)
+        self.managers.refresh(record)
+        if mine:
+            self.send_to_client(p.encode_json(p.Kind.FAILURES, p.malformed_failures(mine, error)))
 
     def forward_results(self) -> None:
         """Send the results gathered in this pass to the client as one message."""
@@ -499,7 +517,7 @@ class Interchange:
             record.take(task)
             managers.refresh(record)
             current, chunk = (record, chunk + 1) if task.spec is None else (None, 0)
-            chunk_bytes += len(task.payload)
+            chunk_bytes += nbytes(task.payload)
             batches.setdefault(record.identity, []).append(task)
         if unplaced:
             queue.push_back(unplaced)

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowlib.executors.high_throughput.parts import nbytes
 from flowlib.executors.high_throughput.protocol import Registration
 from flowlib.executors.high_throughput.task_queue import QueuedTask
 
@@ -76,7 +77,7 @@ class ManagerRecord:
         self.free_cores -= task.cores
         self.free_memory -= task.memory
         self.free_gpus -= task.gpus
-        self.held_bytes += len(task.payload)
+        self.held_bytes += nbytes(task.payload)
         self.tasks[task.tid] = task
 
     def release(self, tid: int, now: float | None = None) -> QueuedTask | None:
@@ -86,7 +87,7 @@ class ManagerRecord:
                 sample = now - task.dispatched
                 self.service_time = sample if math.isinf(self.service_time) else 0.8 * self.service_time + 0.2 * sample
             self.free_slots += 1
-            self.held_bytes -= len(task.payload)
+            self.held_bytes -= nbytes(task.payload)
             if not self.tasks:
                 self.idle_since = time.monotonic()
             self.free_cores += task.cores

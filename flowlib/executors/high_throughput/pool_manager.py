@@ -26,6 +26,7 @@ import zmq
 
 from flowlib.executors.high_throughput import protocol
 from flowlib.executors.high_throughput.links import UnixLink, ZmqLink
+from flowlib.executors.high_throughput.parts import split
 from flowlib.executors.high_throughput.pool_options import (
     EXIT_INTERCHANGE_LOST,
     EXIT_INTERNAL,
@@ -255,7 +256,13 @@ class Manager:
         if version != protocol.PROTOCOL_VERSION and kind != Kind.REJECT:
             raise ProtocolError(f"protocol version {version}, expected {protocol.PROTOCOL_VERSION}")
         if kind == Kind.TASKS:
-            self.accept_tasks(TaskBatch.decode(frames))
+            try:
+                batch = TaskBatch.decode(frames)
+            except protocol.MalformedBatch as e:  # the tasks cannot run: fail them rather than drop them
+                logger.error("a malformed task batch from the interchange: %s", e)
+                self.failures.update(protocol.malformed_failures(e.ids, e))
+                return
+            self.accept_tasks(batch)
         elif kind == Kind.CANCEL:
             self.cancel(protocol.body_ids(frames))
         elif kind == Kind.HEARTBEAT:
@@ -484,7 +491,7 @@ class Manager:
         self.idle.append(slot)
         self.result_ids.append(tid)
         self.result_statuses.append(status)
-        self.result_payloads.append(memoryview(message)[RESULT_HEAD.size :])
+        self.result_payloads.append(split(memoryview(message)[RESULT_HEAD.size :]))  # large: parts for CurveZMQ
         times = self.result_times
         times.append(slot.started)
         times.append(time.time())

@@ -6,12 +6,18 @@ Every message is a ZeroMQ multipart message. Its first frame is a 4-byte header:
 
 followed by the frames of that kind. Task ids travel as arrays of unsigned 64-bit
 integers (one frame), per-task resource requests as one JSON frame, and task
-payloads (serialized functions and results) as one opaque frame each, which the
-interchange forwards without ever deserializing.
+payloads (serialized functions and results) as opaque frames, which the
+interchange forwards without ever deserializing. A small payload is one frame;
+a large one may be several (:mod:`.parts`, at most a few MiB each), and then a
+*parts* frame says how many frames each payload of the message spans.
 
 A message that is not well formed — wrong magic, unknown kind, wrong number of
 frames, ids that do not match the payloads, invalid JSON — raises
-:class:`ProtocolError` from :func:`decode`; receivers log and drop it.
+:class:`ProtocolError` from :func:`decode`; receivers log and drop it. When the
+ids of a task or result batch could be read but its payloads cannot be
+assembled (a part missing, counts that do not add up), the error is
+:class:`MalformedBatch`, which carries the ids: receivers then fail those
+tasks with a :class:`~.errors.MalformedPayload` instead of dropping them.
 
 Compatibility: peers must speak the same ``PROTOCOL_VERSION``; flowlib and Python
 patch releases may differ. A worker pool of another protocol version is refused
@@ -32,7 +38,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union, cast
 
-PROTOCOL_VERSION = 2
+from flowlib.executors.high_throughput.parts import flatten, group
+
+PROTOCOL_VERSION = 3
+"""3: payloads may span several frames (the parts frame of TASKS, SUBMIT and RESULTS)."""
 MAGIC = b"FL"
 _HEADER = struct.Struct("!2sBB")
 HEADER_SIZE = _HEADER.size
@@ -42,6 +51,18 @@ Frame = Union[bytes, memoryview, Any]  # zmq.Frame is accepted too (it supports 
 
 class ProtocolError(Exception):
     """A message that does not follow this protocol; the receiver drops it."""
+
+
+class MalformedBatch(ProtocolError):
+    """A task or result batch whose ids are readable but whose payloads are not all there or do not add up.
+
+    ``ids`` are the tasks of the batch: the receiver fails them (they cannot be
+    run or answered) instead of letting them hang.
+    """
+
+    def __init__(self, message: str, ids: list[int]) -> None:
+        super().__init__(message)
+        self.ids = ids
 
 
 class Kind(enum.IntEnum):
@@ -137,6 +158,34 @@ def unpack_ids(frame: Frame) -> list[int]:
     return ids.tolist()
 
 
+def malformed_failures(ids: Sequence[int], error: Exception) -> dict[str, dict[str, str]]:
+    """A FAILURES body failing each of ``ids`` with MalformedPayload, saying why."""
+    message = f"the task's payload did not arrive whole: {error}"
+    return {str(tid): {"error": "MalformedPayload", "message": message} for tid in ids}
+
+
+def pack_parts(counts: Sequence[int] | None) -> bytes:
+    """The parts frame: the number of frames of each payload, native uint32 (empty: one frame each)."""
+    return array("I", counts).tobytes() if counts else b""
+
+
+def _payloads(frames: Sequence[Frame], parts: Frame, ids: list[int], what: str) -> list[Frame]:
+    """The payloads of a batch: its payload frames grouped by the parts frame; MalformedBatch if they do not match."""
+    raw = memoryview(parts).cast("B")
+    if not len(raw):
+        if len(frames) != len(ids):
+            raise MalformedBatch(f"{what} has {len(ids)} ids but {len(frames)} payloads", ids)
+        return list(frames)
+    if len(raw) != 4 * len(ids):
+        raise MalformedBatch(f"{what} has a parts frame of {len(raw)} bytes for {len(ids)} tasks", ids)
+    counts = array("I")
+    counts.frombytes(raw)
+    try:
+        return group(frames, counts)
+    except ValueError as e:
+        raise MalformedBatch(f"{what}: {e}", ids) from None
+
+
 def pack_json(value: Any) -> bytes:
     """A JSON frame."""
     return json.dumps(value, separators=(",", ":")).encode()
@@ -160,8 +209,10 @@ def unpack_json(frame: Frame, expected: type = dict) -> Any:
 class TaskBatch:
     """SUBMIT (client to interchange) or TASKS (interchange to manager).
 
-    ``specs`` maps the index of a task in the batch to its resource request; tasks
-    without one are absent, so a plain batch carries ``{}``.
+    Frames: header, ids, specs, parts, payload frames... ``specs`` maps the
+    index of a task in the batch to its resource request; tasks without one are
+    absent, so a plain batch carries ``{}``. A payload is one frame or
+    :class:`~.parts.Parts`; ``parts`` is empty when every payload is one frame.
     """
 
     ids: list[int]
@@ -170,16 +221,15 @@ class TaskBatch:
 
     def encode(self, kind: Kind) -> list[Frame]:
         specs = pack_json({str(k): v for k, v in self.specs.items()}) if self.specs else b""
-        return [_HEADERS[kind], pack_ids(self.ids), specs, *self.payloads]
+        frames, counts = flatten(self.payloads)
+        return [_HEADERS[kind], pack_ids(self.ids), specs, pack_parts(counts), *frames]
 
     @classmethod
     def decode(cls, frames: Sequence[Frame]) -> TaskBatch:
-        if len(frames) < 3:
-            raise ProtocolError(f"task batch has {len(frames)} frames, expected at least 3")
+        if len(frames) < 4:
+            raise ProtocolError(f"task batch has {len(frames)} frames, expected at least 4")
         ids = unpack_ids(frames[1])
-        payloads = list(frames[3:])
-        if len(payloads) != len(ids):
-            raise ProtocolError(f"task batch has {len(ids)} ids but {len(payloads)} payloads")
+        payloads = _payloads(frames[4:], frames[3], ids, "task batch")
         specs: dict[int, dict[str, Any]] = {}
         if len(memoryview(frames[2])):
             raw = unpack_json(frames[2])
@@ -196,12 +246,12 @@ class TaskBatch:
 class ResultBatch:
     """RESULTS: a status byte and a payload per task, and where and when each task ran.
 
-    Frames: header, ids, statuses, times, pools, payloads... ``times`` is empty
+    Frames: header, ids, statuses, times, pools, parts, payload frames... ``times`` is empty
     or two native float64 per task: when the worker pool gave the task to a
     worker and when its result came back (``time.time()`` on the pool's host;
     NaN when unknown). ``pools`` is empty or, run-length encoded in id order,
     which pool ran each task (``[[pool_id, count], ...]``, added by the
-    interchange, which knows the sender).
+    interchange, which knows the sender). ``parts`` is as in :class:`TaskBatch`.
     """
 
     ids: list[int]
@@ -212,20 +262,27 @@ class ResultBatch:
 
     def encode(self) -> list[Frame]:
         pools = pack_json(self.pools) if self.pools else b""
-        return [_HEADERS[Kind.RESULTS], pack_ids(self.ids), self.statuses, self.times, pools, *self.payloads]
+        frames, counts = flatten(self.payloads)
+        return [
+            _HEADERS[Kind.RESULTS],
+            pack_ids(self.ids),
+            self.statuses,
+            self.times,
+            pools,
+            pack_parts(counts),
+            *frames,
+        ]
 
     @classmethod
     def decode(cls, frames: Sequence[Frame]) -> ResultBatch:
-        if len(frames) < 5:
-            raise ProtocolError(f"result batch has {len(frames)} frames, expected at least 5")
+        if len(frames) < 6:
+            raise ProtocolError(f"result batch has {len(frames)} frames, expected at least 6")
         ids = unpack_ids(frames[1])
         statuses = bytes(frames[2])
         times = bytes(frames[3])
-        payloads = list(frames[5:])
-        if not len(ids) == len(statuses) == len(payloads):
-            raise ProtocolError(
-                f"result batch sizes differ: {len(ids)} ids, {len(statuses)} statuses, {len(payloads)} payloads"
-            )
+        if len(ids) != len(statuses):
+            raise ProtocolError(f"result batch sizes differ: {len(ids)} ids, {len(statuses)} statuses")
+        payloads = _payloads(frames[6:], frames[5], ids, "result batch")
         if times and len(times) != 16 * len(ids):
             raise ProtocolError(f"result batch has {len(times)} bytes of times for {len(ids)} tasks")
         if statuses and max(statuses) > _MAX_STATUS:

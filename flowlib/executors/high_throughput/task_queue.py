@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowlib.executors.high_throughput import protocol as p
+from flowlib.executors.high_throughput.parts import nbytes
 
 
 @dataclass(slots=True)
@@ -83,7 +84,7 @@ def split_by_size(tasks: list[QueuedTask], limit: int) -> list[list[QueuedTask]]
             parts.append([])
             size = 0
         parts[-1].append(task)
-        size += len(task.payload)
+        size += nbytes(task.payload)
     return parts
 
 

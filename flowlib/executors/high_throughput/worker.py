@@ -32,12 +32,14 @@ import signal
 import struct
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
 from flowlib.app.errors import RemoteExceptionWrapper
 from flowlib.executors.high_throughput.arena import REFERENCE_HEADER, ArenaReader
+from flowlib.executors.high_throughput.parts import nbytes
 from flowlib.executors.high_throughput.protocol import TaskStatus
 from flowlib.serialize import serialize, unpack_res_spec_apply_message
 from flowlib.serialize.errors import SerializationError
@@ -51,6 +53,7 @@ RESULT_HEAD = struct.Struct("=QB")
 _LENGTH = struct.Struct("!i")
 _LONG_LENGTH = struct.Struct("!Q")
 _READ_SIZE = 1 << 16
+_MAX_IOVEC = 512  # buffers per writev, below IOV_MAX (1024 on Linux)
 _OK = TaskStatus.OK.value
 _EXCEPTION = TaskStatus.EXCEPTION.value
 _PR_SET_PDEATHSIG = 1
@@ -132,16 +135,34 @@ class PipeReader:
 
 
 def write_message(fd: int, head: bytes, body: Any) -> None:
-    """Write ``head + body`` as one ``Connection.send_bytes`` message, without copying ``body``."""
-    n = len(head) + len(body)
+    """Write ``head + body`` as one ``Connection.send_bytes`` message, without copying ``body``.
+
+    ``body`` is a buffer, or a list or :class:`~.parts.Parts` of buffers written one after the other.
+    """
+    if isinstance(body, (list, tuple)):
+        pieces = list(body)
+        n = len(head) + sum(nbytes(piece) for piece in pieces)
+    else:
+        pieces = [body]
+        n = len(head) + len(body)
     length = _LENGTH.pack(n) if n <= 0x7FFFFFFF else _LENGTH.pack(-1) + _LONG_LENGTH.pack(n)
-    parts = [length + head, body]
-    total = len(parts[0]) + len(body)
-    written = os.writev(fd, parts)
-    if written < total:  # a signal interrupted a large write: finish it (rare, so a copy is fine)
-        data = memoryview(b"".join(parts))
-        while written < total:
-            written += os.write(fd, data[written:])
+    buffers = [length + head, *pieces]
+    written = os.writev(fd, buffers[:_MAX_IOVEC])
+    if written < len(buffers[0]) + n - len(head):  # a signal cut a large write short, or many pieces
+        _write_rest(fd, buffers, written)
+
+
+def _write_rest(fd: int, buffers: list[Any], written: int) -> None:
+    """Write what is left of ``buffers`` once ``written`` bytes of them are out."""
+    queue = deque(memoryview(buffer).cast("B") for buffer in buffers)
+    while queue:
+        while queue and written >= len(queue[0]):
+            written -= len(queue.popleft())
+        if not queue:
+            return
+        if written:
+            queue[0] = queue[0][written:]
+        written = os.writev(fd, [queue[i] for i in range(min(len(queue), _MAX_IOVEC))])
 
 
 @dataclass(frozen=True)

@@ -285,11 +285,24 @@ class Interchange:
                     self.drain(record)
                     drained.append(record.registration.pool_id)
             result = drained
+        elif op == "sizes":
+            result = self.sizes()
         elif op == "ping":
             result = "pong"
         else:
             result = {"error": f"unknown command {op!r}"}
         self.send_to_client(p.encode_json(p.Kind.COMMAND_REPLY, {"id": request.get("id"), "result": result}))
+
+    def sizes(self) -> dict[str, int]:
+        """Entries in the structures that hold tasks (all 0 once every task is done): for leak checks."""
+        records = self.managers.all.values()
+        return {
+            **self.queue.sizes(),
+            "held_by_pools": sum(len(r.tasks) for r in records),
+            "pools": len(self.managers),
+            "early_messages": len(self.early_messages),
+            "results_pending": len(self.result_ids),
+        }
 
     def send_to_client(self, frames: list[Any]) -> None:
         if self.client_identity is None:
@@ -535,6 +548,8 @@ class Interchange:
             sizes[current.identity] = sizes.get(current.identity, 0) + chunk_bytes
         if unplaced:
             queue.push_back(unplaced)
+        else:
+            queue.compact()
         stats = self.stats
         for identity, tasks in batches.items():
             parts = [tasks] if sizes.get(identity, 0) < DISPATCH_BYTES else split_by_size(tasks, DISPATCH_BYTES)

@@ -83,6 +83,15 @@ class TaskQueue:
                 return task
         return None
 
+    def sizes(self) -> dict[str, int]:
+        """Queued tasks, and the entries of the FIFO and the heap (cancelled ones linger until popped)."""
+        return {"queued": len(self._tasks), "fifo_entries": len(self._plain), "heap_entries": len(self._heap)}
+
+    def compact(self) -> None:
+        """Once empty, give back the table sized for the largest backlog so far (a dict never shrinks)."""
+        if not self._tasks and not self._heap and not self._plain:
+            self._tasks = {}
+
     def push_back(self, tasks: list[tuple[float, QueuedTask]]) -> None:
         """Return tasks that could not be placed, keeping their priority."""
         for priority, task in tasks:

@@ -34,6 +34,7 @@ class _GCTimer:
     def __init__(self) -> None:
         self.total = self.full = 0.0
         self._started = 0.0
+        self.by_generation = [[0, 0.0], [0, 0.0], [0, 0.0]]  # collections and seconds per generation
 
     def __call__(self, phase: str, info: dict) -> None:
         if phase == "start":
@@ -41,6 +42,8 @@ class _GCTimer:
             return
         spent = time.perf_counter() - self._started
         self.total += spent
+        self.by_generation[info["generation"]][0] += 1
+        self.by_generation[info["generation"]][1] += spent
         if info["generation"] == 2:
             self.full += spent
 
@@ -94,6 +97,7 @@ def run_case(tasks: int, bound: int | None) -> dict[str, float]:
         "tasks_per_s": tasks / elapsed,
         "gc_s": timer.total,
         "gc_full_s": timer.full,
+        "gc_by_generation": timer.by_generation,
         "interchange_rss_mib": [interchange_before, interchange_after],
     }
 

@@ -35,6 +35,7 @@ import zmq
 
 from flowlib.addresses import tcp_url, zmq_ipv6
 from flowlib.executors.high_throughput import protocol as p
+from flowlib.executors.high_throughput.zmq_frames import NOBLOCK, recv_frames, send_frames
 from flowlib.version import VERSION
 
 FDS_PER_SOCKET = 3
@@ -212,19 +213,19 @@ class EchoPools:
                         continue
                     while True:
                         try:
-                            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                            frames = recv_frames(sock, NOBLOCK)
                         except zmq.Again:
                             break
-                        _, kind = p.parse_header(frames[0].bytes)
+                        _, kind = p.parse_header(frames[0])
                         if kind is p.Kind.TASKS:
                             ids = frames[1]
-                            count = len(ids.buffer) // 8
+                            count = len(ids) // 8
                             if not first_task:
                                 first_task = time.perf_counter()
                             # The ids frame of TASKS has the layout of the ids frame of RESULTS.
                             # No worker times, no pools, one frame per payload (three empty frames).
                             frames = [results_header, ids, ok * count, b"", b"", b"", *([payload] * count)]
-                            sock.send_multipart(frames, copy=False)
+                            send_frames(sock, frames)
                             last_result = time.perf_counter()
                             stats.answered += count
                             stats.task_messages += 1

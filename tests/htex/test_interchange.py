@@ -370,3 +370,36 @@ def test_result_batches_carry_worker_times_and_pools() -> None:
         p.ResultBatch.decode([*frames[:3], times[:8], *frames[4:]])
     with pytest.raises(p.ProtocolError, match="cover 1 tasks, not 2"):
         p.ResultBatch.decode([*frames[:4], p.pack_json([["pool-a", 1]]), *frames[5:]])
+
+
+def test_interchange_keeps_nothing_per_task_once_tasks_are_done(bare_htex):
+    dfk, executor = bare_htex
+
+    @python_app
+    def tag(x, parsl_resource_specification=None):
+        return x
+
+    plain = [square(i) for i in range(300)]
+    ranked = [tag(i, parsl_resource_specification={"priority": i % 3 - 1}) for i in range(30)]
+    deadline = time.monotonic() + 30
+    while executor._client.command("outstanding") < 330:
+        assert time.monotonic() < deadline, "the tasks never all reached the interchange"
+        time.sleep(0.01)
+    queued = executor._client.command("sizes")
+    assert queued["queued"] == 330 and queued["heap_entries"] == 20 and queued["fifo_entries"] == 310
+    pool = RunningPool(executor, worker_count=4)
+    try:
+        assert [f.result(timeout=20) for f in plain] == [i * i for i in range(300)]
+        assert [f.result(timeout=20) for f in ranked] == list(range(30))
+    finally:
+        pool.close()
+    sizes = executor._client.command("sizes")
+    sizes.pop("pools")  # the closed pool is forgotten after the heartbeat threshold
+    assert sizes == {
+        "queued": 0,
+        "fifo_entries": 0,
+        "heap_entries": 0,
+        "held_by_pools": 0,
+        "early_messages": 0,
+        "results_pending": 0,
+    }, sizes

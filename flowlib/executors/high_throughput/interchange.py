@@ -54,6 +54,7 @@ from flowlib.executors.high_throughput.task_queue import (
     split_by_size,
     task_from_spec,
 )
+from flowlib.executors.high_throughput.zmq_frames import recv_frames, send_frames
 
 logger = logging.getLogger("flowlib.interchange")
 _NAN_PAIR = struct.pack("dd", float("nan"), float("nan"))
@@ -188,7 +189,7 @@ class Interchange:
     def receive_from_client(self, now: float) -> None:
         sock = self.client
         while p.readable(sock):
-            frames = sock.recv_multipart(copy=True)
+            frames = recv_frames(sock)
             self.from_client(frames[0], frames[1:])
 
     def from_client(self, identity: bytes, body: Sequence[Any]) -> None:
@@ -229,6 +230,14 @@ class Interchange:
     def queue_tasks(self, batch: p.TaskBatch) -> None:
         failures: dict[str, dict[str, str]] = {}
         specs = batch.specs
+        if not specs:  # plain tasks: queued in one go
+            self.queue.push_plain(
+                [
+                    QueuedTask(tid, payload, None, 0.0, 0.0, 0.0)
+                    for tid, payload in zip(batch.ids, batch.payloads, strict=True)
+                ]
+            )
+            return
         for index, (tid, payload) in enumerate(zip(batch.ids, batch.payloads, strict=True)):
             spec = specs.get(index) if specs else None
             if spec is None:
@@ -280,11 +289,24 @@ class Interchange:
                     self.drain(record)
                     drained.append(record.registration.pool_id)
             result = drained
+        elif op == "sizes":
+            result = self.sizes()
         elif op == "ping":
             result = "pong"
         else:
             result = {"error": f"unknown command {op!r}"}
         self.send_to_client(p.encode_json(p.Kind.COMMAND_REPLY, {"id": request.get("id"), "result": result}))
+
+    def sizes(self) -> dict[str, int]:
+        """Entries in the structures that hold tasks (all 0 once every task is done): for leak checks."""
+        records = self.managers.all.values()
+        return {
+            **self.queue.sizes(),
+            "held_by_pools": sum(len(r.tasks) for r in records),
+            "pools": len(self.managers),
+            "early_messages": len(self.early_messages),
+            "results_pending": len(self.result_ids),
+        }
 
     def send_to_client(self, frames: list[Any]) -> None:
         if self.client_identity is None:
@@ -294,12 +316,12 @@ class Interchange:
                 logger.warning("no client connected; dropped a %d-frame message", len(frames))
             return
         if self.local is None or not self.local.send_to_client(frames):
-            self.client.send_multipart([self.client_identity, *frames], copy=True)
+            send_frames(self.client, [self.client_identity, *frames])
 
     def send_to_pool(self, identity: bytes, frames: list[Any]) -> None:
         """Send a message to one worker pool, over whichever socket it is connected to."""
         if self.local is None or not self.local.send_to_pool(identity, frames):
-            self.workers.send_multipart([identity, *frames], copy=True)
+            send_frames(self.workers, [identity, *frames])
 
     def send_event(self, event: dict[str, Any]) -> None:
         self.send_to_client(p.encode_json(p.Kind.EVENT, event))
@@ -309,7 +331,7 @@ class Interchange:
     def receive_from_managers(self, now: float) -> None:
         sock = self.workers
         while p.readable(sock):
-            frames = sock.recv_multipart(copy=True)
+            frames = recv_frames(sock)
             self.from_pool(frames[0], frames[1:], now)
 
     def from_pool(self, identity: bytes, body: Sequence[Any], now: float) -> None:
@@ -403,9 +425,7 @@ class Interchange:
             except p.MalformedBatch as e:
                 self.fail_malformed_results(record, e)
                 return
-            now = record.last_seen
-            for tid in batch.ids:
-                record.release(tid, now)
+            record.release_many(batch.ids, record.last_seen)
             self.managers.refresh(record)
             if record.draining and not record.tasks:
                 self.forget_drained(record)
@@ -484,49 +504,80 @@ class Interchange:
         queue, managers = self.queue, self.managers
         if not len(queue) or not (managers.available or managers.overflow):
             return
-        local_pools = self.local.by_identity if self.local is not None else {}
+        # Pools that get arena references as they are (None: no arena, nothing to inline).
+        reference_pools = None if self.arena is None else (self.local.by_identity if self.local is not None else {})
         batches: dict[bytes, list[QueuedTask]] = {}
+        sizes: dict[bytes, int] = {}  # payload bytes per batch: most batches need no split
         unplaced: list[tuple[float, QueuedTask]] = []
-        current: ManagerRecord | None = None  # plain tasks go to one pool in chunks: fewer, larger messages
+        # Plain tasks go to one pool in chunks: fewer, larger messages. The pool's
+        # place in the manager table is refreshed once per chunk, not per task.
+        current: ManagerRecord | None = None
+        batch: list[QueuedTask] = []
         chunk = chunk_bytes = 0
+        inline = with_specs = False
         while len(queue):
             task = queue.pop()
             if task is None:
                 break
-            record = None
-            if task.spec is None and current is not None and chunk < DISPATCH_CHUNK and chunk_bytes < DISPATCH_BYTES:
-                if current.free_slots > 0 or current.can_overflow():
-                    record = current
-            if record is None:
-                record = managers.choose(task) if managers.available else None
+            spec = task.spec
+            if (
+                spec is None
+                and current is not None
+                and chunk < DISPATCH_CHUNK
+                and chunk_bytes < DISPATCH_BYTES
+                and (current.free_slots > 0 or current.can_overflow())
+            ):
+                record = current
+            else:
+                if current is not None:
+                    managers.refresh(current)
+                    sizes[current.identity] = sizes.get(current.identity, 0) + chunk_bytes
+                    current = None
                 chunk = chunk_bytes = 0
-            if record is None and task.spec is None:
-                record = managers.choose_overflow()
-                if record is None:  # no pool can take even a plain task now
-                    unplaced.append((0.0, task))
-                    break
-            if record is None:
-                unplaced.append((float(task.spec.get("priority", 0)) if task.spec else 0.0, task))
-                if len(unplaced) > 1000 or not managers.available:
-                    break
-                continue
-            task.dispatched = now
-            if self.arena is not None and record.identity not in local_pools and is_reference(task.payload):
-                if not self.inline_arena_payload(task):
+                found = managers.choose(task) if managers.available else None
+                if found is None and spec is None:
+                    found = managers.choose_overflow()
+                    if found is None:  # no pool can take even a plain task now
+                        unplaced.append((0.0, task))
+                        break
+                if found is None:
+                    unplaced.append((float(spec.get("priority", 0)) if spec else 0.0, task))
+                    if len(unplaced) > 1000 or not managers.available:
+                        break
                     continue
+                record = found
+                batch = batches.setdefault(record.identity, [])
+                inline = reference_pools is not None and record.identity not in reference_pools
+            task.dispatched = now
+            if inline and is_reference(task.payload) and not self.inline_arena_payload(task):
+                continue
             record.take(task)
-            managers.refresh(record)
-            current, chunk = (record, chunk + 1) if task.spec is None else (None, 0)
-            chunk_bytes += nbytes(task.payload)
-            batches.setdefault(record.identity, []).append(task)
+            batch.append(task)
+            if spec is None:
+                current = record
+                chunk += 1
+                chunk_bytes += nbytes(task.payload)
+            else:
+                with_specs = True
+                managers.refresh(record)
+                sizes[record.identity] = sizes.get(record.identity, 0) + nbytes(task.payload)
+        if current is not None:
+            managers.refresh(current)
+            sizes[current.identity] = sizes.get(current.identity, 0) + chunk_bytes
         if unplaced:
             queue.push_back(unplaced)
+        else:
+            queue.compact()
+        stats = self.stats
         for identity, tasks in batches.items():
-            for part in split_by_size(tasks, DISPATCH_BYTES):
-                specs = {i: t.spec for i, t in enumerate(part) if t.spec}
+            parts = [tasks] if sizes.get(identity, 0) < DISPATCH_BYTES else split_by_size(tasks, DISPATCH_BYTES)
+            for part in parts:
+                if not part:
+                    continue
+                specs = {i: t.spec for i, t in enumerate(part) if t.spec} if with_specs else {}
                 message = p.TaskBatch([t.tid for t in part], [t.payload for t in part], specs).encode(p.Kind.TASKS)
-                self.stats["to_pools"] += 1
-                self.stats["tasks_out"] += len(part)
+                stats["to_pools"] += 1
+                stats["tasks_out"] += len(part)
                 self.send_to_pool(identity, message)
 
     def inline_arena_payload(self, task: QueuedTask) -> bool:

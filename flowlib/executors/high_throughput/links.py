@@ -364,7 +364,9 @@ class ZmqLink:
 
     def send(self, frames: Sequence[Any]) -> None:
         """Send one multipart message (ZeroMQ queues it)."""
-        self.sock.send_multipart(frames, copy=False)
+        from flowlib.executors.high_throughput.zmq_frames import send_frames
+
+        send_frames(self.sock, frames, copy=False)
 
     def flush(self) -> None:
         """Nothing to do: ZeroMQ writes in its own thread."""
@@ -373,11 +375,13 @@ class ZmqLink:
         """The messages waiting now (at most ``max_messages``)."""
         import zmq
 
+        from flowlib.executors.high_throughput.zmq_frames import NOBLOCK, recv_frames
+
         sock, copy = self.sock, self.copy
         messages: list[list[Any]] = []
         events, pollin = zmq.EVENTS, zmq.POLLIN
         while len(messages) < self.max_messages and sock.getsockopt(events) & pollin:
-            messages.append(sock.recv_multipart(zmq.NOBLOCK, copy=copy))
+            messages.append(recv_frames(sock, NOBLOCK, copy))
         return messages
 
     def close(self, linger: float = 0.0) -> None:

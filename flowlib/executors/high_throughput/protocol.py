@@ -127,11 +127,15 @@ def header(kind: Kind) -> bytes:
 
 
 _HEADERS = {kind: header(kind) for kind in Kind}
+_PARSED = {raw: (PROTOCOL_VERSION, kind) for kind, raw in _HEADERS.items()}
 
 
 def parse_header(frame: Frame) -> tuple[int, Kind]:
     """Return ``(version, kind)`` of a message's first frame; ProtocolError if malformed."""
     raw = bytes(frame)
+    known = _PARSED.get(raw)
+    if known is not None:  # the common case: this version's headers, without building an enum each time
+        return known
     if len(raw) != HEADER_SIZE:
         raise ProtocolError(f"header frame has {len(raw)} bytes, expected {HEADER_SIZE}")
     magic, version, kind = _HEADER.unpack(raw)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +32,17 @@ class QueuedTask:
 
 
 class TaskQueue:
-    """A priority queue of :class:`QueuedTask` with O(1) cancellation by id."""
+    """A priority queue of :class:`QueuedTask` with O(1) cancellation by id.
+
+    Tasks of priority 0 (every task without a resource specification) wait in a
+    FIFO; only the others go through a heap. No heap entry has priority 0, so
+    the two never tie: negative priorities come before the FIFO, positive ones
+    after it.
+    """
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, int]] = []
+        self._plain: deque[int] = deque()
         self._tasks: dict[int, QueuedTask] = {}
         self._seq = itertools.count()
 
@@ -47,17 +55,43 @@ class TaskQueue:
     def push(self, task: QueuedTask, priority: float = 0.0) -> None:
         """Queue ``task``."""
         self._tasks[task.tid] = task
-        heapq.heappush(self._heap, (priority, next(self._seq), task.tid))
+        if priority == 0:
+            self._plain.append(task.tid)
+        else:
+            heapq.heappush(self._heap, (priority, next(self._seq), task.tid))
+
+    def push_plain(self, tasks: list[QueuedTask]) -> None:
+        """Queue tasks of priority 0, in order (one call for a whole SUBMIT batch)."""
+        queued = self._tasks
+        for task in tasks:
+            queued[task.tid] = task
+        self._plain.extend([task.tid for task in tasks])
 
     def pop(self) -> QueuedTask | None:
         """The highest-priority task, or None when empty."""
-        heap, tasks = self._heap, self._tasks
+        heap, plain, tasks = self._heap, self._plain, self._tasks
+        while heap and heap[0][0] < 0:
+            task = tasks.pop(heapq.heappop(heap)[2], None)
+            if task is not None:
+                return task
+        while plain:
+            task = tasks.pop(plain.popleft(), None)
+            if task is not None:
+                return task
         while heap:
-            _, _, tid = heapq.heappop(heap)
-            task = tasks.pop(tid, None)
+            task = tasks.pop(heapq.heappop(heap)[2], None)
             if task is not None:
                 return task
         return None
+
+    def sizes(self) -> dict[str, int]:
+        """Queued tasks, and the entries of the FIFO and the heap (cancelled ones linger until popped)."""
+        return {"queued": len(self._tasks), "fifo_entries": len(self._plain), "heap_entries": len(self._heap)}
+
+    def compact(self) -> None:
+        """Once empty, give back the table sized for the largest backlog so far (a dict never shrinks)."""
+        if not self._tasks and not self._heap and not self._plain:
+            self._tasks = {}
 
     def push_back(self, tasks: list[tuple[float, QueuedTask]]) -> None:
         """Return tasks that could not be placed, keeping their priority."""

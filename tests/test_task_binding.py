@@ -111,3 +111,25 @@ def test_no_per_task_record_at_the_default_level(kernel: DataFlowKernel, caplog:
     assert not [r for r in caplog.records if "parsl.task" in r.__dict__]
     log_text = (Path(kernel.run_dir) / "flowlib.log").read_text()
     assert "depends on task" not in log_text
+
+
+@python_app
+def broken():
+    raise RuntimeError("deliberate")
+
+
+def test_cleanup_logs_a_summary_of_task_states(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    dfk = flowlib.load(Config(executors=[ThreadPoolExecutor(label="t", max_threads=2)], run_dir=str(tmp_path)))
+    try:
+        const(1).result(timeout=10)
+        const(2).result(timeout=10)
+        assert isinstance(broken().exception(timeout=10), RuntimeError)
+    finally:
+        with caplog.at_level(logging.INFO, logger="flowlib"):
+            dfk.cleanup()
+        flowlib.clear()
+    assert "Summary of tasks in DFK:" in caplog.text
+    assert "Tasks in state States.exec_done: 2" in caplog.text
+    assert "Tasks in state States.failed: 1" in caplog.text
+    assert "States.pending" not in caplog.text  # states with no task are left out
+    assert "Tasks in state States.exec_done: 2" in (tmp_path / "000" / "flowlib.log").read_text()

@@ -46,7 +46,7 @@ from flowlib.dataflow.retries import should_retry
 from flowlib.dataflow.rundir import make_rundir
 from flowlib.dataflow.states import FINAL_STATES, States
 from flowlib.dataflow.task_files import needs_file_handling, prepare_files
-from flowlib.dataflow.task_log import log_submission
+from flowlib.dataflow.task_log import log_submission, log_summary
 from flowlib.dataflow.taskrecord import TaskRecord, check_transition
 from flowlib.dataflow.trampoline import Trampoline
 from flowlib.errors import ConfigurationError, FlowlibError, NoDataFlowKernelError
@@ -593,6 +593,9 @@ class DataFlowKernel:
                 f"task {record.id} ({record.func_name}) did not complete: its DataFlowKernel was cleaned up"
             )
             self._trampoline.run(partial(self._finish, record, _S.failed, exception=error))
+        with self._lock:
+            counts = dict(self.task_state_counts)
+        log_summary(logger, counts)
         try:
             self.memoizer.close()
         except Exception:

@@ -1,4 +1,5 @@
-"""Per-task DEBUG records that carry the task's identity as record attributes.
+"""Per-task DEBUG records that carry the task's identity as record attributes,
+and the summary of task states written at cleanup.
 
 Each record has ``parsl.task`` / ``flowlib.task`` (the task id) and
 ``parsl.app_name`` / ``flowlib.app_name``; a dependency record adds
@@ -11,11 +12,12 @@ for DEBUG, so the default INFO run log has no line per task.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from flowlib.dataflow.states import States
     from flowlib.dataflow.taskrecord import TaskRecord
 
 #: The record attributes, under both spellings (Parsl's, then flowlib's).
@@ -43,3 +45,11 @@ def log_submission(logger: logging.Logger, record: TaskRecord, deps: Sequence[Fu
         extra = dict(fields)
         extra.update(dict.fromkeys(DEPENDENCY_KEYS, dep_id))
         logger.debug("task %s depends on task %s", record.id, dep_id, extra=extra)
+
+
+def log_summary(logger: logging.Logger, counts: Mapping[States, int]) -> None:
+    """At cleanup, at INFO: how many tasks ended in each state (the states that have any)."""
+    logger.info("Summary of tasks in DFK:")
+    for state, count in sorted(counts.items()):
+        if count:
+            logger.info("Tasks in state States.%s: %d", state.name, count)

@@ -11,6 +11,7 @@ For code written against the standard executor interface::
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from typing import TYPE_CHECKING, Any
@@ -24,20 +25,29 @@ if TYPE_CHECKING:
 class FlowlibPoolExecutor(Executor):
     """Runs plain callables as flowlib tasks.
 
-    Give either a ``config`` (the pool starts its own kernel and cleans it up on
-    ``shutdown``) or an existing ``dfk`` (left running on shutdown). ``executors``
-    limits the executor labels tasks may use.
+    Give either a ``config`` or an existing ``dfk``. With a ``config`` the pool
+    loads it as the current kernel (``flowlib.load``, so apps defined with
+    ``@python_app`` can take the pool's futures and ``flowlib.dfk()`` is that
+    kernel) and cleans it up on ``shutdown``; a ``dfk`` given is left running.
+    ``executors`` limits the executor labels tasks may use.
+    ``shutdown(cancel_futures=True)`` cancels the pool's tasks that have not
+    started.
     """
 
     def __init__(
         self, config: Config | None = None, dfk: DataFlowKernel | None = None, executors: str | Sequence[str] = "all"
     ) -> None:
-        from flowlib.dataflow.dflow import DataFlowKernel
-
-        if (config is None) == (dfk is None):
-            raise ValueError("FlowlibPoolExecutor needs exactly one of config= or dfk=")
+        if config is not None and dfk is not None:
+            raise ValueError("FlowlibPoolExecutor: Specify only one of config or dfk")
+        if config is None and dfk is None:
+            raise ValueError("FlowlibPoolExecutor: Must specify one of config or dfk")
         self._owns_dfk = dfk is None
-        self.dfk: DataFlowKernel = dfk if dfk is not None else DataFlowKernel(config)
+        if dfk is None:
+            import flowlib
+
+            dfk = flowlib.load(config)
+        self.dfk: DataFlowKernel = dfk
+        self._futures: weakref.WeakSet[Future[Any]] = weakref.WeakSet()
         self.executors = executors
         self._apps: dict[Callable[..., Any], PythonApp[Any, Any]] = {}
         self._lock = threading.Lock()
@@ -63,11 +73,16 @@ class FlowlibPoolExecutor(Executor):
         """Run ``fn(*args, **kwargs)`` as a task; futures among the arguments are waited for."""
         if self._shutdown:
             raise RuntimeError("cannot submit to a FlowlibPoolExecutor that has been shut down")
-        return self.get_app(fn)(*args, **kwargs)
+        fut = self.get_app(fn)(*args, **kwargs)
+        self._futures.add(fut)
+        return fut
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting tasks; clean up the kernel if this pool started it."""
         self._shutdown = True
+        if cancel_futures:
+            for fut in list(self._futures):
+                fut.cancel()  # refused (False) by a task that has started
         if self._owns_dfk and not self.dfk.cleanup_called:
             if wait:
                 self.dfk.wait_for_current_tasks()

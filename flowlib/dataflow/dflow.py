@@ -46,6 +46,7 @@ from flowlib.dataflow.retries import should_retry
 from flowlib.dataflow.rundir import make_rundir
 from flowlib.dataflow.states import FINAL_STATES, States
 from flowlib.dataflow.task_files import needs_file_handling, prepare_files
+from flowlib.dataflow.task_log import log_submission, log_summary
 from flowlib.dataflow.taskrecord import TaskRecord, check_transition
 from flowlib.dataflow.trampoline import Trampoline
 from flowlib.errors import ConfigurationError, FlowlibError, NoDataFlowKernelError
@@ -246,7 +247,9 @@ class DataFlowKernel:
         if needs_file_handling(args, kwargs):
             prepare_files(record, self.run_dir, self.data_manager, self.config.std_autopath)
         deps = gather_dependencies(record.args, record.kwargs, self._resolver)
-        record.depends = deps or ()
+        record.depends = deps  # kept after launch, as Parsl's task_record['depends']
+        if logger.isEnabledFor(logging.DEBUG):
+            log_submission(logger, record, deps)
         with self._lock:
             self.task_state_counts[_S.unsched] += 1
             self._transition(record, _S.pending)
@@ -345,7 +348,6 @@ class DataFlowKernel:
                 self._finish(record, _S.dep_fail, exception=DependencyError(failures, record.id))
                 return
             record.args, record.kwargs = unwrap_arguments(record.args, record.kwargs, self._resolver)
-            record.depends = ()
         if record.memoize:
             try:
                 memo_fu = self.memoizer.check_memo(record)
@@ -591,6 +593,9 @@ class DataFlowKernel:
                 f"task {record.id} ({record.func_name}) did not complete: its DataFlowKernel was cleaned up"
             )
             self._trampoline.run(partial(self._finish, record, _S.failed, exception=error))
+        with self._lock:
+            counts = dict(self.task_state_counts)
+        log_summary(logger, counts)
         try:
             self.memoizer.close()
         except Exception:

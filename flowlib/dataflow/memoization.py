@@ -143,6 +143,8 @@ class BasicMemoizer(RepresentationMixin, Memoizer):
             raise ValueError("checkpoint_mode='periodic' needs checkpoint_period='HH:MM:SS'")
         self.memoize = memoize
         self.checkpoint_files = [os.fspath(p) for p in paths]
+        # None with a checkpoint mode means: load every checkpoint under the configured run_dir
+        self._load_all_earlier = checkpoint_files is None and checkpoint_mode is not None
         self.checkpoint_period = checkpoint_period
         self.checkpoint_mode = checkpoint_mode
         self.checkpoint_dir: str | None = None
@@ -150,6 +152,9 @@ class BasicMemoizer(RepresentationMixin, Memoizer):
         self._lock = threading.Lock()
         self._memo: dict[str, tuple[bool, Any]] = {}  # hashsum -> (succeeded, value)
         self._in_flight: dict[str, Future[Any]] = {}
+        # loaded from earlier runs and not yet in this run's checkpoint: a hit on
+        # one is checkpointed again, so the newest checkpoint alone has every result used
+        self._from_earlier_runs: set[str] = set()
         self._pending: list[tuple[str, Any, str]] = []  # (hashsum, result, task label)
         self._writer: CheckpointWriter | None = None
         self._stop = threading.Event()
@@ -159,14 +164,21 @@ class BasicMemoizer(RepresentationMixin, Memoizer):
     def start(self, *, run_dir: str, config_run_dir: str | None = None) -> None:
         """Load ``checkpoint_files`` and open ``<run_dir>/checkpoint/`` when a mode is set.
 
-        ``config_run_dir`` (the configured ``run_dir``, parent of this run's) is accepted
-        for Parsl's memoizer interface and not needed here.
+        When ``checkpoint_files`` was not given (None) and a ``checkpoint_mode`` is
+        set, every earlier checkpoint under ``config_run_dir`` (the configured
+        ``run_dir``, parent of this run's) is loaded, as Parsl does; an explicit
+        list, even ``[]``, is used as given.
 
         Raises :class:`~flowlib.dataflow.errors.BadCheckpoint` naming a checkpoint
         that is missing or is not a flowlib checkpoint.
         """
         loaded: dict[str, Any] = {}
-        for path in self.checkpoint_files:
+        paths = self.checkpoint_files
+        if self._load_all_earlier and config_run_dir is not None:
+            from flowlib.utils import get_all_checkpoints
+
+            paths = get_all_checkpoints(config_run_dir)
+        for path in paths:
             entries = read_checkpoint(checkpoint_file(path))
             logger.info("loaded %d memoized results from %s", len(entries), path)
             loaded.update(entries)
@@ -176,7 +188,9 @@ class BasicMemoizer(RepresentationMixin, Memoizer):
             writer = CheckpointWriter(self.checkpoint_dir)
         with self._lock:
             for hashsum, result in loaded.items():
-                self._memo.setdefault(hashsum, (True, result))
+                if hashsum not in self._memo:
+                    self._memo[hashsum] = (True, result)
+                    self._from_earlier_runs.add(hashsum)
             self._writer = writer
         if self.checkpoint_mode == "periodic":
             self._thread = threading.Thread(target=self._periodic, name="flowlib-checkpoint-periodic", daemon=True)
@@ -228,6 +242,10 @@ class BasicMemoizer(RepresentationMixin, Memoizer):
                 if task.app_fu is not None:
                     self._in_flight[hashsum] = task.app_fu
                 return None
+            carry_over = hashsum in self._from_earlier_runs and self.checkpoint_mode is not None
+            self._from_earlier_runs.discard(hashsum)
+        if carry_over:
+            self._checkpoint(hashsum, known[1], f"task {task.id} ({task.func_name}), from an earlier run")
         fut: Future[Any] = Future()
         if known[0]:
             fut.set_result(known[1])
@@ -248,7 +266,10 @@ class BasicMemoizer(RepresentationMixin, Memoizer):
         hashsum = self._record(task, True, result)
         if hashsum is None or self.checkpoint_mode is None:
             return
-        label = f"task {task.id} ({task.func_name})"
+        self._checkpoint(hashsum, result, f"task {task.id} ({task.func_name})")
+
+    def _checkpoint(self, hashsum: str, result: Any, label: str) -> None:
+        """Write one result now (task_exit) or queue it for the next checkpoint."""
         with self._lock:
             writer = self._writer if self.checkpoint_mode == "task_exit" else None
             if writer is None:

@@ -556,11 +556,18 @@ def _int_or_none(value: Any) -> int | None:
     return value if type(value) is int and 0 <= value < 1 << 62 else None
 
 
-def _std_path(spec: Any) -> str | None:
+def _std_path(spec: Any) -> str:
+    """The ``task_stdout``/``task_stderr`` column: '' for none, a File's URL, a path as text."""
     if isinstance(spec, tuple) and spec:
         spec = spec[0]
-    path = getattr(spec, "filepath", None) if not isinstance(spec, (str, os.PathLike)) else spec
-    return _text(os.fspath(path)) if isinstance(path, (str, os.PathLike)) else _text(spec)
+    if spec is None:
+        return ""
+    url = getattr(spec, "url", None)
+    if isinstance(url, str) and hasattr(spec, "scheme"):  # a File: its URL as given
+        return _text(url) or ""
+    if isinstance(spec, (str, bytes, os.PathLike)):
+        return _text(os.fsdecode(spec)) or ""
+    return _text(spec) or ""
 
 
 def _task_update(columns: tuple[str, ...]) -> Any:

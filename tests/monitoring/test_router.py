@@ -210,3 +210,34 @@ def test_burst_with_readers_loses_no_record(monitored, db_path, query):
     assert reads, "the readers never read"
     assert query("SELECT count(*) FROM status WHERE run_id = ?", run_id) == [(3 * n,)]
     assert query("SELECT count(*) FROM task WHERE run_id = ? AND task_status_name = 'exec_done'", run_id) == [(n,)]
+
+
+class _PathLike:
+    def __init__(self, path):
+        self.path = path
+
+    def __fspath__(self):
+        return self.path
+
+
+@python_app
+def std_spec(stdout=None, stderr=None):
+    return None
+
+
+def test_stdout_and_stderr_columns_are_plain_text(monitored, query, tmp_path):
+    specs = {
+        "none": None,
+        "str": str(tmp_path / "a.txt"),
+        "tuple": (str(tmp_path / "b.txt"), "w"),
+        "bytes_pathlike": _PathLike(str(tmp_path / "c.txt").encode()),
+    }
+    expected = {"none": "", "str": specs["str"], "tuple": specs["tuple"][0],
+                "bytes_pathlike": str(tmp_path / "c.txt")}  # fmt: skip
+    with flowlib.load(monitored()):
+        futures = {name: std_spec(stdout=spec, stderr=spec) for name, spec in specs.items()}
+        for fut in futures.values():
+            fut.result()
+    for name, fut in futures.items():
+        rows = query("SELECT task_stdout, task_stderr FROM task WHERE task_id = ?", fut.tid)
+        assert rows == [(expected[name], expected[name])], name

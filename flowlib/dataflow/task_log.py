@@ -1,0 +1,55 @@
+"""Per-task DEBUG records that carry the task's identity as record attributes,
+and the summary of task states written at cleanup.
+
+Each record has ``parsl.task`` / ``flowlib.task`` (the task id) and
+``parsl.app_name`` / ``flowlib.app_name``; a dependency record adds
+``parsl.dependency_task`` / ``flowlib.dependency_task``. Log tools (a JSON
+handler, a test's log capture) can select a task's records by these fields
+instead of parsing messages. They are written only when the logger is enabled
+for DEBUG, so the default INFO run log has no line per task.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flowlib.dataflow.states import States
+    from flowlib.dataflow.taskrecord import TaskRecord
+
+#: The record attributes, under both spellings (Parsl's, then flowlib's).
+TASK_KEYS = ("parsl.task", "flowlib.task")
+APP_KEYS = ("parsl.app_name", "flowlib.app_name")
+DEPENDENCY_KEYS = ("parsl.dependency_task", "flowlib.dependency_task")
+
+
+def task_fields(task_id: int, app_name: str) -> dict[str, Any]:
+    """The ``extra=`` mapping that names one task."""
+    fields: dict[str, Any] = dict.fromkeys(TASK_KEYS, task_id)
+    fields.update(dict.fromkeys(APP_KEYS, app_name))
+    return fields
+
+
+def log_submission(logger: logging.Logger, record: TaskRecord, deps: Sequence[Future[Any]]) -> None:
+    """One record binding the task id to its app, and one per dependency that is a task."""
+    fields = task_fields(record.id, record.func_name)
+    logger.debug("task %s is app %s (%d dependencies)", record.id, record.func_name, len(deps), extra=fields)
+    for dep in deps:
+        dep_record = getattr(dep, "task_record", None)
+        dep_id = getattr(dep_record, "id", None)
+        if dep_id is None:
+            continue  # a plain Future has no task id
+        extra = dict(fields)
+        extra.update(dict.fromkeys(DEPENDENCY_KEYS, dep_id))
+        logger.debug("task %s depends on task %s", record.id, dep_id, extra=extra)
+
+
+def log_summary(logger: logging.Logger, counts: Mapping[States, int]) -> None:
+    """At cleanup, at INFO: how many tasks ended in each state (the states that have any)."""
+    logger.info("Summary of tasks in DFK:")
+    for state, count in sorted(counts.items()):
+        if count:
+            logger.info("Tasks in state States.%s: %d", state.name, count)

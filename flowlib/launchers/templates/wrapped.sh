@@ -1,4 +1,0 @@
-(
-@{trace}
-@{prepend} /bin/sh -c @{command}
-)

@@ -14,6 +14,7 @@ from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 from flowlib.data_provider.files import File
+from flowlib.dataflow.futures import cancel_and_notify
 
 __all__ = ["DataFuture"]
 
@@ -46,7 +47,7 @@ class DataFuture(Future[File]):
     def _parent_done(self, fut: Future[Any]) -> None:
         try:
             if fut.cancelled():
-                super().cancel()
+                cancel_and_notify(self)
                 return
             exc = fut.exception()
             if exc is not None:

@@ -117,8 +117,25 @@ class LightFuture(Future[T]):
         return derive_future(self, operator.attrgetter(name))
 
 
+def cancel_and_notify(fut: Future[Any]) -> bool:
+    """Cancel ``fut`` as ``Future.cancel`` does, and wake ``concurrent.futures.wait``/``as_completed``.
+
+    ``Future.cancel`` alone leaves the state ``CANCELLED``, which ``wait()`` does not
+    count as done until an executor calls ``set_running_or_notify_cancel``. No
+    executor ever does that for the kernel's futures, so it is done here. Only for
+    futures no executor will start.
+    """
+    if not Future.cancel(fut):
+        return False
+    fut.set_running_or_notify_cancel()  # CANCELLED -> CANCELLED_AND_NOTIFIED; returns False
+    return True
+
+
 class LiftedFuture(LightFuture[T]):
     """The future of ``fut[key]`` or ``fut.attr``: resolves when its parent does."""
+
+    def cancel(self) -> bool:
+        return cancel_and_notify(self)
 
 
 def derive_future(parent: Future[Any], op: Callable[[Any], Any]) -> LiftedFuture[Any]:
@@ -200,11 +217,11 @@ class AppFuture(LightFuture[T]):
         """
         dfk = self.task_record.dfk
         if dfk is None:
-            return super().cancel()
+            return cancel_and_notify(self)
         return bool(dfk._cancel_task(self.task_record))
 
     def _set_cancelled(self) -> bool:
-        return super().cancel()
+        return cancel_and_notify(self)
 
     def __repr__(self) -> str:
         return f"<AppFuture task {self.task_record.id} {self.task_record.func_name} state={self._state.lower()}>"

@@ -37,3 +37,19 @@ def test_a_finished_task_cannot_be_cancelled(dfk):
     assert done.result(timeout=20) == 2
     assert done.cancel() is False
     assert not done.cancelled() and done.result() == 2
+
+
+def test_wait_and_as_completed_return_for_cancelled_futures(dfk):
+    """concurrent.futures.wait() and as_completed() count a cancelled task (and its lifted future) as done."""
+    import concurrent.futures
+
+    gate: Future[dict] = Future()
+    waiting = plus_one(gate)
+    lifted = waiting["key"]
+    other = plus_one(1)
+    assert waiting.cancel() is True
+    done, not_done = concurrent.futures.wait([waiting, lifted, other], timeout=20)
+    assert not not_done, not_done
+    assert waiting.cancelled() and lifted.cancelled() and other.result() == 2
+    assert set(concurrent.futures.as_completed([waiting, lifted], timeout=20)) == {waiting, lifted}
+    gate.set_result({})

@@ -318,9 +318,7 @@ class FunctionCache:
         return func
 
 
-def _unpack(
-    data: Bytes, functions: FunctionCache | None = None
-) -> tuple[bytes, Callable[..., Any], tuple[Any, ...]]:
+def _unpack(data: Bytes, functions: FunctionCache | None = None) -> tuple[bytes, Callable[..., Any], tuple[Any, ...]]:
     view = _as_view(data)
     header, rest = _split_header(view)
     if header not in (APPLY_HEADER, RES_SPEC_APPLY_HEADER):

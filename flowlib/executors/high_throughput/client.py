@@ -212,7 +212,7 @@ class InterchangeClient:
             self._wake()
 
     def _send_now(self, tid: int, spec: dict[str, Any] | None, payload: bytes) -> bool:
-        """Send one task on the Unix link from the calling thread; False (queue it instead) if that cannot be done now."""
+        """Send one task on the Unix link from the calling thread; False (queue it instead) if it cannot be now."""
         link = self._unix_link
         if link is None or self._stopping or self.lost_reason is not None:
             return False

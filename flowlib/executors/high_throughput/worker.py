@@ -40,9 +40,8 @@ from flowlib.app.errors import RemoteExceptionWrapper
 from flowlib.executors.high_throughput.arena import REFERENCE_HEADER, ArenaReader
 from flowlib.executors.high_throughput.protocol import TaskStatus
 from flowlib.serialize import serialize, unpack_res_spec_apply_message
-from flowlib.serialize.facade import FunctionCache
 from flowlib.serialize.errors import SerializationError
-from flowlib.serialize.facade import type_name
+from flowlib.serialize.facade import FunctionCache, type_name
 
 TASK_ID = struct.Struct("=Q")
 """Manager to worker: the task id that precedes the payload."""

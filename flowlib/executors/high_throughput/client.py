@@ -225,7 +225,7 @@ class InterchangeClient:
             self._sent_tasks += 1
             self.direct_sends += 1
             unfinished = link.wants_write
-        except EOFError:
+        except (EOFError, OSError):
             return False  # the I/O thread meets the same error and reports the interchange lost
         finally:
             self._send_lock.release()

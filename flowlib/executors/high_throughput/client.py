@@ -2,12 +2,19 @@
 
 ::
 
-    submit() threads --deque + wake pipe--> I/O thread --DEALER--> interchange process
+    submit() threads --deque + wake pipe--> I/O thread --DEALER or Unix socket--> interchange process
+          +--(idle executor, Unix socket)-- SUBMIT of one task ---------^
     futures <-- on_results / on_failures <--/
 
 One I/O thread owns the ZeroMQ socket (sockets are not thread-safe). Submitting
 threads append to a deque and poke a pipe only when the I/O thread is not already
 awake, so a burst of submissions becomes a few large SUBMIT messages.
+
+Over a Unix socket, a small task submitted while every earlier task has been
+answered is sent by the submitting thread itself, under :attr:`_send_lock`:
+waking the I/O thread would add a thread hand-off to the round trip of exactly
+the tasks that wait alone (a latency probe, the next link of a chain). Tasks
+submitted while others are in flight still queue up and travel in batches.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from flowlib.executors.high_throughput import links
 from flowlib.executors.high_throughput import protocol as p
 from flowlib.executors.high_throughput.arena import ArenaWriter
 from flowlib.executors.high_throughput.parts import Parts, nbytes
+from flowlib.executors.high_throughput.fd_poller import POLLERR, POLLIN, POLLOUT, FdPoller
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +53,8 @@ MAX_INFLIGHT_BYTES = 32 << 20
 Without a bound, a burst of large tasks is copied into the interchange's queue at
 once and every byte lands in fresh memory; with it, buffers are reused.
 """
+EXIT_CHECK_PERIOD = 0.05
+"""Seconds between checks that the interchange process still runs (its exit normally shows as EOF first)."""
 LARGE_PAYLOAD = 64 << 10
 """Payloads from this size on go through the shared-memory arena when there is one, else count towards
 :data:`MAX_INFLIGHT_BYTES`."""
@@ -99,6 +109,17 @@ class InterchangeClient:
         self._cancelled_unsent: set[int] = set()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._awake = False
+        self._unix_link: links.UnixLink | None = None
+        """The link when it is a Unix socket: submitting threads may then send on it directly."""
+        self._send_lock = threading.Lock()
+        """Held while anything is written to the link (the I/O thread and direct senders share it)."""
+        self._sent_tasks = 0
+        """Tasks sent in SUBMIT messages (changed under :attr:`_send_lock`)."""
+        self._answered_tasks = 0
+        """Tasks answered by RESULTS or FAILURES (changed by the I/O thread only)."""
+        self._io_ident: int | None = None
+        self.direct_sends = 0
+        """Tasks the submitting thread sent itself (see the module docstring)."""
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._context: zmq.Context[Any] | None = None
@@ -133,6 +154,7 @@ class InterchangeClient:
         link: links.UnixLink | links.ZmqLink
         if where.get("client_socket"):
             link = links.connect(where["client_socket"], name="link to the interchange")
+            self._unix_link = link
             self.pool_socket = where.get("pool_socket")
         else:
             self.client_port = int(where["client_port"])
@@ -184,11 +206,36 @@ class InterchangeClient:
         ``payload`` is the serialized task: one buffer, or :class:`~.parts.Parts` for a large one.
         """
         if type(payload) is not Parts and len(payload) < LARGE_PAYLOAD:
+            if self._answered_tasks >= self._sent_tasks and not self._outbox and self._send_now(tid, spec, payload):
+                return
             self._outbox.append((tid, spec, payload))
         else:
             self._outbox_large.append((tid, spec, payload))
-        if not self._awake:
+        # The I/O thread itself (a completion callback submitting the next task) sends after its callbacks.
+        if not self._awake and threading.get_ident() != self._io_ident:
             self._wake()
+
+    def _send_now(self, tid: int, spec: dict[str, Any] | None, payload: bytes) -> bool:
+        """Send one task on the Unix link from the calling thread; False (queue it instead) if it cannot be now."""
+        link = self._unix_link
+        if link is None or self._stopping or self.lost_reason is not None:
+            return False
+        if not self._send_lock.acquire(blocking=False):
+            return False  # the I/O thread is sending: the task joins its batch
+        try:
+            if link.closed or link.wants_write or self._outbox or self._control:
+                return False
+            link.send(p.TaskBatch([tid], [payload], {0: spec} if spec else {}).encode(p.Kind.SUBMIT))
+            self._sent_tasks += 1
+            self.direct_sends += 1
+            unfinished = link.wants_write
+        except (EOFError, OSError):
+            return False  # the I/O thread meets the same error and reports the interchange lost
+        finally:
+            self._send_lock.release()
+        if unfinished:
+            self._wake()  # the I/O thread writes the rest when the socket is writable
+        return True
 
     def cancel(self, ids: list[int]) -> None:
         """Ask the interchange to cancel tasks (those not sent yet are dropped here)."""
@@ -222,35 +269,49 @@ class InterchangeClient:
     # --------------------------------------------------------------- I/O loop
 
     def _io_loop(self, link: links.UnixLink | links.ZmqLink) -> None:
-        poller = zmq.Poller()
+        self._io_ident = threading.get_ident()
+        # a Unix link leaves only descriptors to watch: one poll() per wait instead of zmq_poll's two
+        poller: Any = FdPoller() if isinstance(link, links.UnixLink) else zmq.Poller()
         target = link.poll_target
-        poller.register(target, zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
+        poller.register(target, POLLIN)
+        poller.register(self._wake_r, POLLIN)
         writing = False
         self._last_heard = time.monotonic()
+        next_exit_check = 0.0
+        lock = self._send_lock
         try:
             while True:
                 events = dict(poller.poll(100))
                 if self._wake_r in events:
                     self._drain_wake_pipe()
-                if events.get(target, 0) & zmq.POLLOUT:
-                    link.flush()
-                self._send_tasks(link)  # before control: a CANCEL must not overtake its task's SUBMIT
-                self._send_control(link)
-                if events.get(target, 0) & zmq.POLLIN:
+                ready = events.get(target, 0)
+                with lock:
+                    if ready & POLLOUT:
+                        link.flush()
+                    self._send_tasks(link)  # before control: a CANCEL must not overtake its task's SUBMIT
+                    self._send_control(link)
+                if ready & (POLLIN | POLLERR):
                     self._receive(link)
-                    self._last_heard = time.monotonic()
-                if not self._stopping and self._interchange_silent(time.monotonic()):
+                    now = self._last_heard = time.monotonic()
+                    if self._outbox or self._outbox_large or self._control:  # submitted by the callbacks
+                        with lock:
+                            self._send_tasks(link)
+                            self._send_control(link)
+                else:
+                    now = time.monotonic()
+                if not self._stopping and self._interchange_silent(now):
                     return
                 if link.wants_write != writing:
                     writing = link.wants_write
-                    poller.modify(target, zmq.POLLIN | (zmq.POLLOUT if writing else 0))
+                    poller.modify(target, POLLIN | (POLLOUT if writing else 0))
                 idle = not self._outbox and not self._outbox_large and not self._control and not link.wants_write
                 if self._stopping and idle:
                     return
-                if self.process is not None and self.process.poll() is not None:
-                    self._interchange_died()
-                    return
+                if now >= next_exit_check:  # a dead interchange also closes the link; this catches the rest
+                    next_exit_check = now + EXIT_CHECK_PERIOD
+                    if self.process is not None and self.process.poll() is not None:
+                        self._interchange_died()
+                        return
         except EOFError:
             self._wait_for_exit(1.0)
             self._interchange_died()
@@ -258,7 +319,8 @@ class InterchangeClient:
             logger.exception("the I/O thread of executor %s failed", self.label)
             self._interchange_died("the executor's I/O thread failed; see the log")
         finally:
-            link.close()
+            with lock:
+                link.close()
 
     def _interchange_silent(self, now: float) -> bool:
         """Ping an interchange quiet for a heartbeat period; True (it is declared lost) if a ping goes unanswered.
@@ -353,6 +415,7 @@ class InterchangeClient:
                 size += nbytes(payload)
             if ids:
                 link.send(p.TaskBatch(ids, payloads, specs).encode(p.Kind.SUBMIT))
+                self._sent_tasks += len(ids)
 
     def _claim_window(self, tid: int, payload: Any) -> Any:
         """Room for a large payload: what to send in its place (an arena reference, or itself), or None if full."""
@@ -391,11 +454,14 @@ class InterchangeClient:
                 _, kind = p.parse_header(frames[0])
                 if kind is p.Kind.RESULTS:
                     batch = p.ResultBatch.decode(frames)
+                    self._answered_tasks += len(batch.ids)
                     self._answered(batch.ids)
                     self.on_results(batch.ids, batch.statuses, batch.payloads, batch)
                 elif kind is p.Kind.FAILURES:
                     failures = p.body_json(frames)
-                    self._answered(int(tid) for tid in failures if str(tid).isdigit())
+                    answered = [int(tid) for tid in failures if str(tid).isdigit()]
+                    self._answered_tasks += len(answered)
+                    self._answered(answered)
                     self.on_failures(failures)
                 elif kind is p.Kind.EVENT:
                     self.on_event(p.body_json(frames))

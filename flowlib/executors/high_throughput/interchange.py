@@ -115,7 +115,8 @@ class Interchange:
                 tcp_url(options.worker_address), min_port=low, max_port=high, max_tries=200
             )
         self.poller = zmq.Poller()
-        self.poller.register(self.client, zmq.POLLIN)
+        if not options.unix_dir:  # else the client is on a Unix socket; an idle ZeroMQ socket costs every poll
+            self.poller.register(self.client, zmq.POLLIN)
         self.poller.register(self.workers, zmq.POLLIN)
         self.now = time.monotonic()
         """When the current pass of the loop started."""

@@ -181,16 +181,20 @@ class UnixLink:
         read = 0
         while read < budget:
             before = self.received_bytes
+            plain = self._big is None  # a read of at most _READ_SIZE bytes, not into a large message's buffer
             try:
                 got = self._read_once()
             except EOFError:
                 if messages:  # hand these over first; the next call raises
                     return messages
                 raise
-            if self.received_bytes == before:
+            got_bytes = self.received_bytes - before
+            if not got_bytes:
                 break
-            read += self.received_bytes - before
+            read += got_bytes
             messages.extend(got)
+            if plain and got_bytes < _READ_SIZE:
+                break  # a short read emptied the socket: skip the read that would only say EAGAIN
         return messages
 
     def _read_once(self) -> list[list[memoryview]]:

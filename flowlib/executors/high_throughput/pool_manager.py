@@ -25,6 +25,7 @@ from typing import Any
 import zmq
 
 from flowlib.executors.high_throughput import protocol
+from flowlib.executors.high_throughput.fd_poller import FdPoller
 from flowlib.executors.high_throughput.links import UnixLink, ZmqLink
 from flowlib.executors.high_throughput.parts import split
 from flowlib.executors.high_throughput.pool_options import (
@@ -136,8 +137,9 @@ class Manager:
         self.received = self.completed = self.cancelled = self.workers_lost = self.replacements = 0
         self.idle_deaths = [0] * len(slots)
         self.closed_pipes: dict[WorkerSlot, float] = {}  # Pipe at EOF, process not yet reaped
-        self.poller = zmq.Poller()
-        self.poller.register(link.poll_target, zmq.POLLIN)
+        # only descriptors to watch over a Unix link: one poll() per wait instead of zmq_poll's two
+        self.poller: Any = FdPoller() if isinstance(link, UnixLink) else zmq.Poller()
+        self.poller.register(link.poll_target, _POLLIN)
         self.by_pipe: dict[int, WorkerSlot] = {}
         self.by_sentinel: dict[int, WorkerSlot] = {}
         for slot in slots:

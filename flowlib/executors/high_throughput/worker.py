@@ -43,7 +43,7 @@ from flowlib.executors.high_throughput.parts import nbytes
 from flowlib.executors.high_throughput.protocol import TaskStatus
 from flowlib.serialize import serialize, unpack_res_spec_apply_message
 from flowlib.serialize.errors import SerializationError
-from flowlib.serialize.facade import type_name
+from flowlib.serialize.facade import FunctionCache, type_name
 
 TASK_ID = struct.Struct("=Q")
 """Manager to worker: the task id that precedes the payload."""
@@ -60,6 +60,12 @@ _PR_SET_PDEATHSIG = 1
 
 logger = logging.getLogger("flowlib.executors.high_throughput.worker")
 _ARENA = ArenaReader()
+_FUNCTIONS = FunctionCache()
+"""This worker's recently used functions, deserialized once each."""
+
+
+def _unpack_task(payload: memoryview) -> tuple[Any, tuple[Any, ...], dict[str, Any], dict[str, Any]]:
+    return unpack_res_spec_apply_message(payload, _FUNCTIONS)
 
 
 class PipeReader:
@@ -242,9 +248,9 @@ def execute(task_id: int, payload: memoryview) -> tuple[int, bytes]:
     """Run one task; return its status byte and the serialized result or exception wrapper."""
     try:
         if payload[:3] == REFERENCE_HEADER:
-            func, args, kwargs, _spec = _ARENA.load(payload, unpack_res_spec_apply_message)
+            func, args, kwargs, _spec = _ARENA.load(payload, _unpack_task)
         else:
-            func, args, kwargs, _spec = unpack_res_spec_apply_message(payload)
+            func, args, kwargs, _spec = _unpack_task(payload)
         result = func(*args, **kwargs)
     except KeyboardInterrupt:
         raise

@@ -39,8 +39,8 @@ from flowlib.addresses import tcp_url, zmq_ipv6
 from flowlib.executors.high_throughput import links
 from flowlib.executors.high_throughput import protocol as p
 from flowlib.executors.high_throughput.arena import ArenaWriter
-from flowlib.executors.high_throughput.parts import Parts, nbytes
 from flowlib.executors.high_throughput.fd_poller import POLLERR, POLLIN, POLLOUT, FdPoller
+from flowlib.executors.high_throughput.parts import Parts, nbytes
 
 logger = logging.getLogger(__name__)
 

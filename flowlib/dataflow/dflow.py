@@ -247,7 +247,7 @@ class DataFlowKernel:
         if needs_file_handling(args, kwargs):
             prepare_files(record, self.run_dir, self.data_manager, self.config.std_autopath)
         deps = gather_dependencies(record.args, record.kwargs, self._resolver)
-        record.depends = deps  # kept after launch, as Parsl's task_record['depends']
+        record.depends = deps or ()
         if logger.isEnabledFor(logging.DEBUG):
             log_submission(logger, record, deps)
         with self._lock:
@@ -348,6 +348,7 @@ class DataFlowKernel:
                 self._finish(record, _S.dep_fail, exception=DependencyError(failures, record.id))
                 return
             record.args, record.kwargs = unwrap_arguments(record.args, record.kwargs, self._resolver)
+            record.depends = ()  # unlike Parsl: a held future must not keep its whole upstream alive
         if record.memoize:
             try:
                 memo_fu = self.memoizer.check_memo(record)

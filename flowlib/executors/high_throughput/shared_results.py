@@ -4,20 +4,21 @@
 
     worker process (one per rank)                      executor process (its I/O thread)
     -----------------------------                      ---------------------------------
-    result of >= 1 MiB, serialized in chunks
-    pwritev into a record of its own file              RESULTS carry the reference
-      <arena dir>/result-<pid>-<random>   --ref-->      open the file once (checked), preadv
-    b"S1\\n" reference to the pool, the                the record, zero its sequence (freed),
-    interchange, the executor                          deserialize
+    result of >= 1 MiB, serialized in chunks,
+    copied into a record of its own mapped file        RESULTS carry the reference
+      <arena dir>/result-<pid>-<random>   --ref-->      open and map the file once (checked),
+    b"S1\n" reference to the pool, the                deserialize from the record, then
+    interchange, the executor                          zero its sequence (freed)
 
 Through the sockets a 1 MiB result is copied on every hop (worker, pool,
 interchange, executor), each time into freshly allocated memory. Instead, each
 worker owns one file in the executor's owner-only arena directory under
-``/dev/shm``, created 0600 with ``O_EXCL`` and sized to its budget with
-``ftruncate`` (sparse: only pages written hold memory). It writes each large
-result into a free record of that file with ``pwritev`` (the serializer's
-chunks, never joined), and only a short reference travels. Since a worker
-keeps reusing the same records, their pages are allocated once per run.
+``/dev/shm``, created 0600 with ``O_EXCL``, sized to its budget with
+``ftruncate`` (sparse: only pages used hold memory) and kept mapped. It copies
+each large result (the serializer's chunks, never joined) into a free record
+and only a short reference travels. The executor maps the file once too and
+unpickles straight from the record. Since a worker keeps reusing the same
+records, their pages are faulted in once per run, not once per result.
 
 A record::
 
@@ -25,38 +26,38 @@ A record::
 
 A reference, in place of the result (no serializer's header starts with ``S``)::
 
-    b"S1\\n" | uint64 offset | uint64 length | uint64 sequence | uint64 task id | the file's name (UTF-8)
+    b"S1\n" | uint64 offset | uint64 length | uint64 sequence | uint64 task id | the file's name (UTF-8)
 
 The worker is the only writer of records and the only allocator of its file;
-the executor frees a record by zeroing its sequence once it has copied the
-bytes out, and the worker takes back every record whose sequence changed
-before it allocates. A result that does not fit (larger than the file, or no
-free record because earlier results are unread) or cannot be written
-(``/dev/shm`` full: ``ENOSPC``) travels through the sockets instead. System
-calls, not mappings, move the bytes on both sides: a full ``/dev/shm`` is an
-error, never a ``SIGBUS``, and a truncated file is a short read.
+the executor frees a record by zeroing its sequence once it has read it, and
+the worker takes back every record whose sequence changed before it
+allocates. A result that does not fit (larger than the file, or no free record
+because earlier results are unread) or whose memory cannot be reserved
+(``/dev/shm`` full: ``posix_fallocate`` fails) travels through the sockets
+instead: a full ``/dev/shm`` never becomes a ``SIGBUS``.
 
 The reference names a file, not a path: the executor opens only names of
 this form inside its own arena directory, with ``O_NOFOLLOW``, and only
-regular files owned by its user; the record must carry the reference's
-sequence and task id. Anything else fails that task with
-:class:`SharedResultError`. The executor unlinks a file when it first opens it
-and keeps the descriptor until it shuts down, so the memory goes when both
-sides have closed it. A file never opened (a worker killed while it wrote its
-first large result) goes with the arena directory when the executor shuts down,
-or when the next executor starts if this one was killed.
+regular files owned by its user; the record (read with ``pread`` before it
+is touched through the mapping) must lie inside the file and carry the
+reference's sequence and task id, before and after it is read. Anything else
+fails that task with :class:`SharedResultError`. The executor unlinks a file
+when it first opens it and keeps it open until it shuts down, so its memory
+goes when both sides have closed it. A file never opened (a worker killed
+while it wrote its first large result) goes with the arena directory when the
+executor shuts down, or when the next executor starts if this one was killed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import os
 import re
 import secrets
 import stat
 import struct
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -73,13 +74,10 @@ RESULT_BYTES_PER_POOL = 256 << 20
 """Shared memory for large results, per worker pool at most (divided among its workers)."""
 RESULT_BYTES_PER_WORKER = 64 << 20
 """Shared memory for large results, per worker at most: a larger result takes the sockets."""
-_REUSED_BUFFER = 8 << 20
-"""The executor reads results up to this size into one buffer it keeps (its pages stay allocated)."""
 _RECORD = struct.Struct("=QQ")
 _SEQUENCE = struct.Struct("=Q")
 _REFERENCE = struct.Struct("=QQQQ")
 _ALIGN = 4096
-_MAX_IOVEC = 512
 _NAME = re.compile(rb"result-[0-9]+-[0-9a-f]{16}")
 _FREED = _SEQUENCE.pack(0)
 
@@ -112,25 +110,14 @@ def _align(size: int) -> int:
     return (size + _ALIGN - 1) // _ALIGN * _ALIGN
 
 
-def _pwrite_all(fd: int, buffers: Sequence[Any], offset: int) -> None:
-    """Write ``buffers`` one after the other at ``offset``, however many and however short the writes."""
-    queue = deque(memoryview(buffer).cast("B") for buffer in buffers)
-    while queue:
-        written = os.pwritev(fd, [queue[i] for i in range(min(len(queue), _MAX_IOVEC))], offset)
-        if written == 0:
-            raise OSError("pwritev wrote nothing")
-        offset += written
-        while queue and written >= len(queue[0]):
-            written -= len(queue.popleft())
-        if written:
-            queue[0] = queue[0][written:]
-
-
 class ResultWriter:
     """A worker's side: writes large results into records of its own file in the arena directory.
 
-    The file is created on first use; if that fails, :attr:`failed` says why
-    and :meth:`put` always returns None.
+    The file is created and mapped on first use; if that fails, :attr:`failed`
+    says why and :meth:`put` always returns None. Pages are reserved
+    (``posix_fallocate``) the first time a record reaches them, so a full
+    ``/dev/shm`` is an error there (that result takes the sockets), never a
+    ``SIGBUS`` on the mapping.
     """
 
     def __init__(self, directory: str, size: int) -> None:
@@ -142,26 +129,28 @@ class ResultWriter:
         self.written = 0
         """Results written to the file so far."""
         self._fd: int | None = None
+        self._map: mmap.mmap | None = None
+        self._reserved = 0  # bytes from the start of the file whose pages are reserved
         self._free = FreeList(size)
         self._outstanding: dict[int, tuple[int, int]] = {}  # record start -> (its length, its sequence)
         self._sequence = 0
 
-    def _file(self) -> int | None:
-        if self._fd is None and self.failed is None:
+    def _mapping(self) -> mmap.mmap | None:
+        if self._map is None and self.failed is None:
             flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
             try:
                 fd = os.open(self.path, flags, 0o600)
             except OSError as e:
                 self._give_up(f"cannot create the result file {self.path}: {e}")
                 return None
-            try:
-                os.ftruncate(fd, self.size)  # sparse: pages are taken as records are written
-            except OSError as e:
-                os.close(fd)
-                self._give_up(f"cannot size the result file {self.path}: {e}")
-                return None
             self._fd = fd
-        return self._fd
+            try:
+                os.ftruncate(fd, self.size)  # sparse: pages are taken as records reach them
+                self._map = mmap.mmap(fd, self.size)
+            except OSError as e:
+                self._give_up(f"cannot size or map the result file {self.path}: {e}")
+                return None
+        return self._map
 
     def _give_up(self, reason: str) -> None:
         self.failed = reason
@@ -170,58 +159,75 @@ class ResultWriter:
         with contextlib.suppress(OSError):  # no reference to it was sent
             os.unlink(self.path)
 
-    def _reclaim(self, fd: int) -> None:
+    def _reclaim(self, mapping: mmap.mmap) -> None:
         """Take back the records the executor has read (it zeroed their sequence)."""
         for start, (length, sequence) in list(self._outstanding.items()):
-            if _SEQUENCE.unpack(os.pread(fd, _SEQUENCE.size, start))[0] != sequence:
+            if _SEQUENCE.unpack_from(mapping, start)[0] != sequence:
                 del self._outstanding[start]
                 self._free.release(start, length)
+
+    def _reserve(self, end: int) -> bool:
+        if end <= self._reserved:
+            return True
+        assert self._fd is not None
+        try:
+            os.posix_fallocate(self._fd, self._reserved, end - self._reserved)
+        except OSError as e:  # ENOSPC: /dev/shm is full; this result takes the sockets, later ones try again
+            logger.warning("cannot reserve %d bytes of shared memory in %s for a result: %s", end, self.path, e)
+            return False
+        self._reserved = end
+        return True
 
     def put(self, task_id: int, chunks: Sequence[Any], length: int) -> bytes | None:
         """Write a serialized result (``chunks``, ``length`` bytes in all); return its reference.
 
-        None when it does not fit now or cannot be written (the caller sends the bytes instead).
+        None when it does not fit now or its memory cannot be reserved (the caller sends the bytes instead).
         """
         need = _align(_RECORD.size + length)
         if self.failed is not None or need > self.size:
             return None
-        fd = self._file()
-        if fd is None:
+        mapping = self._mapping()
+        if mapping is None:
             return None
-        try:
-            if self._outstanding:
-                self._reclaim(fd)
-            start = self._free.allocate(need)
-            if start is None:
-                return None
-            self._sequence += 1
-            sequence = self._sequence
-            try:  # the record's sequence is 0 (freed) until the bytes are all there
-                _pwrite_all(fd, chunks, start + _RECORD.size)
-                os.pwrite(fd, _RECORD.pack(sequence, task_id), start)
-            except BaseException:
-                self._free.release(start, need)
-                raise
-        except OSError as e:  # ENOSPC: /dev/shm is full; this result takes the sockets, later ones try again
-            logger.warning("cannot write a result of %d bytes to %s: %s; sent through the sockets", length, self.path, e)
+        if self._outstanding:
+            self._reclaim(mapping)
+        start = self._free.allocate(need)
+        if start is None:
             return None
+        if not self._reserve(start + need):
+            self._free.release(start, need)
+            return None
+        self._sequence += 1
+        sequence = self._sequence
+        position = start + _RECORD.size  # the record's sequence is 0 (freed) until the bytes are all there
+        for chunk in chunks:
+            size = len(chunk) if type(chunk) is bytes else memoryview(chunk).nbytes
+            mapping[position : position + size] = chunk
+            position += size
+        _RECORD.pack_into(mapping, start, sequence, task_id)
         self._outstanding[start] = (need, sequence)
         self.written += 1
-        body = _REFERENCE.pack(start, length, sequence, task_id)
-        return RESULT_HEADER + body + self.name.encode()
+        return RESULT_HEADER + _REFERENCE.pack(start, length, sequence, task_id) + self.name.encode()
 
     def close(self) -> None:
-        """Close the file (at exit). It stays: references to it may still be on their way to the executor."""
+        """Unmap and close the file (at exit). It stays: references to it may still be on their way."""
+        if self._map is not None:
+            with contextlib.suppress(BufferError):
+                self._map.close()
+            self._map = None
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
 
 
 class ResultReader:
-    """The executor's side: reads references to workers' result files and frees their records."""
+    """The executor's side: reads references to workers' result files and frees their records.
+
+    Each file is opened and mapped (read-only) once; its record headers are
+    read with ``pread`` and freed with ``pwrite``, and only checked records
+    are read through the mapping.
+    """
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
@@ -229,13 +235,12 @@ class ResultReader:
         """Results read from shared memory so far."""
         self.bytes_received = 0
         """Their bytes."""
-        self._files: dict[bytes, int] = {}
-        self._buffer = bytearray()
+        self._files: dict[bytes, tuple[int, mmap.mmap]] = {}
 
-    def _open(self, name: bytes) -> int:
-        fd = self._files.get(name)
-        if fd is not None:
-            return fd
+    def _open(self, name: bytes) -> tuple[int, mmap.mmap]:
+        opened = self._files.get(name)
+        if opened is not None:
+            return opened
         shown = name.decode(errors="replace")
         if _NAME.fullmatch(name) is None:
             raise SharedResultError(f"the worker named {shown!r} as its result file, which is not a result file's name")
@@ -244,16 +249,23 @@ class ResultReader:
             fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as e:
             raise SharedResultError(f"cannot open the result file {path}: {e}") from e
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_size == 0:
+                raise SharedResultError(f"the result file {path} is not a non-empty regular file of this user")
+            mapping = mmap.mmap(fd, info.st_size, prot=mmap.PROT_READ)
+        except (OSError, ValueError) as e:
             os.close(fd)
-            raise SharedResultError(f"the result file {path} is not a regular file of this user")
+            raise SharedResultError(f"cannot map the result file {path}: {e}") from e
+        except SharedResultError:
+            os.close(fd)
+            raise
         # Its name goes now: the file lives while the worker or this reader holds it, and nothing is left behind
         # when either dies. Later references to it use the descriptor kept here.
         with contextlib.suppress(OSError):
             os.unlink(path)
-        self._files[name] = fd
-        return fd
+        self._files[name] = (fd, mapping)
+        return fd, mapping
 
     def _parse(self, reference: Any) -> tuple[int, int, int, int, bytes]:
         raw = bytes(reference)
@@ -263,71 +275,61 @@ class ResultReader:
         start, length, sequence, task_id = _REFERENCE.unpack_from(raw, head)
         return start, length, sequence, task_id, raw[head + _REFERENCE.size :]
 
-    def _record(self, fd: int, start: int, sequence: int, task_id: int, path: str, when: str) -> None:
+    def _check(self, fd: int, size: int, start: int, length: int, sequence: int, task_id: int, path: str) -> None:
+        if start % _ALIGN or start + _RECORD.size + length > size:
+            raise SharedResultError(
+                f"the record at {start} of {length} bytes is outside the result file {path} ({size} bytes)"
+            )
         found = os.pread(fd, _RECORD.size, start)
-        if len(found) < _RECORD.size:
-            raise SharedResultError(f"the result file {path} ends before the record at {start}")
-        found_sequence, found_task = _RECORD.unpack(found)
+        found_sequence, found_task = _RECORD.unpack(found) if len(found) == _RECORD.size else (0, 0)
         if (found_sequence, found_task) != (sequence, task_id):
             raise SharedResultError(
-                f"the record at {start} of {path} {when} holds sequence {found_sequence} of executor task "
-                f"{found_task}, not sequence {sequence} of task {task_id}"
+                f"the record at {start} of the result file {path} holds sequence {found_sequence} of executor task "
+                f"{found_task}, not sequence {sequence} of task {task_id} (freed, overwritten or never written)"
             )
 
     def load(self, reference: Any, task_id: int, use: Callable[[memoryview], T]) -> T:
-        """Read the result ``reference`` names for executor task ``task_id``, free its record, return ``use(bytes)``.
+        """Call ``use`` with a view of the result ``reference`` names for executor task ``task_id``; free it.
 
-        Raises :class:`SharedResultError` when the reference is malformed or
-        names another task, or the record cannot be read whole.
+        The view is valid only during the call. Raises :class:`SharedResultError`
+        when the reference is malformed or names another task, or the record
+        cannot be read whole.
         """
         start, length, sequence, ref_task, name = self._parse(reference)
         if ref_task != task_id:
             raise SharedResultError(f"the worker's reference names executor task {ref_task}, not {task_id}")
-        fd = self._open(name)
+        fd, mapping = self._open(name)
         path = os.path.join(self.directory, name.decode(errors="replace"))
-        self._record(fd, start, sequence, task_id, path, "")
-        if length <= _REUSED_BUFFER:
-            if len(self._buffer) < length:
-                self._buffer = bytearray(_REUSED_BUFFER)
-            buffer = self._buffer
-        else:
-            buffer = bytearray(length)
-        view = memoryview(buffer)[:length]
+        self._check(fd, len(mapping), start, length, sequence, task_id, path)
+        body = start + _RECORD.size
+        view = memoryview(mapping)[body : body + length]
         try:
-            got, position = 0, start + _RECORD.size
-            while got < length:
-                n = os.preadv(fd, [view[got:]], position + got)
-                if n == 0:
-                    raise SharedResultError(
-                        f"the result file {path} is truncated: {got} of the {length} bytes of the record at {start}"
-                    )
-                got += n
-            self._record(fd, start, sequence, task_id, path, "changed while it was read: it")
-            os.pwrite(fd, _FREED, start)  # the worker may reuse the record now
-            self.received += 1
-            self.bytes_received += length
-            return use(view)
-        except OSError as e:
-            raise SharedResultError(f"cannot read the result file {path}: {e}") from e
+            result = use(view)
         finally:
             with contextlib.suppress(BufferError):  # something kept a slice; it goes with the garbage
                 view.release()
+        self._check(fd, len(mapping), start, length, sequence, task_id, path)  # not rewritten while read
+        os.pwrite(fd, _FREED, start)  # the worker may reuse the record now
+        self.received += 1
+        self.bytes_received += length
+        return result
 
     def discard(self, reference: Any) -> None:
-        """Free the record of a result nobody waits for (its future was cancelled); errors are ignored."""
+        """Free the record of a result nobody waits for (its future was cancelled); errors are only logged."""
         try:
-            start, _, sequence, task_id, name = self._parse(reference)
-            fd = self._open(name)
+            start, length, sequence, task_id, name = self._parse(reference)
+            fd, mapping = self._open(name)
             path = os.path.join(self.directory, name.decode(errors="replace"))
-            self._record(fd, start, sequence, task_id, path, "")
+            self._check(fd, len(mapping), start, length, sequence, task_id, path)
             os.pwrite(fd, _FREED, start)
         except (SharedResultError, OSError) as e:
             logger.debug("a shared-memory result nobody waited for could not be freed: %s", e)
 
     def close(self) -> None:
-        """Close every result file (their memory goes once the workers close them too)."""
-        for fd in self._files.values():
+        """Unmap and close every result file (their memory goes once the workers close them too)."""
+        for fd, mapping in self._files.values():
+            with contextlib.suppress(BufferError):
+                mapping.close()
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._files.clear()
-        self._buffer = bytearray()

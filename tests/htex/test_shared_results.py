@@ -20,6 +20,8 @@ import random
 import signal
 import struct
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -138,14 +140,37 @@ def test_a_result_round_trips_and_its_record_is_reused(shm_dir: str) -> None:
 
 
 def test_a_result_that_does_not_fit_is_left_to_the_sockets(shm_dir: str) -> None:
-    writer, reader = ResultWriter(shm_dir, 8 * MiB), ResultReader(shm_dir)
+    writer, reader = ResultWriter(shm_dir, 8 * MiB, wait=0.05), ResultReader(shm_dir)
     try:
         assert put(writer, 1, b"x" * (9 * MiB)) is None, "larger than the file"
         held = [put(writer, task_id, b"y" * (3 * MiB)) for task_id in (2, 3)]
         assert None not in held
+        started = time.monotonic()
         assert put(writer, 4, b"z" * (3 * MiB)) is None, "two unread results fill the file"
+        assert time.monotonic() - started >= 0.05, "the writer waited for room first"
         assert reader.load(held[0], 2, len) > 3 * MiB
         assert put(writer, 5, b"z" * (3 * MiB)) is not None, "a record read by the executor is taken back"
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_a_writer_waits_for_the_reader_to_free_room(shm_dir: str) -> None:
+    writer, reader = ResultWriter(shm_dir, 8 * MiB, wait=30), ResultReader(shm_dir)
+    try:
+        held = [put(writer, task_id, pattern(3 * MiB, task_id)) for task_id in (1, 2)]
+        assert None not in held
+        read: list[bytes] = []
+        # the reader frees the first record while the writer waits for room
+        later = threading.Timer(0.2, lambda: read.append(reader.load(held[0], 1, deserialize)))
+        later.start()
+        try:
+            third = put(writer, 3, pattern(3 * MiB, 3))
+        finally:
+            later.join()
+        assert read == [pattern(3 * MiB, 1)]
+        assert third is not None, "the writer found room once the first result was read"
+        assert reader.load(third, 3, deserialize) == pattern(3 * MiB, 3)
     finally:
         reader.close()
         writer.close()

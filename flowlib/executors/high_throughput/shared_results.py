@@ -31,8 +31,10 @@ A reference, in place of the result (no serializer's header starts with ``S``)::
 The worker is the only writer of records and the only allocator of its file;
 the executor frees a record by zeroing its sequence once it has read it, and
 the worker takes back every record whose sequence changed before it
-allocates. A result that does not fit (larger than the file, or no free record
-because earlier results are unread) or whose memory cannot be reserved
+allocates. When earlier results still hold the room a result needs, the
+worker waits for the executor to read them (at most :data:`ROOM_WAIT`). A
+result that does not fit (larger than the file, or no room after that wait)
+or whose memory cannot be reserved
 (``/dev/shm`` full: ``posix_fallocate`` fails) travels through the sockets
 instead: a full ``/dev/shm`` never becomes a ``SIGBUS``.
 
@@ -58,6 +60,7 @@ import re
 import secrets
 import stat
 import struct
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -74,6 +77,9 @@ RESULT_BYTES_PER_POOL = 256 << 20
 """Shared memory for large results, per worker pool at most (divided among its workers)."""
 RESULT_BYTES_PER_WORKER = 64 << 20
 """Shared memory for large results, per worker at most: a larger result takes the sockets."""
+ROOM_WAIT = 1.0
+"""Seconds a worker waits, at most, for the executor to read earlier results and free room for the next one."""
+_ROOM_POLL = 0.0005
 _RECORD = struct.Struct("=QQ")
 _SEQUENCE = struct.Struct("=Q")
 _REFERENCE = struct.Struct("=QQQQ")
@@ -120,9 +126,11 @@ class ResultWriter:
     ``SIGBUS`` on the mapping.
     """
 
-    def __init__(self, directory: str, size: int) -> None:
+    def __init__(self, directory: str, size: int, wait: float = ROOM_WAIT) -> None:
         self.directory = directory
         self.size = size
+        self.wait = wait
+        """Seconds :meth:`put` waits for room at most (the executor reading earlier results), then gives up."""
         self.failed: str | None = None
         self.name = f"result-{os.getpid()}-{secrets.token_hex(8)}"
         self.path = os.path.join(directory, self.name)
@@ -166,6 +174,22 @@ class ResultWriter:
                 del self._outstanding[start]
                 self._free.release(start, length)
 
+    def _wait_for_room(self, mapping: mmap.mmap, need: int) -> int | None:
+        """Room for ``need`` bytes once the executor has read enough earlier results; None after :attr:`wait` s.
+
+        The executor reads results more slowly than the workers make them
+        (a burst of large results): waiting here passes that pace back to
+        the workers, where sending through the sockets would cost more.
+        """
+        deadline = time.monotonic() + self.wait
+        while self._outstanding and time.monotonic() < deadline:
+            time.sleep(_ROOM_POLL)
+            self._reclaim(mapping)
+            start = self._free.allocate(need)
+            if start is not None:
+                return start
+        return None
+
     def _reserve(self, end: int) -> bool:
         if end <= self._reserved:
             return True
@@ -193,7 +217,9 @@ class ResultWriter:
             self._reclaim(mapping)
         start = self._free.allocate(need)
         if start is None:
-            return None
+            start = self._wait_for_room(mapping, need)
+            if start is None:
+                return None
         if not self._reserve(start + need):
             self._free.release(start, need)
             return None
@@ -276,7 +302,7 @@ class ResultReader:
         return start, length, sequence, task_id, raw[head + _REFERENCE.size :]
 
     def _check(self, fd: int, size: int, start: int, length: int, sequence: int, task_id: int, path: str) -> None:
-        if start % _ALIGN or start + _RECORD.size + length > size:
+        if start % _ALIGN or start + _RECORD.size + length > min(size, os.fstat(fd).st_size):
             raise SharedResultError(
                 f"the record at {start} of {length} bytes is outside the result file {path} ({size} bytes)"
             )

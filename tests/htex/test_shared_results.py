@@ -223,6 +223,12 @@ def test_a_record_outside_the_file_or_of_another_task_is_refused(shm_dir: str) -
         with pytest.raises(SharedResultError, match="not sequence 9 of task 5"):
             reader.load(reference_to(name, task_id=5, start=0, length=10, sequence=9), 5, bytes)
         assert reader.load(reference, 5, deserialize) == b"r" * (2 * MiB), "the honest reference still reads"
+        corrupt = writer.put(8, [b"01\n", b"\xff" * (2 * MiB)], 2 * MiB + 3)  # pickle header, garbage after
+        assert corrupt is not None
+        with pytest.raises(Exception, match="cannot deserialize"):
+            reader.load(corrupt, 8, deserialize)
+        with pytest.raises(SharedResultError, match="freed"):
+            reader.load(corrupt, 8, deserialize)  # freed all the same: the writer may reuse the room
     finally:
         reader.close()
         writer.close()

@@ -331,11 +331,14 @@ class ResultReader:
         view = memoryview(mapping)[body : body + length]
         try:
             result = use(view)
-        finally:
+        finally:  # whether or not it could be deserialized, the record is done with
             with contextlib.suppress(BufferError):  # something kept a slice; it goes with the garbage
                 view.release()
-        self._check(fd, len(mapping), start, length, sequence, task_id, path)  # not rewritten while read
-        os.pwrite(fd, _FREED, start)  # the worker may reuse the record now
+            intact = os.pread(fd, _RECORD.size, start) == _RECORD.pack(sequence, task_id)
+            if intact:
+                os.pwrite(fd, _FREED, start)  # the worker may reuse the record now
+        if not intact:
+            raise SharedResultError(f"the record at {start} of the result file {path} was rewritten while it was read")
         self.received += 1
         self.bytes_received += length
         return result

@@ -1,15 +1,16 @@
 """Large results through shared memory (shared_results.py): per-worker result files in the executor's arena directory.
 
 * unit: a record round-trips, is freed by the reader and reused by the writer;
-  a result that does not fit returns None (the caller sends it through the
-  sockets); the reader refuses names that are not result files, symlinks,
+  a writer waits for room; a result that does not fit returns None (the caller
+  sends it through the sockets); the reader refuses names that are not result files, symlinks,
   FIFOs, records outside the file and records of another task;
 * real htex: a 24 MiB result comes back through the shared path (the reader's
   counter) and intact; one larger than a worker's budget, or with
-  ``shared_memory=False`` or without Unix sockets, takes the sockets; a worker
-  that forges a reference fails its task with an error naming the task; no
-  file is left once the executor shut down, also after a worker was SIGKILLed
-  halfway through a result.
+  ``shared_memory=False``, without Unix sockets or from a pool registered over
+  TCP, takes the sockets; a worker that forges a reference fails its task with
+  an error naming the task; no file is left once the executor shut down, also
+  after a worker was SIGKILLed halfway through a result, nor once an executor
+  killed outright has been noticed by its interchange.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import os
 import random
 import signal
 import struct
+import subprocess
+import sys
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -27,10 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import REPO_ROOT
 
+import flowlib
 from flowlib import python_app
+from flowlib.config import Config
 from flowlib.executors.high_throughput import shared_results
 from flowlib.executors.high_throughput.errors import WorkerLost
+from flowlib.executors.high_throughput.executor import HighThroughputExecutor
 from flowlib.executors.high_throughput.shared_results import (
     RESULT_BYTES_PER_WORKER,
     RESULT_HEADER,
@@ -41,10 +49,12 @@ from flowlib.executors.high_throughput.shared_results import (
     budget_per_worker,
     is_shared_result,
 )
+from flowlib.providers import LocalProvider
 from flowlib.serialize import deserialize
 from flowlib.serialize.facade import serialize_chunks
 
-from .test_local_links import LocalHtex
+from .conftest import wait_for
+from .test_local_links import WORKER_INIT, LocalHtex
 
 pytestmark = pytest.mark.timeout(120)
 MiB = 1 << 20
@@ -312,3 +322,78 @@ def test_a_worker_killed_while_it_writes_a_result_leaves_no_file_after_shutdown(
     arena = executor.arena_dir
     htex.cleanup()
     assert arena is not None and not os.path.exists(arena), "the arena directory went with the executor"
+
+
+def test_a_pool_registered_over_tcp_sends_large_results_through_the_sockets(htex: LocalHtex) -> None:
+    executor = HighThroughputExecutor(
+        label="htex",
+        max_workers_per_node=1,
+        provider=LocalProvider(init_blocks=0, min_blocks=0, max_blocks=1, worker_init=WORKER_INIT),
+    )
+    htex.executor = executor
+    htex.dfk = flowlib.load(Config(executors=[executor], run_dir=htex.run_dir, strategy="none"))
+    executor._client.pool_socket = None  # so the block's pool registers over TCP, as a pool on another node would
+    executor.scale_out(1)
+    assert make_result(4 * MiB, 10).result(timeout=60) == pattern(4 * MiB, 10)
+    assert "registered with the interchange at tcp://" in htex.registration()
+    assert executor.shared_results is not None and executor.shared_results.received == 0
+    assert result_files(executor) == [], "its worker was given no result directory"
+
+
+KILLED_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    sys.path[:0] = [{repo!r}, {tests!r}]
+    import flowlib
+    from flowlib.config import Config
+    from flowlib.executors.high_throughput.executor import HighThroughputExecutor
+    from flowlib.providers import LocalProvider
+    from htex.test_shared_results import write_and_wait
+
+    provider = LocalProvider(init_blocks=1, worker_init={worker_init!r})
+    executor = HighThroughputExecutor(label="htex", max_workers_per_node=1, provider=provider)
+    flowlib.load(Config(executors=[executor], run_dir={run_dir!r}, strategy="none"))
+    waiting = write_and_wait({marker!r})
+    deadline = time.monotonic() + 60
+    while not os.path.exists({marker!r}):
+        if waiting.done():
+            waiting.result()  # raises what went wrong
+        if time.monotonic() > deadline:
+            sys.exit("the task never wrote its record")
+        time.sleep(0.01)
+    print(executor.arena_dir, sorted(os.listdir(executor.arena_dir)), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+@python_app
+def write_and_wait(marker: str) -> None:
+    """Leave a record in this worker's result file, say so (``marker``), and wait to be killed."""
+    from flowlib.executors.high_throughput import worker
+
+    assert worker._RESULTS is not None and worker._RESULTS.put(0, [b"w" * MiB], MiB) is not None
+    with open(marker, "w"):
+        pass
+    time.sleep(120)
+
+
+@pytest.mark.timeout(90)
+def test_an_executor_killed_outright_leaves_no_result_file(tmp_path: Path) -> None:
+    marker = str(tmp_path / "written")
+    script = tmp_path / "workflow.py"
+    script.write_text(
+        KILLED_SCRIPT.format(
+            repo=REPO_ROOT,
+            tests=os.path.join(REPO_ROOT, "tests"),
+            worker_init=WORKER_INIT,
+            run_dir=str(tmp_path / "run"),
+            marker=marker,
+        )
+    )
+    finished = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=80)
+    assert finished.returncode == -signal.SIGKILL, finished.stderr
+    arena_dir, files = finished.stdout.strip().split(" ", 1)
+    assert arena_dir.startswith("/dev/shm/flowlib-arena-") and "result-" in files, files
+    # the interchange sees its executor gone, stops its pools and removes the arena with the files in it
+    wait_for(lambda: not os.path.exists(arena_dir), 30, f"{arena_dir} outlived the executor")

@@ -114,7 +114,8 @@ class HighThroughputExecutor(BlockProviderExecutor):
     machine (executor to interchange, interchange to a LocalProvider's pools)
     over owner-only Unix sockets instead of encrypted loopback TCP, and its
     ``shared_memory`` (default True) hands large arguments to those pools
-    through an owner-only shared-memory arena. ``address``,
+    through an owner-only shared-memory arena, and takes their large results
+    back through files in the same directory. ``address``,
     ``loopback_address`` (default ``"127.0.0.1"``; ``"::1"`` works too) and the
     bound worker ports take IPv4 or IPv6 literals or host names. See the
     documentation page "High-throughput executor" for every option.
@@ -431,17 +432,20 @@ class HighThroughputExecutor(BlockProviderExecutor):
             self._attach_worker_times(ids, batch)
         for tid, status, payload in zip(ids, statuses, payloads, strict=True):
             fut = futures.pop(tid, None)
-            is_shared = shared is not None and type(payload) is not Parts and payload[:3] == _SHARED_RESULT
+            # a reference into a local worker's result file (shared_results.py) instead of the result itself
+            reader = (
+                shared if shared is not None and type(payload) is not Parts and payload[:3] == _SHARED_RESULT else None
+            )
             if fut is None or fut.done():
-                if is_shared:
-                    shared.discard(payload)  # type: ignore[union-attr]
+                if reader is not None:
+                    reader.discard(payload)
                 continue
             if status == 2:  # cancelled
                 Future.cancel(fut)
                 continue
             try:
-                if is_shared:
-                    value = shared.load(payload, tid, deserialize)  # type: ignore[union-attr]
+                if reader is not None:
+                    value = reader.load(payload, tid, deserialize)
                 else:
                     value = deserialize(b"".join(payload) if type(payload) is Parts else payload)
             except Exception as e:

@@ -186,6 +186,27 @@ def test_a_writer_waits_for_the_reader_to_free_room(shm_dir: str) -> None:
         writer.close()
 
 
+def test_a_truncated_result_file_fails_the_read(shm_dir: str) -> None:
+    writer, reader = ResultWriter(shm_dir, 8 * MiB), ResultReader(shm_dir)
+    try:
+        reference = put(writer, 3, b"t" * (2 * MiB))
+        assert reference is not None
+        os.truncate(writer.path, MiB)  # before the reader opened it
+        with pytest.raises(SharedResultError, match="outside the result file"):
+            reader.load(reference, 3, deserialize)
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_a_writer_that_cannot_create_its_file_leaves_every_result_to_the_sockets(tmp_path: Path) -> None:
+    writer = ResultWriter(str(tmp_path / "gone"), 8 * MiB)
+    assert put(writer, 1, b"x" * (2 * MiB)) is None
+    assert writer.failed is not None and "cannot create the result file" in writer.failed
+    assert put(writer, 2, b"x" * (2 * MiB)) is None, "it does not try again"
+    writer.close()
+
+
 def test_the_budget_is_shared_by_a_pools_workers() -> None:
     assert budget_per_worker(1) == budget_per_worker(2) == RESULT_BYTES_PER_WORKER
     assert budget_per_worker(64) == shared_results.RESULT_BYTES_PER_POOL // 64

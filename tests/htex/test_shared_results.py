@@ -199,6 +199,32 @@ def test_a_truncated_result_file_fails_the_read(shm_dir: str) -> None:
         writer.close()
 
 
+def test_the_file_of_a_worker_that_is_gone_is_closed_when_a_new_one_appears(
+    shm_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)
+    old, new, reader = ResultWriter(shm_dir, 4 * MiB), ResultWriter(shm_dir, 4 * MiB), ResultReader(shm_dir)
+    old.name = f"result-{dead_pid}-{'0' * 16}"  # as if a worker with that pid (now gone) had written it
+    old.path = os.path.join(shm_dir, old.name)
+    try:
+        first = put(old, 1, b"o" * (2 * MiB))
+        assert first is not None and reader.load(first, 1, len) > 2 * MiB
+        second = put(new, 2, b"n" * (2 * MiB))
+        assert second is not None and reader.load(second, 2, len) > 2 * MiB
+        assert len(reader._files) == 2, "within the grace period the dead worker's file stays open"
+        monkeypatch.setattr(shared_results, "DEAD_FILE_GRACE", 0.0)
+        third = ResultWriter(shm_dir, 4 * MiB)
+        reference = put(third, 3, b"t" * (2 * MiB))
+        assert reference is not None and reader.load(reference, 3, len) > 2 * MiB
+        assert sorted(reader._files) == sorted([new.name.encode(), third.name.encode()]), "the dead one was closed"
+        third.close()
+    finally:
+        reader.close()
+        old.close()
+        new.close()
+
+
 def test_a_writer_that_cannot_create_its_file_leaves_every_result_to_the_sockets(tmp_path: Path) -> None:
     writer = ResultWriter(str(tmp_path / "gone"), 8 * MiB)
     assert put(writer, 1, b"x" * (2 * MiB)) is None

@@ -44,8 +44,9 @@ regular files owned by its user; the record (read with ``pread`` before it
 is touched through the mapping) must lie inside the file and carry the
 reference's sequence and task id, before and after it is read. Anything else
 fails that task with :class:`SharedResultError`. The executor unlinks a file
-when it first opens it and keeps it open until it shuts down, so its memory
-goes when both sides have closed it. A file never opened (a worker killed
+when it first opens it and keeps it open, so its memory goes when both sides
+have closed it: at shutdown, or once the worker is gone and sent nothing for
+:data:`DEAD_FILE_GRACE` seconds (checked when a new worker's file appears). A file never opened (a worker killed
 while it wrote its first large result) goes with the arena directory when the
 executor shuts down, or when the next executor starts if this one was killed.
 """
@@ -64,7 +65,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from flowlib.executors.high_throughput.arena import FreeList
+from flowlib.executors.high_throughput.arena import FreeList, pid_alive
 from flowlib.serialize.errors import DeserializationError
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,11 @@ RESULT_BYTES_PER_WORKER = 64 << 20
 ROOM_WAIT = 1.0
 """Seconds a worker waits, at most, for the executor to read earlier results and free room for the next one."""
 _ROOM_POLL = 0.0005
+DEAD_FILE_GRACE = 60.0
+"""Seconds after its last result before the executor closes the file of a worker that is gone.
+
+A reference the worker sent just before it died may still be on its way; none takes a minute.
+"""
 _RECORD = struct.Struct("=QQ")
 _SEQUENCE = struct.Struct("=Q")
 _REFERENCE = struct.Struct("=QQQQ")
@@ -262,11 +268,14 @@ class ResultReader:
         self.bytes_received = 0
         """Their bytes."""
         self._files: dict[bytes, tuple[int, mmap.mmap]] = {}
+        self._last_used: dict[bytes, float] = {}
 
     def _open(self, name: bytes) -> tuple[int, mmap.mmap]:
         opened = self._files.get(name)
         if opened is not None:
+            self._last_used[name] = time.monotonic()
             return opened
+        self._close_dead()  # a new worker: perhaps the replacement of one that died
         shown = name.decode(errors="replace")
         if _NAME.fullmatch(name) is None:
             raise SharedResultError(f"the worker named {shown!r} as its result file, which is not a result file's name")
@@ -291,7 +300,22 @@ class ResultReader:
         with contextlib.suppress(OSError):
             os.unlink(path)
         self._files[name] = (fd, mapping)
+        self._last_used[name] = time.monotonic()
         return fd, mapping
+
+    def _close_dead(self) -> None:
+        """Close the files of workers that are gone and sent nothing for :data:`DEAD_FILE_GRACE` s: their memory goes."""
+        now = time.monotonic()
+        for name, used in list(self._last_used.items()):
+            if now - used < DEAD_FILE_GRACE or pid_alive(int(name.split(b"-")[1])):
+                continue
+            fd, mapping = self._files.pop(name)
+            del self._last_used[name]
+            with contextlib.suppress(BufferError):
+                mapping.close()
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            logger.debug("closed the result file %s of a worker that is gone", name.decode(errors="replace"))
 
     def _parse(self, reference: Any) -> tuple[int, int, int, int, bytes]:
         raw = bytes(reference)
@@ -362,3 +386,4 @@ class ResultReader:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._files.clear()
+        self._last_used.clear()

@@ -304,7 +304,7 @@ class ResultReader:
         return fd, mapping
 
     def _close_dead(self) -> None:
-        """Close the files of workers that are gone and sent nothing for :data:`DEAD_FILE_GRACE` s: their memory goes."""
+        """Close the files of workers that are gone and silent for :data:`DEAD_FILE_GRACE` s: their memory goes."""
         now = time.monotonic()
         for name, used in list(self._last_used.items()):
             if now - used < DEAD_FILE_GRACE or pid_alive(int(name.split(b"-")[1])):

@@ -444,24 +444,26 @@ def _fixed(context: _Context) -> dict[str, Any]:
     return {"sizes": sizes, "verified": True}
 
 
-def _bigargs(context: _Context) -> dict[str, Any]:
-    """Throughput of no-op tasks with a big argument, against the raw cost of moving it.
+def _against_raw_copy(
+    context: _Context, name: str, what: str, run: Callable[[int], cf.Future[Any]], size_of: Callable[[Any], Any]
+) -> dict[str, Any]:
+    """Time ``--bigarg-tasks`` tasks ``run(size)`` that move ``--bigarg-size`` bytes each; compare with the raw copy.
 
     The baselines come from :mod:`.rawcopy` and are measured in this process
-    after the tasks, with the same argument size and count.
+    after the tasks, with the same size and count. ``what`` says what the
+    bytes are in the progress line ("tasks of 1,048,576 B", "tasks with results
+    of ..."); ``size_of`` turns a task's value into the size it must report.
     """
     from .rawcopy import measure_raw_copy
 
     options = context.options
     size, tasks = options.bigarg_size, options.bigarg_tasks
-    payload = b"x" * size
-    noop = context.apps.noop
     deadline = _deadline(context)
     start = time.perf_counter()
-    futures = [noop(payload) for _ in range(tasks)]
+    futures = [run(size) for _ in range(tasks)]
     values = _collect(futures, deadline)
     elapsed = time.perf_counter() - start
-    _verify(values, lambda _: size, "big-argument task")
+    _verify([size_of(value) for value in values], lambda _: size, f"{name} task")
     del futures, values
     rate = tasks / elapsed
     raw = measure_raw_copy(size, tasks, python=options.python)
@@ -473,14 +475,14 @@ def _bigargs(context: _Context) -> dict[str, Any]:
         "raw_copy_per_s": raw,
         "verified": True,
     }
-    for name, key in (
+    for label, key in (
         ("zmq_hop", "zmq_per_s"),
         ("zmq_curve_hop", "zmq_curve_per_s"),
         ("in_process", "in_process_per_s"),
     ):
         if key in raw:
-            result[f"ratio_to_{name}"] = rate / raw[key]
-    line = f"bigargs: {tasks} tasks of {size:,} B in {elapsed:.3f} s = {rate:,.0f} tasks/s"
+            result[f"ratio_to_{label}"] = rate / raw[key]
+    line = f"{name}: {tasks} tasks {what} {size:,} B in {elapsed:.3f} s = {rate:,.0f} tasks/s"
     if "zmq_per_s" in raw:
         line += (
             f"; raw copy: {raw['zmq_per_s']:,.0f}/s over one ZeroMQ hop ({raw['zmq_curve_per_s']:,.0f}/s "
@@ -490,46 +492,22 @@ def _bigargs(context: _Context) -> dict[str, Any]:
     return result
 
 
+def _bigargs(context: _Context) -> dict[str, Any]:
+    """Throughput of no-op tasks with a big argument, against the raw cost of moving it."""
+    payload = b"x" * context.options.bigarg_size
+    noop = context.apps.noop
+    return _against_raw_copy(context, "bigargs", "of", lambda _: noop(payload), lambda value: value)
+
+
 def _bigresults(context: _Context) -> dict[str, Any]:
     """Throughput of tasks with a big result (``--bigarg-size`` bytes), against the raw cost of moving it.
 
     The mirror image of ``bigargs``: a tiny argument, a result of the same size
     that ``bigargs`` sends as an argument, and the same baselines.
     """
-    from .rawcopy import measure_raw_copy
-
-    options = context.options
-    size, tasks = options.bigarg_size, options.bigarg_tasks
-    blob = context.apps.blob
-    deadline = _deadline(context)
-    start = time.perf_counter()
-    futures = [blob(size) for _ in range(tasks)]
-    values = _collect(futures, deadline)
-    elapsed = time.perf_counter() - start
-    _verify([len(v) if isinstance(v, bytes) else v for v in values], lambda _: size, "big-result task")
-    del futures, values
-    rate = tasks / elapsed
-    raw = measure_raw_copy(size, tasks, python=options.python)
-    result: dict[str, Any] = {
-        "bytes": size,
-        "tasks": tasks,
-        "seconds": elapsed,
-        "tasks_per_s": rate,
-        "raw_copy_per_s": raw,
-        "verified": True,
-    }
-    for name, key in (
-        ("zmq_hop", "zmq_per_s"),
-        ("zmq_curve_hop", "zmq_curve_per_s"),
-        ("in_process", "in_process_per_s"),
-    ):
-        if key in raw:
-            result[f"ratio_to_{name}"] = rate / raw[key]
-    line = f"bigresults: {tasks} tasks with results of {size:,} B in {elapsed:.3f} s = {rate:,.0f} tasks/s"
-    if "zmq_per_s" in raw:
-        line += f"; raw copy: {raw['zmq_per_s']:,.0f}/s over one ZeroMQ hop; ratio {result['ratio_to_zmq_hop']:.2f}"
-    context.progress(line)
-    return result
+    return _against_raw_copy(
+        context, "bigresults", "with results of", context.apps.blob, lambda v: len(v) if isinstance(v, bytes) else v
+    )
 
 
 def _memory(context: _Context) -> dict[str, Any]:

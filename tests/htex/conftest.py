@@ -280,3 +280,13 @@ def start_pool(tmp_path: pathlib.Path) -> Iterator[Callable[..., PoolProcess]]:
     yield start
     leaks = [leak for pool in pools for leak in pool.cleanup()]
     assert not leaks, f"processes outlived their worker pool: {leaks}"
+
+
+@pytest.fixture
+def htex(tmp_path: pathlib.Path) -> Iterator[Any]:
+    """A :class:`~tests.htex.test_local_links.LocalHtex`: ``htex.start(workers=2, **options)`` loads a kernel
+    on an htex executor with one LocalProvider pool. Afterwards no process it started, and neither its
+    socket directory nor its shared-memory arena (with the workers' result files), may remain."""
+    from .test_local_links import harness_in  # not at import: that module imports this one
+
+    yield from harness_in(tmp_path)

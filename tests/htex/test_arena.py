@@ -49,7 +49,7 @@ from flowlib.providers import LocalProvider
 
 from .conftest import wait_for
 from .test_large_payloads import fingerprint, fingerprint_app, gated_fingerprint, markers_in, payload
-from .test_local_links import WORKER_INIT, LocalHtex, harness_in
+from .test_local_links import WORKER_INIT, LocalHtex
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -288,12 +288,6 @@ def test_stale_arena_directories_of_dead_processes_are_removed(tmp_path: Path) -
 
 
 # ----------------------------------------------------------------------- on the executor
-
-
-@pytest.fixture
-def htex(tmp_path: Path) -> Iterator[LocalHtex]:
-    """A kernel on an htex executor with one LocalProvider pool; afterwards no process and no arena may remain."""
-    yield from harness_in(tmp_path)
 
 
 def arena_idle(client: Any) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,7 @@ import pytest
 from flowlib import python_app
 from flowlib.executors.errors import BadStateException
 
-from .test_local_links import LocalHtex, harness_in
-
-
-@pytest.fixture
-def htex(tmp_path: Path) -> Iterator[LocalHtex]:
-    yield from harness_in(tmp_path)
+from .test_local_links import LocalHtex
 
 
 def add_one(x: int) -> int:

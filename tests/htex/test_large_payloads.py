@@ -23,7 +23,7 @@ import random
 import threading
 import time
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ from flowlib.executors.high_throughput.task_queue import QueuedTask, TaskQueue, 
 
 from . import pool_tasks
 from .conftest import make_registration, wait_for
-from .test_local_links import LocalHtex, harness_in, until
+from .test_local_links import LocalHtex, until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -112,12 +112,6 @@ class InflightSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(5)
-
-
-@pytest.fixture
-def htex(tmp_path: Path) -> Iterator[LocalHtex]:
-    """A kernel on an htex executor with one LocalProvider pool of 2 workers; no process may outlive it."""
-    yield from harness_in(tmp_path)
 
 
 def started(harness: LocalHtex) -> tuple[HighThroughputExecutor, Any]:

@@ -51,7 +51,7 @@ from flowlib.serialize.facade import pack_res_spec_apply_chunks
 
 from . import pool_tasks
 from .conftest import FakeInterchange, PoolProcess, wait_for
-from .test_local_links import LocalHtex, harness_in
+from .test_local_links import LocalHtex
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -236,11 +236,6 @@ def test_the_client_fails_the_tasks_of_a_malformed_result_batch(tmp_path: Path) 
 
 
 # ----------------------------------------------------------------- end to end over TCP
-
-
-@pytest.fixture
-def htex(tmp_path: Path) -> Iterator[LocalHtex]:
-    yield from harness_in(tmp_path)
 
 
 class SentFrames:

@@ -147,7 +147,7 @@ def remove_stale_arenas(root: str = SHM_ROOT) -> list[str]:
         pid_text = name[len(_DIR_PREFIX) :].split("-", 1)[0]
         path = os.path.join(root, name)
         try:
-            if not pid_text.isdigit() or os.lstat(path).st_uid != os.getuid() or _alive(int(pid_text)):
+            if not pid_text.isdigit() or os.lstat(path).st_uid != os.getuid() or pid_alive(int(pid_text)):
                 continue
         except OSError:
             continue
@@ -156,7 +156,8 @@ def remove_stale_arenas(root: str = SHM_ROOT) -> list[str]:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

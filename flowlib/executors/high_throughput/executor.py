@@ -34,6 +34,8 @@ from flowlib.executors.errors import BadStateException, InvalidResourceSpecifica
 from flowlib.executors.high_throughput.errors import MalformedPayload, ManagerLost, WorkerLost
 from flowlib.executors.high_throughput.manager_selector import ManagerSelector
 from flowlib.executors.high_throughput.options import HTEXOptions
+from flowlib.executors.high_throughput.shared_results import RESULT_HEADER as _SHARED_RESULT
+from flowlib.executors.high_throughput.shared_results import ResultReader
 from flowlib.providers.base import ExecutionProvider
 
 logger = logging.getLogger(__name__)
@@ -112,7 +114,8 @@ class HighThroughputExecutor(BlockProviderExecutor):
     machine (executor to interchange, interchange to a LocalProvider's pools)
     over owner-only Unix sockets instead of encrypted loopback TCP, and its
     ``shared_memory`` (default True) hands large arguments to those pools
-    through an owner-only shared-memory arena. ``address``,
+    through an owner-only shared-memory arena, and takes their large results
+    back through files in the same directory. ``address``,
     ``loopback_address`` (default ``"127.0.0.1"``; ``"::1"`` works too) and the
     bound worker ports take IPv4 or IPv6 literals or host names. See the
     documentation page "High-throughput executor" for every option.
@@ -214,6 +217,8 @@ class HighThroughputExecutor(BlockProviderExecutor):
         self.cert_dir: str | None = None
         self.unix_dir: str | None = None
         self.arena_dir: str | None = None
+        self.shared_results: ResultReader | None = None
+        """Reads large results that local workers left in shared memory (None: all results take the sockets)."""
         self.logdir: str | None = None
         self._remote: RemoteSide | None = None
         self._block_watch: LostBlockWatch | None = None
@@ -249,6 +254,8 @@ class HighThroughputExecutor(BlockProviderExecutor):
                 from flowlib.executors.high_throughput.arena import make_arena_dir
 
                 self.arena_dir = make_arena_dir()
+                if self.arena_dir is not None:
+                    self.shared_results = ResultReader(self.arena_dir)
         self._client = InterchangeClient(
             self.label,
             {
@@ -355,6 +362,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
             logdir=self.options.worker_logdir_root or os.path.join(self.logdir or ".", "workers"),
             python=shlex.quote(sys.executable),
             unix_socket=self._client.pool_socket if provider_is_local(self.provider) else None,
+            result_dir=self.arena_dir if provider_is_local(self.provider) else None,
         )
 
     # ---------------------------------------------------------------- submit
@@ -419,17 +427,27 @@ class HighThroughputExecutor(BlockProviderExecutor):
         from flowlib.serialize import DeserializationError, deserialize
 
         futures = self._futures
+        shared = self.shared_results
         if self.record_worker_times and batch is not None and batch.times:
             self._attach_worker_times(ids, batch)
         for tid, status, payload in zip(ids, statuses, payloads, strict=True):
             fut = futures.pop(tid, None)
+            # a reference into a local worker's result file (shared_results.py) instead of the result itself
+            reader = (
+                shared if shared is not None and type(payload) is not Parts and payload[:3] == _SHARED_RESULT else None
+            )
             if fut is None or fut.done():
+                if reader is not None:
+                    reader.discard(payload)
                 continue
             if status == 2:  # cancelled
                 Future.cancel(fut)
                 continue
             try:
-                value = deserialize(b"".join(payload) if type(payload) is Parts else payload)
+                if reader is not None:
+                    value = reader.load(payload, tid, deserialize)
+                else:
+                    value = deserialize(b"".join(payload) if type(payload) is Parts else payload)
             except Exception as e:
                 if isinstance(e, DeserializationError) and e.what is None:
                     e.what = "the task's result" if status == 0 else "the exception raised by the task"
@@ -613,6 +631,8 @@ class HighThroughputExecutor(BlockProviderExecutor):
             self._block_watch.close()
         if self._client is not None:
             self._client.stop()  # the interchange tells every pool to stop
+        if self.shared_results is not None:
+            self.shared_results.close()
         self.release_all_blocks(drain=False)
         if self._remote is not None:
             self._remote.tunnel.close()

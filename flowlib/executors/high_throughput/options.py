@@ -170,6 +170,7 @@ class HTEXOptions:
         logdir: str,
         python: str,
         unix_socket: str | None = None,
+        result_dir: str | None = None,
     ) -> str:
         """The command line that starts one worker pool of block ``block_id``."""
         max_workers = "inf" if math.isinf(self.max_workers_per_node) else str(int(self.max_workers_per_node))
@@ -192,6 +193,8 @@ class HTEXOptions:
             args += ["--cert-dir", cert_dir]
         if unix_socket:
             args += ["--unix-socket", unix_socket]
+            if result_dir:
+                args += ["--result-dir", result_dir]
         if self.mem_per_worker is not None:
             args += ["--mem-per-worker", repr(float(self.mem_per_worker))]
         if self.available_accelerators:

@@ -90,6 +90,8 @@ class PoolOptions:
     """Log at DEBUG level (one line per task)."""
     unix_socket: str | None = None
     """The interchange's Unix socket for pools on its own machine, tried before the addresses."""
+    result_dir: str | None = None
+    """The executor's arena directory: used for large results once the pool registered over ``unix_socket``."""
 
 
 def _positive(kind: type[float] | type[int] = float, allow_zero: bool = False) -> Callable[[str], float]:
@@ -150,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--unix-socket",
         default=None,
         help="the interchange's Unix socket, tried first when the pool runs on the interchange's machine",
+    )
+    p.add_argument(
+        "--result-dir",
+        default=None,
+        help="the executor's shared-memory directory: with --unix-socket, workers hand large results over through it",
     )
     p.add_argument("--block-id", default=None, help="default: $PARSL_WORKER_BLOCK_ID or 0")
     p.add_argument("--pool-id", default=None, help="default: 12 random hex digits")
@@ -213,6 +220,7 @@ def parse_args(argv: Sequence[str] | None = None) -> PoolOptions:
         working_dir=os.path.abspath(ns.working_dir) if ns.working_dir else None,
         debug=ns.debug,
         unix_socket=ns.unix_socket,
+        result_dir=ns.result_dir,
     )
 
 

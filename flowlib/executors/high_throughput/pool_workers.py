@@ -22,6 +22,7 @@ from typing import Any
 
 from flowlib.executors.high_throughput.affinity import accelerator_environment, worker_cpus
 from flowlib.executors.high_throughput.pool_options import NodeResources, PoolOptions
+from flowlib.executors.high_throughput.shared_results import budget_per_worker
 from flowlib.executors.high_throughput.worker import PipeReader, WorkerSetup, run
 
 logger = logging.getLogger("flowlib.executors.high_throughput.worker_pool")
@@ -133,6 +134,8 @@ class WorkerFactory:
         self.count = count
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload([WORKER_MODULE])
+        self.result_dir: str | None = None
+        """The executor's arena directory, set once the pool is known to share the executor's machine."""
 
     def setup(self, rank: int) -> WorkerSetup:
         """The setup of worker ``rank``: its environment, CPUs and log file."""
@@ -152,6 +155,8 @@ class WorkerFactory:
             log_path=os.path.join(o.logdir, f"worker_{rank}.log"),
             working_dir=o.working_dir,
             debug=o.debug,
+            result_dir=self.result_dir,
+            result_bytes=budget_per_worker(self.count) if self.result_dir else 0,
         )
 
     def start_forkserver(self) -> None:

@@ -15,7 +15,9 @@ one byte (:class:`~flowlib.executors.high_throughput.protocol.TaskStatus`),
 :func:`flowlib.serialize.pack_res_spec_apply_message` (or, for a large one,
 a reference into the executor's shared-memory arena: :mod:`.arena`), and ``result`` the
 serialized return value or a serialized
-:class:`~flowlib.app.errors.RemoteExceptionWrapper`.
+:class:`~flowlib.app.errors.RemoteExceptionWrapper` (or, for a large one when the
+pool is on the executor's machine, a reference into this worker's result file:
+:mod:`.shared_results`).
 
 The process is forked by the multiprocessing forkserver, which has already
 imported this module. It never outlives its pool: Linux's ``PR_SET_PDEATHSIG``
@@ -41,9 +43,10 @@ from flowlib.app.errors import RemoteExceptionWrapper
 from flowlib.executors.high_throughput.arena import REFERENCE_HEADER, ArenaReader
 from flowlib.executors.high_throughput.parts import nbytes
 from flowlib.executors.high_throughput.protocol import TaskStatus
+from flowlib.executors.high_throughput.shared_results import SHARED_RESULT_BYTES, ResultWriter
 from flowlib.serialize import serialize, unpack_res_spec_apply_message
 from flowlib.serialize.errors import SerializationError
-from flowlib.serialize.facade import FunctionCache, type_name
+from flowlib.serialize.facade import FunctionCache, serialize_chunks, type_name
 
 TASK_ID = struct.Struct("=Q")
 """Manager to worker: the task id that precedes the payload."""
@@ -62,6 +65,8 @@ logger = logging.getLogger("flowlib.executors.high_throughput.worker")
 _ARENA = ArenaReader()
 _FUNCTIONS = FunctionCache()
 """This worker's recently used functions, deserialized once each."""
+_RESULTS: ResultWriter | None = None
+"""This worker's result file in the executor's arena directory (None: every result takes the Pipe)."""
 
 
 def _unpack_task(payload: memoryview) -> tuple[Any, tuple[Any, ...], dict[str, Any], dict[str, Any]]:
@@ -187,6 +192,10 @@ class WorkerSetup:
     """Directory to change into, or None."""
     debug: bool = False
     """Log every task at DEBUG level."""
+    result_dir: str | None = None
+    """The executor's arena directory, for large results (None: the pool is not on the executor's machine)."""
+    result_bytes: int = 0
+    """Bytes of shared memory for this worker's large results."""
 
 
 def die_with_parent() -> None:
@@ -244,8 +253,11 @@ def _setup_logging(setup: WorkerSetup) -> None:
     root.propagate = False
 
 
-def execute(task_id: int, payload: memoryview) -> tuple[int, bytes]:
-    """Run one task; return its status byte and the serialized result or exception wrapper."""
+def execute(task_id: int, payload: memoryview) -> tuple[int, Any]:
+    """Run one task; return its status byte and the serialized result or exception wrapper.
+
+    A large result is a list of chunks, or a reference into this worker's result file when it has one.
+    """
     try:
         if payload[:3] == REFERENCE_HEADER:
             func, args, kwargs, _spec = _ARENA.load(payload, _unpack_task)
@@ -258,7 +270,7 @@ def execute(task_id: int, payload: memoryview) -> tuple[int, bytes]:
         tb = e.__traceback__
         return _EXCEPTION, _wrap(type(e), e, tb.tb_next if tb is not None else None, task_id)
     try:
-        return _OK, serialize(result)
+        chunks, size = serialize_chunks(result)
     except SerializationError as e:
         error = SerializationError(
             "the task's result",
@@ -267,6 +279,13 @@ def execute(task_id: int, payload: memoryview) -> tuple[int, bytes]:
             function_name=getattr(func, "__name__", None),
         )  # no task id here: ours is the executor's number; the kernel adds the task's own id
         return _EXCEPTION, _wrap(SerializationError, error, None, task_id)
+    if size < SHARED_RESULT_BYTES:
+        return _OK, chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if _RESULTS is not None:
+        reference = _RESULTS.put(task_id, chunks, size)
+        if reference is not None:
+            return _OK, reference
+    return _OK, chunks  # written to the Pipe one chunk after the other
 
 
 def _wrap(kind: type[BaseException], error: BaseException, tb: object, task_id: int) -> bytes:
@@ -334,10 +353,15 @@ def run(conn: Connection, setup: WorkerSetup) -> None:
         accelerator if accelerator is not None else "none",
         os.getcwd(),
     )
+    global _RESULTS
+    if setup.result_dir is not None and setup.result_bytes > 0:
+        _RESULTS = ResultWriter(setup.result_dir, setup.result_bytes)
     try:
         serve(conn, setup.debug)
     except KeyboardInterrupt:
         logger.info("interrupted (SIGINT); exiting")
     finally:
+        if _RESULTS is not None:
+            _RESULTS.close()
         conn.close()
         logging.shutdown()

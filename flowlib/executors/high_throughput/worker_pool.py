@@ -171,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             if registered is not None:
                 link, early, body = registered
+                # the Unix socket proves the executor's machine: its arena directory is ours to write results to
+                if options.result_dir and os.path.isdir(options.result_dir):
+                    factory.result_dir = options.result_dir
             url = f"unix://{options.unix_socket}"
         if link is None:
             probe = RegistrationProbe(context, options.addresses, options.port, keys, registration)

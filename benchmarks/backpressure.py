@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
-import sys
-import tempfile
 import time
+
+from fresh_process import local_htex_config, rss_bytes, run_fresh
 
 
 def noop(i):
@@ -48,36 +46,19 @@ class _GCTimer:
             self.full += spent
 
 
-def _rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def run_case(tasks: int, bound: int | None) -> dict[str, float]:
     import gc
 
     import flowlib
     from flowlib import python_app
-    from flowlib.config import Config
-    from flowlib.executors.high_throughput.executor import HighThroughputExecutor
-    from flowlib.providers import LocalProvider
 
     app = python_app(noop)
-    htex = HighThroughputExecutor(
-        label="htex",
-        address="127.0.0.1",
-        max_workers_per_node=2,
-        provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1),
-    )
-    run_dir = tempfile.mkdtemp(prefix="flowlib-backpressure-")
-    config = Config(executors=[htex], run_dir=run_dir, max_tasks_in_flight=bound, initialize_logging=False)
+    config = local_htex_config(2, "flowlib-backpressure-", max_tasks_in_flight=bound)
+    htex = config.executors[0]
     with flowlib.load(config) as dfk:
         app(-1).result(timeout=120)  # workers connected
         interchange = htex._client.process.pid
-        interchange_before = _rss_mib(interchange)
+        interchange_before = rss_bytes(interchange) / (1 << 20)
         baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         timer = _GCTimer()
         gc.callbacks.append(timer)
@@ -87,7 +68,7 @@ def run_case(tasks: int, bound: int | None) -> dict[str, float]:
         dfk.wait_for_current_tasks()
         elapsed = time.perf_counter() - start
         gc.callbacks.remove(timer)
-        interchange_after = _rss_mib(interchange)
+        interchange_after = rss_bytes(interchange) / (1 << 20)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "tasks": tasks,
@@ -118,13 +99,7 @@ def main() -> None:
     )
     for bound in args.bounds.split(","):
         for tasks in args.tasks.split(","):
-            out = subprocess.run(
-                [sys.executable, os.path.abspath(__file__), "--case", f"{tasks}:{bound}"],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-            r = json.loads(out.strip().splitlines()[-1])
+            r = run_fresh(__file__, "--case", f"{tasks}:{bound}")
             shown = "none" if r["bound"] < 0 else f"{int(r['bound']):,}"
             print(
                 f"{int(r['tasks']):>10,} {shown:>10} {r['peak_rss_mib']:>13.0f} "

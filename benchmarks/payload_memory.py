@@ -23,9 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
-import tempfile
+
+from fresh_process import high_water_bytes, local_htex_config, reset_high_water, rss_bytes, run_fresh
 
 CASES = {
     "tcp-curve": {"unix_sockets": False, "encrypted": True},
@@ -42,56 +41,27 @@ def make(size):
     return os.urandom(size)
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _high_water() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def _reset_high_water() -> None:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
 def run_case(case: str, size: int, direction: str) -> dict[str, float]:
     import flowlib
     from flowlib import python_app
-    from flowlib.config import Config
-    from flowlib.executors.high_throughput.executor import HighThroughputExecutor
-    from flowlib.providers import LocalProvider
 
-    htex = HighThroughputExecutor(
-        label="htex",
-        address="127.0.0.1",
-        max_workers_per_node=1,
-        provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1),
-        **CASES[case],
-    )
-    run_dir = tempfile.mkdtemp(prefix="flowlib-payload-memory-")
-    config = Config(executors=[htex], run_dir=run_dir, initialize_logging=False)
+    config = local_htex_config(1, "flowlib-payload-memory-", **CASES[case])
     with flowlib.load(config):
         measure, build = python_app(length), python_app(make)
         assert measure(b"warm-up").result(timeout=120) == 7
         assert len(build(1000).result(timeout=60)) == 1000
-        before = _rss()
+        before = rss_bytes()
         if direction == "argument":
             data = os.urandom(size)
-            built = _rss()
-            _reset_high_water()
+            built = rss_bytes()
+            reset_high_water()
             assert measure(data).result(timeout=300) == size
-            peak = _high_water()
+            peak = high_water_bytes()
         else:
             built = before
-            _reset_high_water()
+            reset_high_water()
             data = build(size).result(timeout=300)
-            peak = _high_water()
+            peak = high_water_bytes()
             assert len(data) == size
     return {
         "size": size,
@@ -117,22 +87,7 @@ def main() -> None:
     print(f"{'case':>10} {'peak/payload':>13} {'extra/payload':>14} {'peak RSS MiB':>13}")
     for _ in range(args.rounds):
         for case in args.cases.split(","):
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    os.path.abspath(__file__),
-                    "--case",
-                    case,
-                    "--size",
-                    str(args.size),
-                    "--direction",
-                    args.direction,
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-            r = json.loads(out.strip().splitlines()[-1])
+            r = run_fresh(__file__, "--case", case, "--size", str(args.size), "--direction", args.direction)
             print(
                 f"{case:>10} {r['peak_over_payload']:>13.2f} {r['extra_over_payload']:>14.2f} {r['peak_mib']:>13.0f}",
                 flush=True,

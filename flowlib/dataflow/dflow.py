@@ -46,7 +46,7 @@ from flowlib.dataflow.retries import should_retry
 from flowlib.dataflow.rundir import make_rundir
 from flowlib.dataflow.states import FINAL_STATES, States
 from flowlib.dataflow.task_files import needs_file_handling, prepare_files
-from flowlib.dataflow.task_log import log_submission, log_summary
+from flowlib.dataflow.task_log import log_executor_started, log_submission, log_summary
 from flowlib.dataflow.taskrecord import TaskRecord, check_transition
 from flowlib.dataflow.trampoline import Trampoline
 from flowlib.errors import ConfigurationError, FlowlibError, NoDataFlowKernelError
@@ -131,12 +131,46 @@ class DataFlowKernel:
                 self.executors[executor.label] = executor  # before start(): a half-started one is shut down too
                 executor.start()
                 _SHUT_DOWN_BY.pop(executor, None)
+                if executor is not internal:
+                    log_executor_started(logger, executor)
             self.data_manager = DataManager(self)
             self._poller = self._start_job_status_poller()
         except BaseException:
             self._undo_start()
             raise
         self._atexit: Callable[[], None] | None = _register_atexit(self)
+
+    def add_executors(self, executors: Sequence[FlowlibExecutor]) -> None:
+        """Start more executors on this running kernel, as Parsl's ``dfk.add_executors``.
+
+        Their labels must be new; apps may name them from then on, and ``"all"`` apps
+        may run on them. Executors with a provider join the scaling strategy.
+        """
+        if self.cleanup_called:
+            raise FlowlibError(f"cannot add executors: this DataFlowKernel ({self.run_dir}) has been cleaned up")
+        executors = list(executors)
+        self._check_labels(executors)
+        taken = sorted({e.label for e in executors if e.label in self.executors})
+        if taken:
+            raise ConfigurationError(f"executor labels must be unique; already in use by this kernel: {taken}")
+        _refuse_shut_down_executors(executors)
+        from flowlib.executors.block_provider import BlockProviderExecutor
+
+        for executor in executors:
+            executor.run_dir = self.run_dir
+            executor.run_id = self.run_id
+            if self.monitoring is not None:
+                self.monitoring.attach_executor(executor)
+            self.executors[executor.label] = executor  # cleanup() shuts it down even if start() fails half-way
+            executor.start()
+            _SHUT_DOWN_BY.pop(executor, None)
+            log_executor_started(logger, executor)
+            if isinstance(executor, BlockProviderExecutor):
+                if self._poller is None:
+                    self._poller = self._start_job_status_poller()
+                else:
+                    self._poller.add_executor(executor)
+        self._executor_choices.clear()  # "all" now includes the new ones
 
     def _undo_start(self) -> None:
         """Release what a failed ``__init__`` had started, so that nothing is left running and load() works again."""
@@ -221,7 +255,8 @@ class DataFlowKernel:
             )
         if self._max_in_flight is not None and len(self.tasks) >= self._max_in_flight:
             self._wait_for_room(app.__name__)
-        label = self._choose_executor(app.executors, app.__name__)
+        wanted = app.executors
+        label = self._choose_executor(wanted if isinstance(wanted, str) else tuple(wanted), app.__name__)
         resource_spec = kwargs.get("parsl_resource_specification") or kwargs.get("resource_specification") or {}
         record = TaskRecord(
             next(self._tid),

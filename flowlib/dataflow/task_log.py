@@ -1,5 +1,5 @@
 """Per-task DEBUG records that carry the task's identity as record attributes,
-and the summary of task states written at cleanup.
+the record of each started executor, and the summary of task states written at cleanup.
 
 Each record has ``parsl.task`` / ``flowlib.task`` (the task id) and
 ``parsl.app_name`` / ``flowlib.app_name``; a dependency record adds
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 TASK_KEYS = ("parsl.task", "flowlib.task")
 APP_KEYS = ("parsl.app_name", "flowlib.app_name")
 DEPENDENCY_KEYS = ("parsl.dependency_task", "flowlib.dependency_task")
+EXECUTOR_LABEL_KEYS = ("parsl.executor.label", "flowlib.executor.label")
+EXECUTOR_TYPE_KEYS = ("parsl.executor.type", "flowlib.executor.type")
 
 
 def task_fields(task_id: int, app_name: str) -> dict[str, Any]:
@@ -45,6 +47,14 @@ def log_submission(logger: logging.Logger, record: TaskRecord, deps: Sequence[Fu
         extra = dict(fields)
         extra.update(dict.fromkeys(DEPENDENCY_KEYS, dep_id))
         logger.debug("task %s depends on task %s", record.id, dep_id, extra=extra)
+
+
+def log_executor_started(logger: logging.Logger, executor: Any) -> None:
+    """At INFO, one record per started executor naming its label and class (``module.Class``)."""
+    kind = f"{type(executor).__module__}.{type(executor).__qualname__}"
+    fields: dict[str, Any] = dict.fromkeys(EXECUTOR_LABEL_KEYS, executor.label)
+    fields.update(dict.fromkeys(EXECUTOR_TYPE_KEYS, kind))
+    logger.info("started executor %s (%s)", executor.label, kind, extra=fields)
 
 
 def log_summary(logger: logging.Logger, counts: Mapping[States, int]) -> None:

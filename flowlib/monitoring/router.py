@@ -141,17 +141,21 @@ class Router:
         # The kernel starts monitoring before its executors, so attach to the configured ones.
         config = getattr(self.dfk, "config", None)
         for executor in list(getattr(config, "executors", None) or []):
-            listeners = getattr(executor, "pool_listeners", None)
-            if isinstance(listeners, list):
-                listeners.append(self._pool_event)
-                self._pool_listening.append(listeners)
-            if hasattr(executor, "record_worker_times"):
-                executor.record_worker_times = True
-            if self._resources is not None and hasattr(executor, "resource_monitoring_interval"):
-                executor.resource_monitoring_interval = float(hub.resource_monitoring_interval)
+            self.attach_executor(executor)
         self._thread = threading.Thread(target=self._run, name="flowlib-monitoring-router", daemon=True)
         self._thread.start()
         logger.info("monitoring run %s into %s", self.run_id, safe_url(self.url))
+
+    def attach_executor(self, executor: Any) -> None:
+        """Record ``executor``'s worker pools and task times; call before the executor starts."""
+        listeners = getattr(executor, "pool_listeners", None)
+        if isinstance(listeners, list):
+            listeners.append(self._pool_event)
+            self._pool_listening.append(listeners)
+        if hasattr(executor, "record_worker_times"):
+            executor.record_worker_times = True
+        if self._resources is not None and hasattr(executor, "resource_monitoring_interval"):
+            executor.resource_monitoring_interval = float(self.hub.resource_monitoring_interval)
 
     def close(self, stall_timeout: float = 10.0) -> None:
         """Write everything queued, record the end of the run, close the store.

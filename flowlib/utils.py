@@ -13,7 +13,7 @@ from typing import IO, Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RepresentationMixin", "get_all_checkpoints", "get_last_checkpoint", "time_limited_open"]
+__all__ = ["RepresentationMixin", "execute_wait", "get_all_checkpoints", "get_last_checkpoint", "time_limited_open"]
 
 _CHECKPOINT_FILE = "tasks.ckpt"  # the same name as flowlib.dataflow.checkpoint.CHECKPOINT_FILENAME
 
@@ -90,3 +90,16 @@ def time_limited_open(path: str | os.PathLike[str], mode: str, seconds: float = 
                 raise TimeoutError(f"{os.fspath(path)!s} did not appear within {seconds} seconds") from None
             time.sleep(min(wait, remaining))
             wait = min(wait * 2, 0.05)
+
+
+def execute_wait(cmd: str, walltime: float | None = None) -> tuple[int, str, str]:
+    """Run the shell command ``cmd`` here with bash; return ``(exit code, stdout, stderr)``.
+
+    Parsl's helper, as its providers use it. The command inherits this process's
+    environment and runs in the current directory. Past ``walltime`` seconds the
+    command and everything it started are killed and
+    :class:`~flowlib.channels.errors.ChannelTimeout` is raised.
+    """
+    from flowlib.channels.local import LocalChannel
+
+    return LocalChannel().execute_wait(cmd, walltime=walltime)

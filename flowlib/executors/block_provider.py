@@ -132,7 +132,7 @@ class BlockProviderExecutor(FlowlibExecutor):
             with self._blocks_lock:
                 self.blocks_to_job_id[block_id] = job_id
                 self.job_ids_to_block[job_id] = block_id
-                self._block_status[block_id] = JobStatus(JobState.PENDING)
+                self._block_status[block_id] = JobStatus(getattr(self.provider, "submitted_state", JobState.PENDING))
             logger.info("executor %s started block %s as job %s", self.label, block_id, job_id)
             started.append(block_id)
         return started
@@ -175,9 +175,18 @@ class BlockProviderExecutor(FlowlibExecutor):
             self._last_poll = now
             self._refresh_block_status()
         status = self.block_status()
-        if self.block_error_handler is not None and not self.bad_state_is_set:
-            self.block_error_handler(self, status)
+        if not self.bad_state_is_set:
+            self.handle_errors(status)
         return status
+
+    def status(self) -> dict[str, JobStatus]:
+        """Parsl's name for :meth:`block_status`: the last known state of every block (block id -> JobStatus)."""
+        return self.block_status()
+
+    def handle_errors(self, status: dict[str, JobStatus]) -> None:
+        """Give ``status`` (block id -> JobStatus) to the ``block_error_handler``, as each poll does (Parsl's API)."""
+        if self.block_error_handler is not None:
+            self.block_error_handler(self, status)
 
     def refresh_blocks(self, block_ids: list[str]) -> dict[str, JobStatus]:
         """Ask the provider about these blocks now (those not known to have ended); return their states."""

@@ -34,6 +34,10 @@ class JobState(enum.IntEnum):
     SCALED_IN = 9
     """Released by flowlib's scaling (idle or no longer needed). Terminal."""
 
+    def __str__(self) -> str:
+        # IntEnum's str() is the number since Python 3.11; Parsl's (and 3.10's) is the name
+        return f"JobState.{self.name}"
+
     @property
     def terminal(self) -> bool:
         """True for states a job never leaves."""
@@ -65,3 +69,23 @@ class JobStatus:
     def terminal(self) -> bool:
         """True when the job has ended."""
         return self.state in TERMINAL_STATES
+
+    @property
+    def stdout(self) -> str | None:
+        """What the job wrote to ``stdout_path`` so far (as Parsl's); None without a readable path."""
+        return _read(self.stdout_path)
+
+    @property
+    def stderr(self) -> str | None:
+        """What the job wrote to ``stderr_path`` so far (as Parsl's); None without a readable path."""
+        return _read(self.stderr_path)
+
+
+def _read(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None

@@ -439,8 +439,8 @@ class Router:
             "task_inputs": _text(kwargs.get("inputs")),
             "task_outputs": _text(kwargs.get("outputs")),
             "task_stdin": _text(kwargs.get("stdin")),
-            "task_stdout": _std_path(kwargs.get("stdout")),
-            "task_stderr": _std_path(kwargs.get("stderr")),
+            "task_stdout": _std_path(_stream_spec(rec, kwargs, "stdout")),
+            "task_stderr": _std_path(_stream_spec(rec, kwargs, "stderr")),
             "task_time_invoked": rec.time_invoked if rec is not None else ev.time,
             "task_time_returned": None,
             "task_fail_count": 0,
@@ -558,6 +558,16 @@ _STATUS_INSERT = t.status.insert()
 
 def _int_or_none(value: Any) -> int | None:
     return value if type(value) is int and 0 <= value < 1 << 62 else None
+
+
+def _stream_spec(rec: Any, kwargs: dict[str, Any], stream: str) -> Any:
+    """What the app call gave as ``stream``: a ``File`` given is kept as the File, whose URL is recorded.
+
+    (The task's own keyword then holds the local path the app writes to.)
+    """
+    shown = getattr(getattr(rec, "app_fu", None), stream, None)
+    file_obj = getattr(shown, "file_obj", None)  # a DataFuture: the stream was given as a File
+    return file_obj if file_obj is not None else kwargs.get(stream)
 
 
 def _std_path(spec: Any) -> str:

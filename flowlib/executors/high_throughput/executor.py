@@ -102,6 +102,19 @@ class ManagerList(list[dict[str, Any]]):
         return self
 
 
+class TaskCount(int):
+    """A count of tasks that can also be called, returning itself as a plain int.
+
+    :attr:`HighThroughputExecutor.outstanding` is a property in flowlib (and in
+    Parsl's base class) and a method on Parsl's htex; this lets both
+    ``htex.outstanding`` and ``htex.outstanding()`` work.
+    """
+
+    def __call__(self) -> int:
+        """The count (for code written for Parsl's ``htex.outstanding()``)."""
+        return int(self)
+
+
 class HighThroughputExecutor(BlockProviderExecutor):
     """flowlib's own distributed executor for one facility.
 
@@ -197,6 +210,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
         self._tids = itertools.count()
         self._client: Any = None
         self._connected: dict[str, dict[str, Any]] = {}
+        self._blocks_connected: list[str] = []
         self._rejections: list[str] = []
         self.pool_listeners: list[Callable[[dict[str, Any]], None]] = []
         """Called with every worker-pool event ('registered', 'draining', 'lost': pool_id, block_id,
@@ -363,20 +377,15 @@ class HighThroughputExecutor(BlockProviderExecutor):
         self, func: Callable[..., Any], resource_specification: dict[str, Any], /, *args: Any, **kwargs: Any
     ) -> Future[Any]:
         """Serialize the task and hand it to the interchange; return its future."""
+        spec = resource_specification or None
+        if spec:
+            self.validate_resource_spec(spec)
         if self.bad_state_is_set:
             if isinstance(self.executor_exception, Exception):
                 raise self.executor_exception
             raise BadStateException(self, "the executor is in a bad state")
         if self._shutdown or self._client is None:
             raise BadStateException(self, "the executor is not running")
-        spec = resource_specification or None
-        if spec:
-            unknown = set(spec) - _ACCEPTED_KEYS
-            if unknown:
-                raise InvalidResourceSpecification(
-                    unknown,
-                    f"unknown resource specification key(s) {sorted(unknown)}; accepted: {sorted(_ACCEPTED_KEYS)}",
-                )
         from flowlib.executors.high_throughput.parts import from_chunks
         from flowlib.serialize.facade import pack_res_spec_apply_chunks
 
@@ -389,6 +398,18 @@ class HighThroughputExecutor(BlockProviderExecutor):
         self._futures[tid] = fut
         self._client.submit(tid, spec, payload)
         return fut
+
+    def validate_resource_spec(self, resource_specification: dict[str, Any]) -> None:
+        """Raise InvalidResourceSpecification for keys this executor does not know; return None.
+
+        Called by :meth:`submit` for every non-empty specification, as in Parsl.
+        """
+        unknown = set(resource_specification) - _ACCEPTED_KEYS
+        if unknown:
+            raise InvalidResourceSpecification(
+                unknown,
+                f"unknown resource specification key(s) {sorted(unknown)}; accepted: {sorted(_ACCEPTED_KEYS)}",
+            )
 
     def _function_bytes(self, func: Callable[..., Any]) -> bytes:
         """The serialized function, reused while the function and the globals it names are unchanged."""
@@ -488,6 +509,9 @@ class HighThroughputExecutor(BlockProviderExecutor):
             self.ever_connected = True
             with self._lock:
                 self._connected[pool] = event
+                block = str(event.get("block_id"))
+                if block not in self._blocks_connected:
+                    self._blocks_connected.append(block)
             if watch is not None:
                 watch.pool_registered(str(event.get("block_id")), pool)
         elif kind == "lost":
@@ -546,9 +570,14 @@ class HighThroughputExecutor(BlockProviderExecutor):
     # ------------------------------------------------------------ scaling API
 
     @property
-    def outstanding(self) -> int:
-        """Tasks submitted and not yet finished."""
-        return len(self._futures)
+    def outstanding(self) -> TaskCount:
+        """Tasks submitted and not yet finished (also callable, as Parsl's ``outstanding()``)."""
+        return TaskCount(len(self._futures))
+
+    def connected_blocks(self) -> list[str]:
+        """Ids of every block that has had a worker pool registered, in order, also those since released."""
+        with self._lock:
+            return list(self._blocks_connected)
 
     @property
     def connected_workers(self) -> int:

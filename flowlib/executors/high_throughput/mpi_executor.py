@@ -170,6 +170,10 @@ class MPIExecutor(HighThroughputExecutor):
         )
         return super().submit(MPITask(func, request), passthrough, *args, **kwargs)
 
+    def validate_resource_spec(self, resource_specification: dict[str, Any]) -> None:
+        """Raise InvalidResourceSpecification as :meth:`submit` would for this specification; return None."""
+        parse_request(resource_specification, max_nodes=getattr(self.provider, "nodes_per_block", None))
+
     def _function_bytes(self, func: Callable[..., Any]) -> bytes:
         # Every task has its own MPITask, so the base class's cache of function bytes would never hit.
         from flowlib.serialize import serialize_function

@@ -154,6 +154,9 @@ class HTEXOptions:
         estimate = self.max_workers_per_node
         if cores:
             estimate = min(estimate, math.floor(cores / self.cores_per_worker))
+        mem = getattr(provider, "mem_per_node", None)
+        if mem and self.mem_per_worker:  # the pool caps its workers by memory too (pool_options.py)
+            estimate = min(estimate, math.floor(mem / self.mem_per_worker))
         if self.available_accelerators:
             estimate = min(estimate, len(self.available_accelerators))
         return float(estimate) if math.isfinite(estimate) and estimate >= 1 else 1.0

@@ -145,6 +145,10 @@ def _stage_stream(
 
     app_fu = record.app_fu
     assert app_fu is not None
+    files = getattr(record, "stream_files", None)
+    if files is None:
+        files = record.stream_files = {}
+    files[stream] = spec
     copy = task_copy(spec)
     stage_fut = None
     if copy.scheme != "file":

@@ -565,9 +565,10 @@ def _stream_spec(rec: Any, kwargs: dict[str, Any], stream: str) -> Any:
 
     (The task's own keyword then holds the local path the app writes to.)
     """
-    shown = getattr(getattr(rec, "app_fu", None), stream, None)
-    file_obj = getattr(shown, "file_obj", None)  # a DataFuture: the stream was given as a File
-    return file_obj if file_obj is not None else kwargs.get(stream)
+    files = getattr(rec, "stream_files", None)  # set only for streams given as a File
+    if files and stream in files:
+        return files[stream]
+    return kwargs.get(stream)
 
 
 def _std_path(spec: Any) -> str:

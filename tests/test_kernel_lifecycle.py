@@ -143,10 +143,16 @@ def test_json_logging(tmp_path):
     from flowlib.logconfigs.json import JSONLogging
 
     dfk = DataFlowKernel(Config(run_dir=str(tmp_path), initialize_logging=JSONLogging()))
+    logging.getLogger("flowlib.test").info("with %s", "extra", extra={"parsl.somekey": "vv", "odd": object()})
     dfk.cleanup()
     lines = Path(dfk.run_dir, "flowlib.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert any("starting" in r["message"] for r in records)
+    (mine,) = [r for r in records if r["logger"] == "flowlib.test"]
+    assert (mine["message"], mine["msg"], mine["parsl.somekey"]) == ("with extra", "with %s", "vv")
+    assert mine["odd"].startswith("<object object")  # not JSON: written as its str()
+    # Parsl's name for the same file
+    assert os.readlink(os.path.join(dfk.run_dir, "parsl.jsonlog")) == "flowlib.jsonl"
 
 
 def test_exit_mode_wait_waits_for_tasks(tmp_path):

@@ -75,6 +75,9 @@ class BlockProviderExecutor(FlowlibExecutor):
         self.ever_connected = False
         self.scaling_strategy: str | None = None
         """The name of the strategy scaling this executor ('none', 'simple', ...); set by the kernel's poller."""
+        self.block_listeners: list[Callable[[str, JobStatus], None]] = []
+        """Called with (block id, status) each time a block's state changes (first PENDING when it is
+        submitted), under the executor's block lock: they must be quick and must not block (monitoring)."""
 
     # ---------------------------------------------------------- subclass API
 
@@ -127,12 +130,13 @@ class BlockProviderExecutor(FlowlibExecutor):
             except Exception as e:
                 logger.error("executor %s could not start block %s: %s", self.label, block_id, e)
                 with self._blocks_lock:
-                    self._block_status[block_id] = JobStatus(JobState.FAILED, message=f"submit failed: {e}")
+                    self._set_block(block_id, JobStatus(JobState.FAILED, message=f"submit failed: {e}"))
                 continue
             with self._blocks_lock:
                 self.blocks_to_job_id[block_id] = job_id
                 self.job_ids_to_block[job_id] = block_id
-                self._block_status[block_id] = JobStatus(getattr(self.provider, "submitted_state", JobState.PENDING))
+                self._set_block(block_id, JobStatus(JobState.PENDING))  # submitted (recorded as such)
+                self._set_block(block_id, JobStatus(getattr(self.provider, "submitted_state", JobState.PENDING)))
             logger.info("executor %s started block %s as job %s", self.label, block_id, job_id)
             started.append(block_id)
         return started
@@ -152,7 +156,7 @@ class BlockProviderExecutor(FlowlibExecutor):
             self.drain_blocks(block_ids)
         with self._blocks_lock:  # before cancelling: pools that die now are known to be released, not lost
             for b in block_ids:
-                self._block_status[b] = JobStatus(JobState.SCALED_IN)
+                self._set_block(b, JobStatus(JobState.SCALED_IN))
         job_ids = [self.blocks_to_job_id[b] for b in block_ids if b in self.blocks_to_job_id]
         if job_ids:
             try:
@@ -199,7 +203,7 @@ class BlockProviderExecutor(FlowlibExecutor):
     def mark_block_failed(self, block_id: str, message: str) -> None:
         """Record a block as FAILED with ``message`` (its job is left alone: see :meth:`cancel_block_job`)."""
         with self._blocks_lock:
-            self._block_status[block_id] = JobStatus(JobState.FAILED, message=message)
+            self._set_block(block_id, JobStatus(JobState.FAILED, message=message))
 
     def cancel_block_job(self, block_id: str) -> None:
         """Cancel the job of a block, keeping its recorded state; a failure is logged."""
@@ -229,7 +233,19 @@ class BlockProviderExecutor(FlowlibExecutor):
             with self._blocks_lock:
                 for (block_id, _), status in zip(pending.items(), statuses, strict=False):
                     if not self._block_status[block_id].terminal:  # SCALED_IN, or marked failed meanwhile
-                        self._block_status[block_id] = status
+                        self._set_block(block_id, status)
+
+    def _set_block(self, block_id: str, status: JobStatus) -> None:
+        """Record a block's status (the caller holds ``_blocks_lock``); tell listeners when its state changed."""
+        before = self._block_status.get(block_id)
+        self._block_status[block_id] = status
+        if before is not None and before.state is status.state:
+            return
+        for listener in list(self.block_listeners):
+            try:
+                listener(block_id, status)
+            except Exception:
+                logger.exception("executor %s: a block listener failed", self.label)
 
     def block_status(self) -> dict[str, JobStatus]:
         """The last known state of every block this executor started."""

@@ -121,3 +121,16 @@ def test_workers_per_node_counts_memory() -> None:
     assert one.workers_per_node == 1  # one worker takes all the memory
     two = HighThroughputExecutor(max_workers_per_node=16, cores_per_worker=4, mem_per_worker=2, provider=provider)
     assert two.workers_per_node == 2  # cores are the limit
+
+
+def test_mpi_executor_takes_htex_keywords_except_worker_sizing() -> None:
+    import inspect
+
+    htex = set(inspect.signature(HighThroughputExecutor.__init__).parameters)
+    mpi = set(inspect.signature(MPIExecutor.__init__).parameters)
+    sizing = {"available_accelerators", "cores_per_worker", "max_workers_per_node", "mem_per_worker", "cpu_affinity"}
+    assert mpi - htex == {"max_workers_per_block", "mpi_launcher"}
+    assert htex - mpi == sizing | {"manager_selector"}
+    executor = MPIExecutor(prefetch_capacity=3, provider=LocalProvider(init_blocks=0, launcher=SimpleLauncher()))
+    assert executor.options.prefetch_capacity == 3
+    assert MPIExecutor.__doc__ is not None and ":param label:" in MPIExecutor.__doc__

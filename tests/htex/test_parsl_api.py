@@ -53,6 +53,13 @@ def test_running_executor_reports_managers_blocks_and_outstanding(tmp_path: Path
         assert manager["idle_duration"] >= 0.0
         assert manager["worker_count"] == 1
         assert htex.connected_blocks() == ["0"]
+        # Parsl's layout of the executor's files: <run_dir>/<label>/...
+        label_dir = Path(dfk.run_dir) / "htex"
+        assert htex.logdir == str(label_dir)
+        assert (label_dir / "interchange.log").is_file()
+        pool_dir = label_dir / "block-0" / manager["pool_id"]
+        try_assert(lambda: (pool_dir / "worker_0.log").is_file(), timeout=10, message="no worker_0.log")
+        assert (pool_dir / "manager.log").is_file()
         # a released block stays in the history; the next block is added
         htex.scale_in(block_ids=["0"])
         htex.scale_out(1)

@@ -245,7 +245,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
 
         self.options = self._validated_options()
         self._started = True
-        base = os.path.join(self.run_dir, "htex", self.label)
+        base = os.path.join(self.run_dir, self.label)  # Parsl's place: <run_dir>/<label>/interchange.log
         self.logdir = base
         os.makedirs(base, exist_ok=True)
         if self.options.encrypted:
@@ -366,7 +366,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
             worker_port=self._client.worker_port,
             addresses=self.options.worker_addresses(self.provider),
             cert_dir=self.cert_dir,
-            logdir=self.options.worker_logdir_root or os.path.join(self.logdir or ".", "workers"),
+            logdir=self.options.worker_logdir_root or self.logdir or ".",
             python=shlex.quote(sys.executable),
             unix_socket=self._client.pool_socket if provider_is_local(self.provider) else None,
         )

@@ -83,7 +83,7 @@ class PoolOptions:
     poll_period_ms: int
     """Longest wait of one pass of the main loop, in milliseconds."""
     logdir: str
-    """Directory of manager.log and worker_<rank>.log: ``<--logdir>/<block id>/<pool id>``, absolute."""
+    """Directory of manager.log and worker_<rank>.log: ``<--logdir>/block-<block id>/<pool id>``, absolute."""
     working_dir: str | None
     """Directory the workers change into, or None to stay in the pool's."""
     debug: bool
@@ -191,7 +191,7 @@ def parse_args(argv: Sequence[str] | None = None) -> PoolOptions:
     pool_id = ns.pool_id or uuid.uuid4().hex[:12]
     if not pool_id.isascii():
         parser.error("--pool-id must be ASCII")
-    logdir = os.path.join(ns.logdir or "flowlib_worker_logs", block_id, pool_id)
+    logdir = os.path.join(ns.logdir or "flowlib_worker_logs", f"block-{block_id}", pool_id)
     return PoolOptions(
         addresses=ns.addresses,
         port=ns.port,

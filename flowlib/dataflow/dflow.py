@@ -46,7 +46,7 @@ from flowlib.dataflow.retries import should_retry
 from flowlib.dataflow.rundir import make_rundir
 from flowlib.dataflow.states import FINAL_STATES, States
 from flowlib.dataflow.task_files import needs_file_handling, prepare_files
-from flowlib.dataflow.task_log import log_executor_started, log_submission, log_summary
+from flowlib.dataflow.task_log import log_binding, log_executor_started, log_submission, log_summary, log_transition
 from flowlib.dataflow.taskrecord import TaskRecord, check_transition
 from flowlib.dataflow.trampoline import Trampoline
 from flowlib.errors import ConfigurationError, FlowlibError, NoDataFlowKernelError
@@ -360,9 +360,7 @@ class DataFlowKernel:
         if self.events.active:  # an O(1) append; subscribers run on the bus's own thread
             self.events.publish(record, old, new, time.time(), exception)
         if self._debug:  # per-task detail only when DEBUG was asked for
-            logger.debug(
-                "task %s (%s) %s -> %s on %s", record.id, record.func_name, old.name, new.name, record.executor
-            )
+            log_transition(logger, record, old, new)
 
     # ------------------------------------------------------------ dependencies
 
@@ -415,6 +413,10 @@ class DataFlowKernel:
             self._finish(record, _S.failed, exception=_name_task(e, record))
             return
         record.exec_fu = exec_fu
+        if self._debug:
+            # looked up on the class: some executors' futures lift any attribute into a new future
+            task_id = getattr(type(exec_fu), "executor_task_id", None)
+            log_binding(logger, record, task_id.__get__(exec_fu) if isinstance(task_id, property) else None)
         exec_fu.add_done_callback(partial(self._exec_done_cb, record))
 
     def _exec_done(self, record: TaskRecord, exec_fu: Future[Any]) -> None:

@@ -50,8 +50,12 @@ class RepresentationMixin:
 
     Every parameter that the instance stores as an attribute of the same name
     appears as ``name=value``, in signature order: ``Config(a=1, b='x')``.
-    Parameters not stored on the instance, and ``*args``/``**kwargs``, are left out.
+    Parameters not stored on the instance, and ``*args``/``**kwargs``, are left out,
+    unless the class attribute ``_validate_repr`` is True (as Parsl's test suites set
+    it): then a parameter missing from the instance raises AttributeError.
     """
+
+    _validate_repr: bool = False
 
     def __repr__(self) -> str:
         import inspect
@@ -67,6 +71,11 @@ class RepresentationMixin:
             try:
                 value = getattr(self, name)
             except AttributeError:
+                if self._validate_repr:
+                    raise AttributeError(
+                        f"{type(self).__name__} takes the parameter {name!r} but does not store it as an attribute, "
+                        "so its repr cannot show it"
+                    ) from None
                 continue
             shown.append(f"{name}={value!r}")
         return f"{type(self).__name__}({', '.join(shown)})"

@@ -297,3 +297,29 @@ def test_a_load_whose_executor_fails_to_start_stops_the_others_and_loads_nothing
     assert first._shutdown  # started before the failure, shut down by it
     with flowlib.load(Config(executors=[ThreadPoolExecutor()], run_dir=str(tmp_path))):
         assert add(1, 1).result(timeout=10) == 2
+
+
+def test_a_logging_config_written_for_parsl_is_used(tmp_path):
+    from flowlib.logconfigs.base import LogConfig
+
+    calls = []
+
+    class ParslStyle(LogConfig):
+        def initialize_logging(self, *, log_dir, log_name, **kwargs):
+            calls.append((log_dir, log_name))
+            return lambda: calls.append("removed")
+
+    dfk = DataFlowKernel(Config(run_dir=str(tmp_path), initialize_logging=ParslStyle()))
+    dfk.cleanup()
+    assert calls == [(dfk.run_dir, "parsl"), "removed"]
+
+
+def test_a_logging_config_must_implement_one_interface(tmp_path):
+    from flowlib.logconfigs.base import LoggingConfig
+
+    class Neither(LoggingConfig):
+        pass
+
+    with pytest.raises(NotImplementedError, match="initialize_logging"):
+        DataFlowKernel(Config(run_dir=str(tmp_path), initialize_logging=Neither()))
+    flowlib.clear()

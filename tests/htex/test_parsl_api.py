@@ -141,3 +141,13 @@ def test_mpi_executor_takes_htex_keywords_except_worker_sizing() -> None:
     executor = MPIExecutor(prefetch_capacity=3, provider=LocalProvider(init_blocks=0, launcher=SimpleLauncher()))
     assert executor.options.prefetch_capacity == 3
     assert MPIExecutor.__doc__ is not None and ":param label:" in MPIExecutor.__doc__
+
+
+def test_a_launcher_other_than_simple_is_a_type_error_for_mpi() -> None:
+    from flowlib.errors import ConfigurationError
+    from flowlib.launchers import SrunLauncher
+    from flowlib.providers import SlurmProvider
+
+    with pytest.raises(TypeError, match="SimpleLauncher") as caught:
+        MPIExecutor(provider=SlurmProvider(launcher=SrunLauncher()))
+    assert isinstance(caught.value, ConfigurationError)

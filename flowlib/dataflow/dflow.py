@@ -126,8 +126,7 @@ class DataFlowKernel:
         internal = ThreadPoolExecutor(label=INTERNAL_EXECUTOR, max_threads=config.internal_tasks_max_threads)
         try:
             for executor in [*config.executors, internal]:
-                executor.run_dir = self.run_dir
-                executor.run_id = self.run_id
+                self._prepare_executor(executor)
                 self.executors[executor.label] = executor  # before start(): a half-started one is shut down too
                 executor.start()
                 _SHUT_DOWN_BY.pop(executor, None)
@@ -157,8 +156,7 @@ class DataFlowKernel:
         from flowlib.executors.block_provider import BlockProviderExecutor
 
         for executor in executors:
-            executor.run_dir = self.run_dir
-            executor.run_id = self.run_id
+            self._prepare_executor(executor)
             if self.monitoring is not None:
                 self.monitoring.attach_executor(executor)
             self.executors[executor.label] = executor  # cleanup() shuts it down even if start() fails half-way
@@ -218,14 +216,25 @@ class DataFlowKernel:
             raise ConfigurationError(f"the executor label {INTERNAL_EXECUTOR!r} is reserved for flowlib")
 
     def _start_logging(self) -> None:
+        self._log_format: str | None = None
         setting = self.config.initialize_logging
         if setting is False:
             return
-        if setting is True:
-            from flowlib.logconfigs.file import FileLogging
+        from flowlib.logconfigs.file import DEFAULT_FORMAT, FileLogging
 
+        if setting is True:
             setting = FileLogging()
         self._stop_logging = setting.initialize(self.run_dir)
+        custom = getattr(setting, "format_string", None)
+        if isinstance(setting, FileLogging) and isinstance(custom, str) and custom != DEFAULT_FORMAT:
+            self._log_format = custom  # as in Parsl: the executors' own logs take the run log's format too
+
+    def _prepare_executor(self, executor: FlowlibExecutor) -> None:
+        """What every executor gets from the kernel before it starts."""
+        executor.run_dir = self.run_dir
+        executor.run_id = self.run_id
+        if self._log_format is not None and getattr(executor, "log_format", "") is None:
+            setattr(executor, "log_format", self._log_format)  # noqa: B010 (only some executors have it)
 
     # ----------------------------------------------------------------- submit
 

@@ -56,6 +56,8 @@ class TaskRecord:
         "outstanding", "dfk", "strip_kwargs", "stream_files", "__weakref__",
     )  # fmt: skip
 
+    stream_files: dict[str, Any]  # not set in __init__: only streams given as a File have it
+
     def __init__(
         self,
         tid: int,

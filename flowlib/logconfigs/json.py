@@ -13,7 +13,6 @@ from typing import Any
 
 from flowlib.logconfigs.file import FileLogging
 
-
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 

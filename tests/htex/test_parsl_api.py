@@ -31,7 +31,11 @@ def quick(x: int) -> int:
 
 def htex_config(tmp_path: Path, **provider: Any) -> Config:
     executor = HighThroughputExecutor(
-        label="htex", max_workers_per_node=1, heartbeat_period=1, heartbeat_threshold=10, provider=LocalProvider(**provider)
+        label="htex",
+        max_workers_per_node=1,
+        heartbeat_period=1,
+        heartbeat_threshold=10,
+        provider=LocalProvider(**provider),
     )
     return Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none")
 
@@ -151,3 +155,30 @@ def test_a_launcher_other_than_simple_is_a_type_error_for_mpi() -> None:
     with pytest.raises(TypeError, match="SimpleLauncher") as caught:
         MPIExecutor(provider=SlurmProvider(launcher=SrunLauncher()))
     assert isinstance(caught.value, ConfigurationError)
+
+
+def test_the_run_logs_format_reaches_the_executors_logs(tmp_path: Path) -> None:
+    from flowlib.logconfigs.file import FileLogging
+
+    token = "TOKEN42"
+    config = htex_config(tmp_path, init_blocks=1, max_blocks=1)
+    config.initialize_logging = FileLogging(format_string=f"{token} %(message)s")
+    with flowlib.load(config) as dfk:
+        assert quick(3).result(timeout=60) == 3
+        htex = dfk.executors["htex"]
+        assert htex.log_format == f"{token} %(message)s"
+        (manager,) = htex.connected_managers()
+        label_dir = Path(dfk.run_dir) / "htex"
+        pool_dir = label_dir / "block-0" / manager["pool_id"]
+        try_assert(lambda: (pool_dir / "worker_0.log").is_file(), timeout=10, message="no worker_0.log")
+    for log in (label_dir / "interchange.log", pool_dir / "manager.log", pool_dir / "worker_0.log"):
+        lines = log.read_text().splitlines()
+        assert lines and all(line.startswith(token) for line in lines if line.strip()), log
+
+
+def test_the_executors_logs_keep_their_format_by_default(tmp_path: Path) -> None:
+    with flowlib.load(htex_config(tmp_path, init_blocks=1, max_blocks=1)) as dfk:
+        assert quick(4).result(timeout=60) == 4
+        assert dfk.executors["htex"].log_format is None
+        text = (Path(dfk.run_dir) / "htex" / "interchange.log").read_text()
+    assert "flowlib.interchange INFO: " in text

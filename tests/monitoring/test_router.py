@@ -267,9 +267,7 @@ def test_a_stream_given_as_a_file_is_recorded_by_its_url(monitored, query, tmp_p
         # a Python app writes no stream, so a scheme with no local path is fine: the app gets the File
         arbitrary = std_file(stdout=File("arbitrary:abc123"), stderr=File("arbitrary:def456"))
         assert by_url.result() == "str" and arbitrary.result() == "File"
-    assert query("SELECT task_stdout, task_stderr FROM task WHERE task_id = ?", by_url.tid) == [
-        (local.url, local.url)
-    ]
+    assert query("SELECT task_stdout, task_stderr FROM task WHERE task_id = ?", by_url.tid) == [(local.url, local.url)]
     assert query("SELECT task_stdout, task_stderr FROM task WHERE task_id = ?", arbitrary.tid) == [
         ("arbitrary:abc123", "arbitrary:def456")
     ]

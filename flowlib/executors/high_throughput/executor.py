@@ -216,6 +216,9 @@ class HighThroughputExecutor(BlockProviderExecutor):
         """Called with every worker-pool event ('registered', 'draining', 'lost': pool_id, block_id,
         hostname, worker_count, ...; 'resources': the samples of one pool, with ``label``) on the
         executor's receiving thread; they must not block."""
+        self.log_format: str | None = None
+        """A ``logging.Formatter`` format for interchange.log, manager.log and worker_<rank>.log; set before
+        ``start()``. The kernel sets it to its ``FileLogging(format_string=...)`` when one was given."""
         self.record_worker_times = False
         """When true (set by monitoring), each finished future gets ``worker_times``:
         ``(started, ended, pool_id)`` as the worker pool saw them (NaN/None when unknown)."""
@@ -277,6 +280,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
                 "unix_dir": self.unix_dir,
                 "arena_dir": self.arena_dir,
                 "resource_interval": self.resource_monitoring_interval,
+                "log_format": self.log_format,
             },
             logdir=base,
             cert_dir=self.cert_dir,
@@ -358,6 +362,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
                 cert_dir=remote.cert_dir,
                 logdir=self.options.worker_logdir_root or remote.logdir,
                 python="python3",
+                log_format=self.log_format,
             )
         from flowlib.executors.high_throughput.options import provider_is_local
 
@@ -368,6 +373,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
             cert_dir=self.cert_dir,
             logdir=self.options.worker_logdir_root or self.logdir or ".",
             python=shlex.quote(sys.executable),
+            log_format=self.log_format,
             unix_socket=self._client.pool_socket if provider_is_local(self.provider) else None,
         )
 

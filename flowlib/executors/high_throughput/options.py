@@ -173,6 +173,7 @@ class HTEXOptions:
         logdir: str,
         python: str,
         unix_socket: str | None = None,
+        log_format: str | None = None,
     ) -> str:
         """The command line that starts one worker pool of block ``block_id``."""
         max_workers = "inf" if math.isinf(self.max_workers_per_node) else str(int(self.max_workers_per_node))
@@ -205,6 +206,8 @@ class HTEXOptions:
             args += ["--working-dir", self.working_dir]
         if self.worker_debug:
             args.append("--debug")
+        if log_format:
+            args += ["--log-format", log_format]
         options = " ".join(shlex.quote(a) for a in args)
         template = self.launch_cmd or DEFAULT_LAUNCH_CMD
         return template.format(python=python, options=options, block_id=block_id)

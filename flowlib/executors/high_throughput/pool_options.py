@@ -90,6 +90,8 @@ class PoolOptions:
     """Log at DEBUG level (one line per task)."""
     unix_socket: str | None = None
     """The interchange's Unix socket for pools on its own machine, tried before the addresses."""
+    log_format: str | None = None
+    """A ``logging.Formatter`` format for manager.log and worker_<rank>.log, or None for the pool's own."""
 
 
 def _positive(kind: type[float] | type[int] = float, allow_zero: bool = False) -> Callable[[str], float]:
@@ -166,10 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--logdir",
         default=None,
-        help="root of the logs; the pool writes in LOGDIR/<block>/<pool> (default ./flowlib_worker_logs)",
+        help="root of the logs; the pool writes in LOGDIR/block-<block>/<pool> (default ./flowlib_worker_logs)",
     )
     p.add_argument("--working-dir", default=None, help="directory the workers run in (made if missing)")
     p.add_argument("--debug", action="store_true", help="log every task at DEBUG level")
+    p.add_argument("--log-format", default=None, help="a logging.Formatter format for the pool's and workers' logs")
     return p
 
 
@@ -213,6 +216,7 @@ def parse_args(argv: Sequence[str] | None = None) -> PoolOptions:
         working_dir=os.path.abspath(ns.working_dir) if ns.working_dir else None,
         debug=ns.debug,
         unix_socket=ns.unix_socket,
+        log_format=ns.log_format,
     )
 
 

@@ -152,6 +152,7 @@ class WorkerFactory:
             log_path=os.path.join(o.logdir, f"worker_{rank}.log"),
             working_dir=o.working_dir,
             debug=o.debug,
+            log_format=o.log_format,
         )
 
     def start_forkserver(self) -> None:

@@ -187,6 +187,8 @@ class WorkerSetup:
     """Directory to change into, or None."""
     debug: bool = False
     """Log every task at DEBUG level."""
+    log_format: str | None = None
+    """A ``logging.Formatter`` format for the worker's log, or None for the worker's own."""
 
 
 def die_with_parent() -> None:
@@ -235,7 +237,8 @@ def _setup_logging(setup: WorkerSetup) -> None:
     handler = logging.FileHandler(setup.log_path)
     handler.setFormatter(
         logging.Formatter(
-            f"%(asctime)s.%(msecs)03d %(levelname)s worker {setup.rank} pid %(process)d: %(message)s",
+            setup.log_format
+            or f"%(asctime)s.%(msecs)03d %(levelname)s worker {setup.rank} pid %(process)d: %(message)s",
             datefmt="%Y-%m-%d %H:%M:%S",
         )
     )

@@ -8,6 +8,7 @@ start" into a clear error instead of a silent hang.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import threading
@@ -230,10 +231,30 @@ class BlockProviderExecutor(FlowlibExecutor):
             except Exception:
                 logger.exception("executor %s: polling block status failed; keeping the last known states", self.label)
                 statuses = []
+            fresh = [
+                (block_id, self._never_connected(block_id, status))
+                for (block_id, _), status in zip(pending.items(), statuses, strict=False)
+            ]
             with self._blocks_lock:
-                for (block_id, _), status in zip(pending.items(), statuses, strict=False):
+                for block_id, status in fresh:
                     if not self._block_status[block_id].terminal:  # SCALED_IN, or marked failed meanwhile
                         self._set_block(block_id, status)
+
+    def _never_connected(self, block_id: str, status: JobStatus) -> JobStatus:
+        """A job that completed although no worker of its block ever connected did nothing: a failure.
+
+        (A ``worker_init`` ending in ``exit 0`` does that; counting it as a success would
+        leave tasks waiting for workers that never come.)
+        """
+        if status.state is not JobState.COMPLETED or self.block_ever_connected(block_id) is not False:
+            return status
+        note = f"the block's job ended (EXIT CODE: {status.exit_code}) before any worker of it connected"
+        message = f"{note}; {status.message}" if status.message else note
+        return dataclasses.replace(status, state=JobState.FAILED, message=message)
+
+    def block_ever_connected(self, block_id: str) -> bool | None:
+        """Whether a worker of this block has ever connected; None when this executor cannot tell."""
+        return None
 
     def _set_block(self, block_id: str, status: JobStatus) -> None:
         """Record a block's status (the caller holds ``_blocks_lock``); tell listeners when its state changed."""

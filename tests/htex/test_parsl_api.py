@@ -182,3 +182,20 @@ def test_the_executors_logs_keep_their_format_by_default(tmp_path: Path) -> None
         assert dfk.executors["htex"].log_format is None
         text = (Path(dfk.run_dir) / "htex" / "interchange.log").read_text()
     assert "flowlib.interchange INFO: " in text
+
+
+@pytest.mark.parametrize("blocks", [1, 2])
+def test_blocks_that_end_before_any_worker_connects_fail_the_executor(tmp_path: Path, blocks: int) -> None:
+    from flowlib.executors.errors import BadStateException
+
+    config = htex_config(tmp_path, init_blocks=blocks, min_blocks=0, max_blocks=blocks, worker_init="exit 0")
+    config.strategy_period = 0.2
+    with flowlib.load(config) as dfk:
+        fut = quick(5)
+        with pytest.raises(BadStateException, match="EXIT CODE: 0") as caught:
+            fut.result(timeout=60)
+        assert "before any worker of it connected" in str(caught.value)
+        htex = dfk.executors["htex"]
+        status = htex.status()
+        assert len(status) == blocks and {s.state for s in status.values()} == {JobState.FAILED}
+        assert htex.connected_blocks() == []

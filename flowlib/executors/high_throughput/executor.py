@@ -580,6 +580,11 @@ class HighThroughputExecutor(BlockProviderExecutor):
         """Tasks submitted and not yet finished (also callable, as Parsl's ``outstanding()``)."""
         return TaskCount(len(self._futures))
 
+    def block_ever_connected(self, block_id: str) -> bool | None:
+        """Whether a worker pool of this block has registered (see :meth:`connected_blocks`)."""
+        with self._lock:
+            return block_id in self._blocks_connected
+
     def connected_blocks(self) -> list[str]:
         """Ids of every block that has had a worker pool registered, in order, also those since released."""
         with self._lock:

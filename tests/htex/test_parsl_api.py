@@ -148,13 +148,16 @@ def test_mpi_executor_takes_htex_keywords_except_worker_sizing() -> None:
 
 
 def test_a_launcher_other_than_simple_is_a_type_error_for_mpi() -> None:
-    from flowlib.errors import ConfigurationError
-    from flowlib.launchers import SrunLauncher
+    from flowlib.errors import ConfigurationError, UnsuitableLauncherError
+    from flowlib.launchers import AprunLauncher, SrunLauncher
     from flowlib.providers import SlurmProvider
 
     with pytest.raises(TypeError, match="SimpleLauncher") as caught:
         MPIExecutor(provider=SlurmProvider(launcher=SrunLauncher()))
     assert isinstance(caught.value, ConfigurationError)
+    # a launcher the provider itself cannot use is refused by the provider, with the same class
+    with pytest.raises(UnsuitableLauncherError, match="aprun"):
+        MPIExecutor(provider=SlurmProvider(launcher=AprunLauncher()))
 
 
 def test_the_run_logs_format_reaches_the_executors_logs(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from flowlib.errors import ConfigurationError
+from flowlib.errors import UnsuitableLauncherError
 from flowlib.executors.block_provider import BlockErrorHandler
 from flowlib.executors.high_throughput.executor import HighThroughputExecutor
 from flowlib.executors.high_throughput.mpi_prefix import LAUNCHERS, parse_request
@@ -37,7 +37,7 @@ from flowlib.executors.high_throughput.options import HTEXOptions
 from flowlib.providers.base import ExecutionProvider
 from flowlib.validation import validate_arguments
 
-__all__ = ["MPIExecutor", "MPILauncherError"]
+__all__ = ["MPIExecutor"]
 
 MPI_LAUNCH_CMD = "{python} -m flowlib.executors.high_throughput.mpi_resource --mpi-launcher {mpi_launcher} {options}"
 """The default ``launch_cmd``; ``{mpi_launcher}`` is filled at start, the rest per block."""
@@ -45,10 +45,6 @@ MPI_LAUNCH_CMD = "{python} -m flowlib.executors.high_throughput.mpi_resource --m
 _LEAD_NODE_SHARE = 1e-6
 # cores_per_worker of the pool: a worker mostly waits for mpiexec/srun, so the
 # lead node's core count must not cap max_workers_per_block.
-
-
-class MPILauncherError(ConfigurationError, TypeError):
-    """The provider's launcher is not a SimpleLauncher: a ConfigurationError, and a TypeError as in Parsl."""
 
 
 class MPIExecutor(HighThroughputExecutor):
@@ -158,7 +154,7 @@ class MPIExecutor(HighThroughputExecutor):
         launcher = getattr(self.provider, "launcher", None)
         if not isinstance(launcher, SimpleLauncher):
             provider = type(self.provider).__name__
-            raise MPILauncherError(
+            raise UnsuitableLauncherError(
                 f"MPIExecutor needs a provider whose launcher is a SimpleLauncher (one worker pool per block, which "
                 f"places the MPI ranks on the block's nodes itself), but the {provider} has a "
                 f"{type(launcher).__name__}; use {provider}(launcher=SimpleLauncher(), ...)"

@@ -1,7 +1,8 @@
 """Checks of the keywords every scheduler provider shares, in one place.
 
 Each check raises TypeError or ValueError naming the provider and the argument, or
-:class:`~flowlib.errors.UnsuitableLauncherError` (a ConfigurationError and a TypeError) for a launcher the provider cannot use.
+:class:`~flowlib.errors.UnsuitableLauncherError` (a ConfigurationError and a TypeError)
+for a launcher the provider cannot use.
 Nothing here does I/O: providers call these from their constructors.
 """
 

@@ -131,7 +131,8 @@ class BlockProviderExecutor(FlowlibExecutor):
             except Exception as e:
                 logger.error("executor %s could not start block %s: %s", self.label, block_id, e)
                 with self._blocks_lock:
-                    self._set_block(block_id, JobStatus(JobState.FAILED, message=f"submit failed: {e}"))
+                    # MISSING, as Parsl reports a block with no job (the error handlers count it as failed)
+                    self._set_block(block_id, JobStatus(JobState.MISSING, message=f"submit failed: {e}"))
                 continue
             with self._blocks_lock:
                 self.blocks_to_job_id[block_id] = job_id
@@ -241,7 +242,7 @@ class BlockProviderExecutor(FlowlibExecutor):
                         self._set_block(block_id, status)
 
     def _never_connected(self, block_id: str, status: JobStatus) -> JobStatus:
-        """A job that completed although no worker of its block ever connected did nothing: a failure.
+        """A job that completed although no worker of its block ever connected did nothing: MISSING, a failure.
 
         (A ``worker_init`` ending in ``exit 0`` does that; counting it as a success would
         leave tasks waiting for workers that never come.)
@@ -250,7 +251,7 @@ class BlockProviderExecutor(FlowlibExecutor):
             return status
         note = f"the block's job ended (EXIT CODE: {status.exit_code}) before any worker of it connected"
         message = f"{note}; {status.message}" if status.message else note
-        return dataclasses.replace(status, state=JobState.FAILED, message=message)
+        return dataclasses.replace(status, state=JobState.MISSING, message=message)  # Parsl's state for it
 
     def block_ever_connected(self, block_id: str) -> bool | None:
         """Whether a worker of this block has ever connected; None when this executor cannot tell."""

@@ -30,7 +30,9 @@ class JobState(enum.IntEnum):
     HELD = 7
     """Held by the scheduler or an administrator."""
     MISSING = 8
-    """The scheduler no longer knows the job and its end could not be found. Terminal."""
+    """The block has no job that did its work: the scheduler no longer knows the job and its end
+    could not be found, the submit failed, or the job ended before any worker of it connected
+    (as Parsl reports these). Counted as a failure. Terminal."""
     SCALED_IN = 9
     """Released by flowlib's scaling (idle or no longer needed). Terminal."""
 

@@ -200,5 +200,21 @@ def test_blocks_that_end_before_any_worker_connects_fail_the_executor(tmp_path: 
         assert "before any worker of it connected" in str(caught.value)
         htex = dfk.executors["htex"]
         status = htex.status()
-        assert len(status) == blocks and {s.state for s in status.values()} == {JobState.FAILED}
+        assert len(status) == blocks and {s.state for s in status.values()} == {JobState.MISSING}
         assert htex.connected_blocks() == []
+
+
+class _RefusingProvider(LocalProvider):
+    def submit(self, *args: Any, **kwargs: Any) -> str:
+        raise RuntimeError("no submitting today")
+
+
+def test_a_block_whose_submit_failed_is_missing_and_fails_the_executor(tmp_path: Path) -> None:
+    from flowlib.executors.errors import BadStateException
+
+    executor = HighThroughputExecutor(label="htex", provider=_RefusingProvider(init_blocks=1, max_blocks=1))
+    with flowlib.load(Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none")):
+        with pytest.raises(BadStateException, match="no submitting today"):
+            quick(1).result(timeout=60)
+        (status,) = executor.status().values()
+        assert status.state is JobState.MISSING and "submit failed" in (status.message or "")

@@ -24,6 +24,14 @@ class ConfigurationError(FlowlibError):
     """
 
 
+class UnsuitableLauncherError(ConfigurationError, TypeError):
+    """A provider or executor was given a launcher it cannot use.
+
+    Also a ``TypeError``, the class Parsl raises for an MPI executor whose
+    provider's launcher is not a ``SimpleLauncher``.
+    """
+
+
 class NoDataFlowKernelError(FlowlibError):
     """Raised when an app is called, or ``flowlib.dfk()`` asked, before ``flowlib.load()``."""
 

@@ -13,7 +13,7 @@ from typing import IO, Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RepresentationMixin", "get_all_checkpoints", "get_last_checkpoint", "time_limited_open"]
+__all__ = ["RepresentationMixin", "execute_wait", "get_all_checkpoints", "get_last_checkpoint", "time_limited_open"]
 
 _CHECKPOINT_FILE = "tasks.ckpt"  # the same name as flowlib.dataflow.checkpoint.CHECKPOINT_FILENAME
 
@@ -50,8 +50,12 @@ class RepresentationMixin:
 
     Every parameter that the instance stores as an attribute of the same name
     appears as ``name=value``, in signature order: ``Config(a=1, b='x')``.
-    Parameters not stored on the instance, and ``*args``/``**kwargs``, are left out.
+    Parameters not stored on the instance, and ``*args``/``**kwargs``, are left out,
+    unless the class attribute ``_validate_repr`` is True (as Parsl's test suites set
+    it): then a parameter missing from the instance raises AttributeError.
     """
+
+    _validate_repr: bool = False
 
     def __repr__(self) -> str:
         import inspect
@@ -67,6 +71,11 @@ class RepresentationMixin:
             try:
                 value = getattr(self, name)
             except AttributeError:
+                if self._validate_repr:
+                    raise AttributeError(
+                        f"{type(self).__name__} takes the parameter {name!r} but does not store it as an attribute, "
+                        "so its repr cannot show it"
+                    ) from None
                 continue
             shown.append(f"{name}={value!r}")
         return f"{type(self).__name__}({', '.join(shown)})"
@@ -90,3 +99,16 @@ def time_limited_open(path: str | os.PathLike[str], mode: str, seconds: float = 
                 raise TimeoutError(f"{os.fspath(path)!s} did not appear within {seconds} seconds") from None
             time.sleep(min(wait, remaining))
             wait = min(wait * 2, 0.05)
+
+
+def execute_wait(cmd: str, walltime: float | None = None) -> tuple[int, str, str]:
+    """Run the shell command ``cmd`` here with bash; return ``(exit code, stdout, stderr)``.
+
+    Parsl's helper, as its providers use it. The command inherits this process's
+    environment and runs in the current directory. Past ``walltime`` seconds the
+    command and everything it started are killed and
+    :class:`~flowlib.channels.errors.ChannelTimeout` is raised.
+    """
+    from flowlib.channels.local import LocalChannel
+
+    return LocalChannel().execute_wait(cmd, walltime=walltime)

@@ -255,6 +255,15 @@ def test_representation_mixin() -> None:
     assert repr(Widget(3, name="x")) == "Widget(size=3, name='x')"
 
 
+class StrictWidget(Widget):
+    _validate_repr = True
+
+
+def test_representation_mixin_validating_names_the_missing_parameter() -> None:
+    with pytest.raises(AttributeError, match="'secret'"):
+        repr(StrictWidget(3, secret="s"))
+
+
 def test_time_limited_open_existing(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "f.txt"
     path.write_text("hello")

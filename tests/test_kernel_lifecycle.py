@@ -143,10 +143,16 @@ def test_json_logging(tmp_path):
     from flowlib.logconfigs.json import JSONLogging
 
     dfk = DataFlowKernel(Config(run_dir=str(tmp_path), initialize_logging=JSONLogging()))
+    logging.getLogger("flowlib.test").info("with %s", "extra", extra={"parsl.somekey": "vv", "odd": object()})
     dfk.cleanup()
     lines = Path(dfk.run_dir, "flowlib.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert any("starting" in r["message"] for r in records)
+    (mine,) = [r for r in records if r["logger"] == "flowlib.test"]
+    assert (mine["message"], mine["msg"], mine["parsl.somekey"]) == ("with extra", "with %s", "vv")
+    assert mine["odd"].startswith("<object object")  # not JSON: written as its str()
+    # Parsl's name for the same file
+    assert os.readlink(os.path.join(dfk.run_dir, "parsl.jsonlog")) == "flowlib.jsonl"
 
 
 def test_exit_mode_wait_waits_for_tasks(tmp_path):
@@ -291,3 +297,29 @@ def test_a_load_whose_executor_fails_to_start_stops_the_others_and_loads_nothing
     assert first._shutdown  # started before the failure, shut down by it
     with flowlib.load(Config(executors=[ThreadPoolExecutor()], run_dir=str(tmp_path))):
         assert add(1, 1).result(timeout=10) == 2
+
+
+def test_a_logging_config_written_for_parsl_is_used(tmp_path):
+    from flowlib.logconfigs.base import LogConfig
+
+    calls = []
+
+    class ParslStyle(LogConfig):
+        def initialize_logging(self, *, log_dir, log_name, **kwargs):
+            calls.append((log_dir, log_name))
+            return lambda: calls.append("removed")
+
+    dfk = DataFlowKernel(Config(run_dir=str(tmp_path), initialize_logging=ParslStyle()))
+    dfk.cleanup()
+    assert calls == [(dfk.run_dir, "parsl"), "removed"]
+
+
+def test_a_logging_config_must_implement_one_interface(tmp_path):
+    from flowlib.logconfigs.base import LoggingConfig
+
+    class Neither(LoggingConfig):
+        pass
+
+    with pytest.raises(NotImplementedError, match="initialize_logging"):
+        DataFlowKernel(Config(run_dir=str(tmp_path), initialize_logging=Neither()))
+    flowlib.clear()

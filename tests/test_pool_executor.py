@@ -70,7 +70,14 @@ def test_shutdown_cancel_futures_cancels_tasks_not_started(tmp_path: Path) -> No
     running = pool.submit(hold, started, gate)
     assert started.wait(10)
     waiting = [pool.submit(inc, i) for i in range(3)]  # queued behind the one thread
-    closer = threading.Thread(target=pool.shutdown, kwargs={"wait": True, "cancel_futures": True})
+    warned: list[str] = []
+
+    def shut_down() -> None:
+        with pytest.warns(UserWarning) as record:
+            pool.shutdown(wait=True, cancel_futures=True)
+        warned.extend(str(w.message) for w in record)
+
+    closer = threading.Thread(target=shut_down)
     closer.start()
     try:
         for fut in waiting:
@@ -82,6 +89,24 @@ def test_shutdown_cancel_futures_cancels_tasks_not_started(tmp_path: Path) -> No
         closer.join(10)
     assert running.result(timeout=10) is True
     assert pool.dfk.cleanup_called
+    assert warned == [
+        "FlowlibPoolExecutor.shutdown(cancel_futures=True) cancelled 3 task(s) that had not started; "
+        "1 started task(s) are not interrupted"
+    ]
+
+
+def test_cancel_futures_warns_as_parsl_does_with_nothing_to_cancel(tmp_path: Path) -> None:
+    pool = FlowlibPoolExecutor(config(tmp_path))
+    with pytest.warns(UserWarning, match="cancelled 0 task"):
+        pool.shutdown(False, cancel_futures=True)
+    assert pool.dfk.cleanup_called
+
+
+def test_get_app_executors_is_a_list(tmp_path: Path) -> None:
+    with flowlib.load(config(tmp_path)) as dfk, FlowlibPoolExecutor(dfk=dfk, executors=["t"]) as pool:
+        assert pool.submit(inc, 1).result(timeout=10) == 2
+        assert pool.get_app(inc).executors == ["t"]
+    flowlib.clear()
 
 
 def test_shutdown_without_cancel_futures_runs_everything(tmp_path: Path) -> None:

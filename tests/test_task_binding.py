@@ -124,3 +124,32 @@ def test_cleanup_logs_a_summary_of_task_states(tmp_path: Path, caplog: pytest.Lo
     assert "Tasks in state States.failed: 1" in caplog.text
     assert "States.pending" not in caplog.text  # states with no task are left out
     assert "Tasks in state States.exec_done: 2" in (tmp_path / "000" / "flowlib.log").read_text()
+
+
+@python_app
+def boom():
+    raise RuntimeError("boom")
+
+
+def test_debug_records_name_each_state_and_the_executor(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="flowlib"):
+        config = Config(executors=[ThreadPoolExecutor(label="t", max_threads=1)], run_dir=str(tmp_path))
+        with flowlib.load(config):
+            ok, bad = const(1), boom()
+            assert ok.result(timeout=10) == 1 and isinstance(bad.exception(timeout=10), RuntimeError)
+        flowlib.clear()
+    for fut, last in ((ok, "exec_done"), (bad, "failed")):
+        for spelling in ("parsl", "flowlib"):
+            states = [
+                r.__dict__[f"{spelling}.task_state"]
+                for r in caplog.records
+                if r.__dict__.get(f"{spelling}.task") == fut.tid and f"{spelling}.task_state" in r.__dict__
+            ]
+            assert states[0] == "pending" and "launched" in states and states[-1] == last
+            bindings = [
+                r
+                for r in caplog.records
+                if r.__dict__.get(f"{spelling}.task") == fut.tid and f"{spelling}.executor" in r.__dict__
+            ]
+            assert len(bindings) == 1 and bindings[0].__dict__[f"{spelling}.executor"] == "t"
+            assert f"{spelling}.executor_task" not in bindings[0].__dict__  # the thread pool has no task ids

@@ -79,7 +79,8 @@ class AppBase(Generic[P, R]):
         self.__name__ = name
         self.__doc__ = getattr(func, "__doc__", None)
         self.data_flow_kernel = data_flow_kernel
-        self.executors: str | tuple[str, ...] = executors if isinstance(executors, str) else tuple(executors)
+        # a list, as in Parsl (frameworks compare it to one); the kernel keys its choice cache by a tuple copy
+        self.executors: str | list[str] = executors if isinstance(executors, str) else list(executors)
         self.cache = cache
         self.ignore_for_cache = list(ignore_for_cache or [])
         self._fn_hash: str | None = None

@@ -11,6 +11,7 @@ For code written against the standard executor interface::
 from __future__ import annotations
 
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
@@ -31,7 +32,8 @@ class FlowlibPoolExecutor(Executor):
     kernel) and cleans it up on ``shutdown``; a ``dfk`` given is left running.
     ``executors`` limits the executor labels tasks may use.
     ``shutdown(cancel_futures=True)`` cancels the pool's tasks that have not
-    started.
+    started and, as Parsl's does, warns (``UserWarning``): here the warning says
+    how many tasks were cancelled and how many had started and run on.
     """
 
     def __init__(
@@ -81,8 +83,19 @@ class FlowlibPoolExecutor(Executor):
         """Stop accepting tasks; clean up the kernel if this pool started it."""
         self._shutdown = True
         if cancel_futures:
+            cancelled = running = 0
             for fut in list(self._futures):
-                fut.cancel()  # refused (False) by a task that has started
+                if fut.cancel():
+                    cancelled += 1
+                elif not fut.done():
+                    running += 1  # cancel() is refused by a task that has started
+            # Parsl warns that it cannot cancel; flowlib can, but only tasks not yet started
+            warnings.warn(
+                f"FlowlibPoolExecutor.shutdown(cancel_futures=True) cancelled {cancelled} task(s) that had not "
+                f"started; {running} started task(s) are not interrupted",
+                UserWarning,
+                stacklevel=2,
+            )
         if self._owns_dfk and not self.dfk.cleanup_called:
             if wait:
                 self.dfk.wait_for_current_tasks()

@@ -46,7 +46,7 @@ from flowlib.dataflow.retries import should_retry
 from flowlib.dataflow.rundir import make_rundir
 from flowlib.dataflow.states import FINAL_STATES, States
 from flowlib.dataflow.task_files import needs_file_handling, prepare_files
-from flowlib.dataflow.task_log import log_submission, log_summary
+from flowlib.dataflow.task_log import log_binding, log_executor_started, log_submission, log_summary, log_transition
 from flowlib.dataflow.taskrecord import TaskRecord, check_transition
 from flowlib.dataflow.trampoline import Trampoline
 from flowlib.errors import ConfigurationError, FlowlibError, NoDataFlowKernelError
@@ -126,17 +126,49 @@ class DataFlowKernel:
         internal = ThreadPoolExecutor(label=INTERNAL_EXECUTOR, max_threads=config.internal_tasks_max_threads)
         try:
             for executor in [*config.executors, internal]:
-                executor.run_dir = self.run_dir
-                executor.run_id = self.run_id
+                self._prepare_executor(executor)
                 self.executors[executor.label] = executor  # before start(): a half-started one is shut down too
                 executor.start()
                 _SHUT_DOWN_BY.pop(executor, None)
+                if executor is not internal:
+                    log_executor_started(logger, executor)
             self.data_manager = DataManager(self)
             self._poller = self._start_job_status_poller()
         except BaseException:
             self._undo_start()
             raise
         self._atexit: Callable[[], None] | None = _register_atexit(self)
+
+    def add_executors(self, executors: Sequence[FlowlibExecutor]) -> None:
+        """Start more executors on this running kernel, as Parsl's ``dfk.add_executors``.
+
+        Their labels must be new; apps may name them from then on, and ``"all"`` apps
+        may run on them. Executors with a provider join the scaling strategy.
+        """
+        if self.cleanup_called:
+            raise FlowlibError(f"cannot add executors: this DataFlowKernel ({self.run_dir}) has been cleaned up")
+        executors = list(executors)
+        self._check_labels(executors)
+        taken = sorted({e.label for e in executors if e.label in self.executors})
+        if taken:
+            raise ConfigurationError(f"executor labels must be unique; already in use by this kernel: {taken}")
+        _refuse_shut_down_executors(executors)
+        from flowlib.executors.block_provider import BlockProviderExecutor
+
+        for executor in executors:
+            self._prepare_executor(executor)
+            if self.monitoring is not None:
+                self.monitoring.attach_executor(executor)
+            self.executors[executor.label] = executor  # cleanup() shuts it down even if start() fails half-way
+            executor.start()
+            _SHUT_DOWN_BY.pop(executor, None)
+            log_executor_started(logger, executor)
+            if isinstance(executor, BlockProviderExecutor):
+                if self._poller is None:
+                    self._poller = self._start_job_status_poller()
+                else:
+                    self._poller.add_executor(executor)
+        self._executor_choices.clear()  # "all" now includes the new ones
 
     def _undo_start(self) -> None:
         """Release what a failed ``__init__`` had started, so that nothing is left running and load() works again."""
@@ -184,14 +216,25 @@ class DataFlowKernel:
             raise ConfigurationError(f"the executor label {INTERNAL_EXECUTOR!r} is reserved for flowlib")
 
     def _start_logging(self) -> None:
+        self._log_format: str | None = None
         setting = self.config.initialize_logging
         if setting is False:
             return
-        if setting is True:
-            from flowlib.logconfigs.file import FileLogging
+        from flowlib.logconfigs.file import DEFAULT_FORMAT, FileLogging
 
+        if setting is True:
             setting = FileLogging()
         self._stop_logging = setting.initialize(self.run_dir)
+        custom = getattr(setting, "format_string", None)
+        if isinstance(setting, FileLogging) and isinstance(custom, str) and custom != DEFAULT_FORMAT:
+            self._log_format = custom  # as in Parsl: the executors' own logs take the run log's format too
+
+    def _prepare_executor(self, executor: FlowlibExecutor) -> None:
+        """What every executor gets from the kernel before it starts."""
+        executor.run_dir = self.run_dir
+        executor.run_id = self.run_id
+        if self._log_format is not None and getattr(executor, "log_format", "") is None:
+            setattr(executor, "log_format", self._log_format)  # noqa: B010 (only some executors have it)
 
     # ----------------------------------------------------------------- submit
 
@@ -221,7 +264,8 @@ class DataFlowKernel:
             )
         if self._max_in_flight is not None and len(self.tasks) >= self._max_in_flight:
             self._wait_for_room(app.__name__)
-        label = self._choose_executor(app.executors, app.__name__)
+        wanted = app.executors
+        label = self._choose_executor(wanted if isinstance(wanted, str) else tuple(wanted), app.__name__)
         resource_spec = kwargs.get("parsl_resource_specification") or kwargs.get("resource_specification") or {}
         record = TaskRecord(
             next(self._tid),
@@ -325,9 +369,7 @@ class DataFlowKernel:
         if self.events.active:  # an O(1) append; subscribers run on the bus's own thread
             self.events.publish(record, old, new, time.time(), exception)
         if self._debug:  # per-task detail only when DEBUG was asked for
-            logger.debug(
-                "task %s (%s) %s -> %s on %s", record.id, record.func_name, old.name, new.name, record.executor
-            )
+            log_transition(logger, record, old, new)
 
     # ------------------------------------------------------------ dependencies
 
@@ -380,6 +422,10 @@ class DataFlowKernel:
             self._finish(record, _S.failed, exception=_name_task(e, record))
             return
         record.exec_fu = exec_fu
+        if self._debug:
+            # looked up on the class: some executors' futures lift any attribute into a new future
+            task_id = getattr(type(exec_fu), "executor_task_id", None)
+            log_binding(logger, record, task_id.__get__(exec_fu) if isinstance(task_id, property) else None)
         exec_fu.add_done_callback(partial(self._exec_done_cb, record))
 
     def _exec_done(self, record: TaskRecord, exec_fu: Future[Any]) -> None:

@@ -145,12 +145,20 @@ def _stage_stream(
 
     app_fu = record.app_fu
     assert app_fu is not None
+    files = getattr(record, "stream_files", None)
+    if files is None:
+        files = record.stream_files = {}
+    files[stream] = spec
     copy = task_copy(spec)
     stage_fut = None
     if copy.scheme != "file":
         func = data_manager.replace_task_stage_out(copy, func, record.executor)
         stage_fut = data_manager.stage_out(copy, record.executor, app_fu)
         if copy.local_path is None:
+            if record.kind != "bash":
+                # Only a bash app writes its streams; a Python app gets the File (as in Parsl)
+                record.kwargs[stream] = copy
+                return func, DataFuture(stage_fut or app_fu, spec, tid=record.id)
             raise ValueError(
                 f"{stream}={spec.url!r}: the staging plugin for {copy.scheme}: files of executor "
                 f"{record.executor!r} gives the app no local path to write the stream to"

@@ -44,6 +44,8 @@ class TaskRecord:
     - ``history``: the states the task went through, oldest first.
     - ``kind``: ``"python"``, ``"bash"`` or ``"join"``.
     - ``dfk``: the kernel that owns the task.
+    - ``stream_files``: set only when ``stdout``/``stderr`` was given as a ``File``:
+      stream name -> that File (the keyword itself then holds the path the app writes).
     """
 
     __slots__ = (
@@ -51,8 +53,10 @@ class TaskRecord:
         "depends", "app_fu", "exec_fu", "fail_count", "fail_cost", "fail_history",
         "try_id", "memoize", "hashsum", "ignore_for_cache", "from_memo", "join", "joins",
         "resource_specification", "time_invoked", "time_returned", "_history", "kind",
-        "outstanding", "dfk", "strip_kwargs", "__weakref__",
+        "outstanding", "dfk", "strip_kwargs", "stream_files", "__weakref__",
     )  # fmt: skip
+
+    stream_files: dict[str, Any]  # not set in __init__: only streams given as a File have it
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ start" into a clear error instead of a silent hang.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import threading
@@ -75,6 +76,9 @@ class BlockProviderExecutor(FlowlibExecutor):
         self.ever_connected = False
         self.scaling_strategy: str | None = None
         """The name of the strategy scaling this executor ('none', 'simple', ...); set by the kernel's poller."""
+        self.block_listeners: list[Callable[[str, JobStatus], None]] = []
+        """Called with (block id, status) each time a block's state changes (first PENDING when it is
+        submitted), under the executor's block lock: they must be quick and must not block (monitoring)."""
 
     # ---------------------------------------------------------- subclass API
 
@@ -127,12 +131,14 @@ class BlockProviderExecutor(FlowlibExecutor):
             except Exception as e:
                 logger.error("executor %s could not start block %s: %s", self.label, block_id, e)
                 with self._blocks_lock:
-                    self._block_status[block_id] = JobStatus(JobState.FAILED, message=f"submit failed: {e}")
+                    # MISSING, as Parsl reports a block with no job (the error handlers count it as failed)
+                    self._set_block(block_id, JobStatus(JobState.MISSING, message=f"submit failed: {e}"))
                 continue
             with self._blocks_lock:
                 self.blocks_to_job_id[block_id] = job_id
                 self.job_ids_to_block[job_id] = block_id
-                self._block_status[block_id] = JobStatus(JobState.PENDING)
+                self._set_block(block_id, JobStatus(JobState.PENDING))  # submitted (recorded as such)
+                self._set_block(block_id, JobStatus(getattr(self.provider, "submitted_state", JobState.PENDING)))
             logger.info("executor %s started block %s as job %s", self.label, block_id, job_id)
             started.append(block_id)
         return started
@@ -152,7 +158,7 @@ class BlockProviderExecutor(FlowlibExecutor):
             self.drain_blocks(block_ids)
         with self._blocks_lock:  # before cancelling: pools that die now are known to be released, not lost
             for b in block_ids:
-                self._block_status[b] = JobStatus(JobState.SCALED_IN)
+                self._set_block(b, JobStatus(JobState.SCALED_IN))
         job_ids = [self.blocks_to_job_id[b] for b in block_ids if b in self.blocks_to_job_id]
         if job_ids:
             try:
@@ -175,9 +181,18 @@ class BlockProviderExecutor(FlowlibExecutor):
             self._last_poll = now
             self._refresh_block_status()
         status = self.block_status()
-        if self.block_error_handler is not None and not self.bad_state_is_set:
-            self.block_error_handler(self, status)
+        if not self.bad_state_is_set:
+            self.handle_errors(status)
         return status
+
+    def status(self) -> dict[str, JobStatus]:
+        """Parsl's name for :meth:`block_status`: the last known state of every block (block id -> JobStatus)."""
+        return self.block_status()
+
+    def handle_errors(self, status: dict[str, JobStatus]) -> None:
+        """Give ``status`` (block id -> JobStatus) to the ``block_error_handler``, as each poll does (Parsl's API)."""
+        if self.block_error_handler is not None:
+            self.block_error_handler(self, status)
 
     def refresh_blocks(self, block_ids: list[str]) -> dict[str, JobStatus]:
         """Ask the provider about these blocks now (those not known to have ended); return their states."""
@@ -190,7 +205,7 @@ class BlockProviderExecutor(FlowlibExecutor):
     def mark_block_failed(self, block_id: str, message: str) -> None:
         """Record a block as FAILED with ``message`` (its job is left alone: see :meth:`cancel_block_job`)."""
         with self._blocks_lock:
-            self._block_status[block_id] = JobStatus(JobState.FAILED, message=message)
+            self._set_block(block_id, JobStatus(JobState.FAILED, message=message))
 
     def cancel_block_job(self, block_id: str) -> None:
         """Cancel the job of a block, keeping its recorded state; a failure is logged."""
@@ -217,10 +232,42 @@ class BlockProviderExecutor(FlowlibExecutor):
             except Exception:
                 logger.exception("executor %s: polling block status failed; keeping the last known states", self.label)
                 statuses = []
+            fresh = [
+                (block_id, self._never_connected(block_id, status))
+                for (block_id, _), status in zip(pending.items(), statuses, strict=False)
+            ]
             with self._blocks_lock:
-                for (block_id, _), status in zip(pending.items(), statuses, strict=False):
+                for block_id, status in fresh:
                     if not self._block_status[block_id].terminal:  # SCALED_IN, or marked failed meanwhile
-                        self._block_status[block_id] = status
+                        self._set_block(block_id, status)
+
+    def _never_connected(self, block_id: str, status: JobStatus) -> JobStatus:
+        """A job that completed although no worker of its block ever connected did nothing: MISSING, a failure.
+
+        (A ``worker_init`` ending in ``exit 0`` does that; counting it as a success would
+        leave tasks waiting for workers that never come.)
+        """
+        if status.state is not JobState.COMPLETED or self.block_ever_connected(block_id) is not False:
+            return status
+        note = f"the block's job ended (EXIT CODE: {status.exit_code}) before any worker of it connected"
+        message = f"{note}; {status.message}" if status.message else note
+        return dataclasses.replace(status, state=JobState.MISSING, message=message)  # Parsl's state for it
+
+    def block_ever_connected(self, block_id: str) -> bool | None:
+        """Whether a worker of this block has ever connected; None when this executor cannot tell."""
+        return None
+
+    def _set_block(self, block_id: str, status: JobStatus) -> None:
+        """Record a block's status (the caller holds ``_blocks_lock``); tell listeners when its state changed."""
+        before = self._block_status.get(block_id)
+        self._block_status[block_id] = status
+        if before is not None and before.state is status.state:
+            return
+        for listener in list(self.block_listeners):
+            try:
+                listener(block_id, status)
+            except Exception:
+                logger.exception("executor %s: a block listener failed", self.label)
 
     def block_status(self) -> dict[str, JobStatus]:
         """The last known state of every block this executor started."""

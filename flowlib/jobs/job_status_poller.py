@@ -23,6 +23,11 @@ class JobStatusPoller:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="flowlib-job-status-poller", daemon=True)
 
+    def add_executor(self, executor: BlockProviderExecutor) -> None:
+        """Poll and scale one more executor (added to a running kernel) from the next round on."""
+        executor.scaling_strategy = self.strategy.strategy
+        self.executors.append(executor)
+
     def start(self) -> None:
         """Start polling."""
         self._thread.start()

@@ -30,9 +30,15 @@ class JobState(enum.IntEnum):
     HELD = 7
     """Held by the scheduler or an administrator."""
     MISSING = 8
-    """The scheduler no longer knows the job and its end could not be found. Terminal."""
+    """The block has no job that did its work: the scheduler no longer knows the job and its end
+    could not be found, the submit failed, or the job ended before any worker of it connected
+    (as Parsl reports these). Counted as a failure. Terminal."""
     SCALED_IN = 9
     """Released by flowlib's scaling (idle or no longer needed). Terminal."""
+
+    def __str__(self) -> str:
+        # IntEnum's str() is the number since Python 3.11; Parsl's (and 3.10's) is the name
+        return f"JobState.{self.name}"
 
     @property
     def terminal(self) -> bool:
@@ -65,3 +71,23 @@ class JobStatus:
     def terminal(self) -> bool:
         """True when the job has ended."""
         return self.state in TERMINAL_STATES
+
+    @property
+    def stdout(self) -> str | None:
+        """What the job wrote to ``stdout_path`` so far (as Parsl's); None without a readable path."""
+        return _read(self.stdout_path)
+
+    @property
+    def stderr(self) -> str | None:
+        """What the job wrote to ``stderr_path`` so far (as Parsl's); None without a readable path."""
+        return _read(self.stderr_path)
+
+
+def _read(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None

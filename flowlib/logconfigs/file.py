@@ -21,7 +21,8 @@ class FileLogging(LoggingConfig):
             state change, which costs throughput on large runs.
         filename: the file name inside the run directory. With the default name,
             ``<run_dir>/parsl.log`` is made a symbolic link to it, because Parsl
-            programs and tools look for the log under that name.
+            programs and tools look for the log under that name (for
+            :class:`~flowlib.logconfigs.json.JSONLogging`: ``parsl.jsonlog``).
         format_string: a ``logging.Formatter`` format.
     """
 
@@ -39,8 +40,9 @@ class FileLogging(LoggingConfig):
     def initialize(self, run_dir: str) -> Callable[[], None]:
         """Attach a file handler to the ``flowlib`` logger; return its remover."""
         handler = logging.FileHandler(os.path.join(run_dir, self.filename))
-        if self.filename == "flowlib.log":
-            _link_parsl_name(run_dir)
+        parsl_name = PARSL_NAMES.get(self.filename)
+        if parsl_name is not None:
+            _link_parsl_name(run_dir, self.filename, parsl_name)
         handler.setLevel(self.level)
         handler.setFormatter(self.make_formatter())
         logger = logging.getLogger("flowlib")
@@ -57,12 +59,16 @@ class FileLogging(LoggingConfig):
         return remove
 
 
-def _link_parsl_name(run_dir: str) -> None:
-    """Make ``<run_dir>/parsl.log`` point at ``flowlib.log``, unless that name is taken."""
-    link = os.path.join(run_dir, "parsl.log")
+PARSL_NAMES = {"flowlib.log": "parsl.log", "flowlib.jsonl": "parsl.jsonlog"}
+"""Default log file names -> the name Parsl gives the same log, linked to ours in the run directory."""
+
+
+def _link_parsl_name(run_dir: str, ours: str, parsl_name: str) -> None:
+    """Make ``<run_dir>/<parsl_name>`` point at ``ours``, unless that name is taken."""
+    link = os.path.join(run_dir, parsl_name)
     if os.path.lexists(link):
         return
     try:
-        os.symlink("flowlib.log", link)
-    except OSError:  # a file system without symbolic links: flowlib.log alone
-        logging.getLogger(__name__).debug("could not link %s to flowlib.log", link, exc_info=True)
+        os.symlink(ours, link)
+    except OSError:  # a file system without symbolic links: our name alone
+        logging.getLogger(__name__).debug("could not link %s to %s", link, ours, exc_info=True)

@@ -187,6 +187,11 @@ class MonitoringHub(RepresentationMixin):
         router.start()
         self._router = router
 
+    def attach_executor(self, executor: Any) -> None:
+        """Monitor an executor added to a running kernel (``dfk.add_executors``), before it starts."""
+        if self._router is not None:
+            self._router.attach_executor(executor)
+
     def close(self) -> None:
         """Write what is queued (see ``close_timeout``), close the store; raise MonitoringError if writes failed."""
         router, self._router = self._router, None

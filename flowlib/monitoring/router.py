@@ -20,6 +20,7 @@ router stops writing, logs the error and :meth:`Router.close` raises it as
 from __future__ import annotations
 
 import collections
+import functools
 import getpass
 import logging
 import os
@@ -102,6 +103,8 @@ class Router:
         self._next_poll = 0.0
         self._pool_events: collections.deque[tuple[dict[str, Any], float]] = collections.deque()
         self._pool_listening: list[list[Any]] = []
+        self._block_events: collections.deque[dict[str, Any]] = collections.deque()
+        self._block_listening: list[tuple[list[Any], Any]] = []
         self._pools: dict[str, tuple[str | None, str | None]] = {}
         """pool_id -> (hostname, block_id), from the executors' pool events."""
         self._node_figures: dict[str, tuple[int | None, int | None]] = {}
@@ -141,17 +144,26 @@ class Router:
         # The kernel starts monitoring before its executors, so attach to the configured ones.
         config = getattr(self.dfk, "config", None)
         for executor in list(getattr(config, "executors", None) or []):
-            listeners = getattr(executor, "pool_listeners", None)
-            if isinstance(listeners, list):
-                listeners.append(self._pool_event)
-                self._pool_listening.append(listeners)
-            if hasattr(executor, "record_worker_times"):
-                executor.record_worker_times = True
-            if self._resources is not None and hasattr(executor, "resource_monitoring_interval"):
-                executor.resource_monitoring_interval = float(hub.resource_monitoring_interval)
+            self.attach_executor(executor)
         self._thread = threading.Thread(target=self._run, name="flowlib-monitoring-router", daemon=True)
         self._thread.start()
         logger.info("monitoring run %s into %s", self.run_id, safe_url(self.url))
+
+    def attach_executor(self, executor: Any) -> None:
+        """Record ``executor``'s worker pools and task times; call before the executor starts."""
+        listeners = getattr(executor, "pool_listeners", None)
+        if isinstance(listeners, list):
+            listeners.append(self._pool_event)
+            self._pool_listening.append(listeners)
+        block_listeners = getattr(executor, "block_listeners", None)
+        if isinstance(block_listeners, list):
+            callback = functools.partial(self._block_event, executor)
+            block_listeners.append(callback)
+            self._block_listening.append((block_listeners, callback))
+        if hasattr(executor, "record_worker_times"):
+            executor.record_worker_times = True
+        if self._resources is not None and hasattr(executor, "resource_monitoring_interval"):
+            executor.resource_monitoring_interval = float(self.hub.resource_monitoring_interval)
 
     def close(self, stall_timeout: float = 10.0) -> None:
         """Write everything queued, record the end of the run, close the store.
@@ -165,6 +177,9 @@ class Router:
         for listeners in self._pool_listening:
             if self._pool_event in listeners:
                 listeners.remove(self._pool_event)
+        for block_listeners, callback in self._block_listening:
+            if callback in block_listeners:
+                block_listeners.remove(callback)
         self._stop.set()
         thread = self._thread
         if thread is not None:
@@ -235,6 +250,30 @@ class Router:
         else:
             self.dropped += 1
 
+    def _block_event(self, executor: Any, block_id: str, status: Any) -> None:
+        """A block changed state, first PENDING when submitted (called under the executor's block lock)."""
+        if len(self._block_events) >= self.hub.max_queued:
+            self.dropped += 1
+            return
+        self._block_events.append(
+            {
+                "run_id": self.run_id,
+                "executor_label": executor.label,
+                "block_id": str(block_id),
+                "job_id": _text(executor.blocks_to_job_id.get(block_id)),
+                "timestamp": time.time(),
+                "status": status.state.name,
+            }
+        )
+
+    def _block_event_rows(self) -> list[dict[str, Any]]:
+        """Block rows for the state changes since the last flush (what a later poll then need not repeat)."""
+        queue = self._block_events
+        rows = [queue.popleft() for _ in range(len(queue))]
+        for row in rows:
+            self._blocks_seen[(row["executor_label"], row["block_id"])] = row["status"]
+        return rows
+
     # ------------------------------------------------------------------ writer thread
 
     def _run(self) -> None:
@@ -255,6 +294,7 @@ class Router:
                     self._incoming
                     or self._retry_rows
                     or self._pool_events
+                    or self._block_events
                     or (self._resources is not None and self._resources.pending())
                 ):
                     continue  # a last pass for what arrived (or failed) during this one
@@ -266,6 +306,8 @@ class Router:
         plan = [*self._retry_rows, *self._plan(events)] if events else self._retry_rows
         if self._pool_events:
             plan = [*plan, (t.node.insert(), self._pool_event_rows())]
+        if self._block_events:
+            plan = [*plan, (t.block.insert(), self._block_event_rows())]
         if self._resources is not None and self._resources.pending():
             plan = [*plan, (t.resource.insert(), self._resources.rows())]
         if not plan:
@@ -435,8 +477,8 @@ class Router:
             "task_inputs": _text(kwargs.get("inputs")),
             "task_outputs": _text(kwargs.get("outputs")),
             "task_stdin": _text(kwargs.get("stdin")),
-            "task_stdout": _std_path(kwargs.get("stdout")),
-            "task_stderr": _std_path(kwargs.get("stderr")),
+            "task_stdout": _std_path(_stream_spec(rec, kwargs, "stdout")),
+            "task_stderr": _std_path(_stream_spec(rec, kwargs, "stderr")),
             "task_time_invoked": rec.time_invoked if rec is not None else ev.time,
             "task_time_returned": None,
             "task_fail_count": 0,
@@ -554,6 +596,17 @@ _STATUS_INSERT = t.status.insert()
 
 def _int_or_none(value: Any) -> int | None:
     return value if type(value) is int and 0 <= value < 1 << 62 else None
+
+
+def _stream_spec(rec: Any, kwargs: dict[str, Any], stream: str) -> Any:
+    """What the app call gave as ``stream``: a ``File`` given is kept as the File, whose URL is recorded.
+
+    (The task's own keyword then holds the local path the app writes to.)
+    """
+    files = getattr(rec, "stream_files", None)  # set only for streams given as a File
+    if files and stream in files:
+        return files[stream]
+    return kwargs.get(stream)
 
 
 def _std_path(spec: Any) -> str:

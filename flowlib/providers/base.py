@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 from typing import Any
 
-from flowlib.jobs.states import JobStatus
+from flowlib.jobs.states import JobState, JobStatus
 from flowlib.utils import RepresentationMixin
 
 
@@ -42,6 +42,8 @@ class ExecutionProvider(RepresentationMixin, metaclass=abc.ABCMeta):
     launcher: Any = None
     workers_on_this_machine: bool = False
     """True when blocks run on the submitting machine itself (executors may then keep to loopback)."""
+    submitted_state: JobState = JobState.PENDING
+    """A job's state right after a successful submit (RUNNING where submitting starts the process)."""
 
     @abc.abstractmethod
     def submit(self, command: str, tasks_per_node: int, job_name: str = "flowlib.auto") -> str:

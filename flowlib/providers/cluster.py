@@ -68,6 +68,10 @@ class JobRecord(TypedDict):
     script_path: str
     stdout_path: str
     stderr_path: str
+    job_stdout_path: str
+    """Parsl's name for ``stdout_path``."""
+    job_stderr_path: str
+    """Parsl's name for ``stderr_path``."""
 
 
 class CommandResult(NamedTuple):
@@ -209,11 +213,13 @@ class ClusterProvider(ExecutionProvider):
         record = JobRecord(
             job_id=job_id,
             job_name=name,
-            status=JobStatus(JobState.PENDING, stdout_path=stdout_path, stderr_path=stderr_path),
+            status=JobStatus(self.submitted_state, stdout_path=stdout_path, stderr_path=stderr_path),
             submit_time=time.time(),
             script_path=script_path,
             stdout_path=stdout_path,
             stderr_path=stderr_path,
+            job_stdout_path=stdout_path,
+            job_stderr_path=stderr_path,
         )
         with self._lock:
             self.resources[job_id] = record
@@ -275,6 +281,15 @@ class ClusterProvider(ExecutionProvider):
 
     # ---- running scheduler commands -----------------------------------------------------
 
+    def execute_wait(self, cmd: str, timeout: float | None = None) -> tuple[int, str, str]:
+        """Run the shell command ``cmd`` through the channel; return ``(exit code, stdout, stderr)``.
+
+        Parsl's provider API: every scheduler command goes through here (so a subclass
+        or a test may replace it). ``timeout`` defaults to ``cmd_timeout``.
+        """
+        rc, out, err = self.channel.execute_wait(cmd, walltime=self.cmd_timeout if timeout is None else timeout)
+        return rc, out, err
+
     def run(self, cmd: str, *, idempotent: bool) -> CommandResult:
         """Run ``cmd`` through the channel with ``cmd_timeout``, retrying with backoff.
 
@@ -289,7 +304,7 @@ class ClusterProvider(ExecutionProvider):
         for attempt in range(1, self.command_attempts + 1):
             retryable = True
             try:
-                rc, out, err = self.channel.execute_wait(cmd, walltime=self.cmd_timeout)
+                rc, out, err = self.execute_wait(cmd, self.cmd_timeout)
             except Exception as e:  # a channel error: timeout, broken connection
                 failure, retryable, cause = f"{type(e).__name__}: {e}", idempotent, e
             else:
@@ -379,7 +394,7 @@ class ClusterProvider(ExecutionProvider):
         """
         cmd = f"tail -c {int(self.stderr_tail_bytes)} {shlex.quote(path)}"
         try:
-            rc, out, _ = self.channel.execute_wait(cmd, walltime=self.cmd_timeout)
+            rc, out, _ = self.execute_wait(cmd, self.cmd_timeout)
         except Exception as e:
             logger.debug("cannot read %s: %s", path, e)
             return ""

@@ -1,7 +1,8 @@
 """Checks of the keywords every scheduler provider shares, in one place.
 
 Each check raises TypeError or ValueError naming the provider and the argument, or
-:class:`~flowlib.errors.ConfigurationError` for a launcher the provider cannot use.
+:class:`~flowlib.errors.UnsuitableLauncherError` (a ConfigurationError and a TypeError)
+for a launcher the provider cannot use.
 Nothing here does I/O: providers call these from their constructors.
 """
 
@@ -11,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flowlib.channels.base import Channel
-from flowlib.errors import ConfigurationError
+from flowlib.errors import UnsuitableLauncherError
 from flowlib.launchers.base import Launcher
 from flowlib.validation import ArgumentTypeError, validate_arguments
 
@@ -76,12 +77,12 @@ def check_launcher(
     refused = set(refused)
     for name in names:
         if name in refused:
-            raise ConfigurationError(
+            raise UnsuitableLauncherError(
                 f"{owner} cannot use launcher {type(launcher).__name__}: it needs "
                 f"{LAUNCHER_NEEDS.get(name, 'another kind of system')}, and {owner} runs its blocks through {scheduler}"
             )
     if "SingleNodeLauncher" in names and nodes_per_block > 1:
-        raise ConfigurationError(
+        raise UnsuitableLauncherError(
             f"{owner} with nodes_per_block={nodes_per_block} cannot use launcher {type(launcher).__name__}: "
             "it starts workers on one node only; use a multi-node launcher (e.g. SrunLauncher, "
             "MpiExecLauncher) or nodes_per_block=1"

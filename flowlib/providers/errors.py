@@ -19,6 +19,14 @@ class SubmitException(ExecutionProviderException):
         self.stderr = stderr
         super().__init__(job_name, message)
 
+    @property
+    def task_name(self) -> str:
+        """Deprecated (as in Parsl): the old name of :attr:`job_name`."""
+        import warnings
+
+        warnings.warn("SubmitException.task_name is deprecated; use job_name", DeprecationWarning, stacklevel=2)
+        return self.job_name
+
     def __str__(self) -> str:
         text = f"cannot submit job {self.job_name}: {self.message}"
         if self.stderr:

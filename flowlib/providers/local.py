@@ -54,6 +54,7 @@ class LocalProvider(ClusterProvider):
     cancel_grace: float = 5.0
     """Seconds between SIGTERM and SIGKILL when cancelling."""
     status_batch_size = 200
+    submitted_state = JobState.RUNNING  # submit starts the block's process (as Parsl's LocalProvider says)
 
     def __init__(
         self,
@@ -174,7 +175,9 @@ class LocalProvider(ClusterProvider):
             elif what == "exit" and len(fields) == 3 and fields[2].lstrip("-").isdigit():
                 code = int(fields[2])
                 state = JobState.COMPLETED if code == 0 else JobState.FAILED
-                found[job_id] = JobStatus(state, f"the block's script exited with code {code}", exit_code=code)
+                # as Parsl's: a job that succeeded has no message; a failure says its exit code
+                message = None if code == 0 else f"the block's script exited with code {code}"
+                found[job_id] = JobStatus(state, message, exit_code=code)
             else:
                 message = f"process group {job_id} ended without recording an exit code (killed by a signal)"
                 found[job_id] = JobStatus(JobState.CANCELLED, message)

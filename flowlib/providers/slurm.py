@@ -246,6 +246,8 @@ class SlurmProvider(ClusterProvider):
             return match.group("id") if match else None
         lines = [line.strip() for line in stdout.splitlines() if line.strip()]
         match = re.fullmatch(r"(\d+)(?:;\S+)?", lines[-1]) if lines else None  # "id" or "id;cluster"
+        if match is None and lines:  # sbatch without --parsable (a wrapper script, a site's sbatch)
+            match = re.fullmatch(r"Submitted batch job (\d+)(?: on cluster \S+)?", lines[-1])
         return match.group(1) if match else None
 
     # ---- status -------------------------------------------------------------------------

@@ -121,7 +121,7 @@ class LocalHtex:
     def pools(self) -> list[psutil.Process]:
         """The running pool managers of this executor (their --logdir is under its log directory)."""
         assert self.executor is not None
-        logdir = os.path.join(str(self.executor.logdir), "workers")
+        logdir = str(self.executor.logdir)
         found = []
         for proc in psutil.process_iter(["cmdline", "status"]):
             cmdline = proc.info["cmdline"] or []
@@ -145,7 +145,7 @@ class LocalHtex:
 
     def manager_logs(self) -> list[str]:
         assert self.executor is not None
-        return sorted(glob.glob(os.path.join(str(self.executor.logdir), "workers", "*", "*", "manager.log")))
+        return sorted(glob.glob(os.path.join(str(self.executor.logdir), "block-*", "*", "manager.log")))
 
     def registration(self, timeout: float = 30.0) -> str:
         """The pool's log line saying where it registered (waiting for it); records the processes."""
@@ -566,6 +566,6 @@ def test_pool_falls_back_to_tcp_when_the_unix_socket_does_not_answer(
     assert interchange.run(identity, tasks.add, 1, 2, tid=1) == 3
     interchange.send(identity, p.encode_empty(p.Kind.SHUTDOWN))
     assert pool.wait() == EXIT_OK
-    log = (pool.stderr_path.parent / "logs" / "7" / "pool0" / "manager.log").read_text()
+    log = (pool.stderr_path.parent / "logs" / "block-7" / "pool0" / "manager.log").read_text()
     assert f"no interchange on the Unix socket {path}" in log
     assert f"registered with the interchange at tcp://127.0.0.1:{interchange.port}" in log

@@ -539,7 +539,7 @@ def _started(directory: pathlib.Path) -> list[int]:
 
 
 def _waiting_logged(run_dir: str) -> bool:
-    for log in glob.glob(os.path.join(run_dir, "htex", "mpi", "workers", "*", "*", "worker_*.log")):
+    for log in glob.glob(os.path.join(run_dir, "mpi", "block-*", "*", "worker_*.log")):
         with open(log) as f:
             if "run_mpi is waiting for nodes: 2 of 2 busy" in f.read():
                 return True

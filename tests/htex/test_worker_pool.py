@@ -350,7 +350,7 @@ def test_logs(start_pool, cert_dir, interchange):
     interchange.run(identity, tasks.add, 1, 2, tid=77)
     interchange.send(identity, protocol.encode_empty(Kind.SHUTDOWN))
     assert pool.wait() == EXIT_OK
-    logs = pool.stderr_path.parent / "logs" / "7" / "pool0"
+    logs = pool.stderr_path.parent / "logs" / "block-7" / "pool0"
     manager = (logs / "manager.log").read_text()
     assert "registered with the interchange at tcp://127.0.0.1:" in manager
     assert "exiting with code 0" in manager
@@ -402,11 +402,11 @@ def test_option_defaults(monkeypatch):
     options = parse_args(["--addresses", "a,b", "--port", "5"])
     assert options.addresses == ("a", "b") and options.block_id == "12"
     assert len(options.pool_id) == 12 and options.max_workers_per_node == math.inf
-    assert options.logdir == os.path.abspath(os.path.join("flowlib_worker_logs", "12", options.pool_id))
+    assert options.logdir == os.path.abspath(os.path.join("flowlib_worker_logs", "block-12", options.pool_id))
     assert (options.heartbeat_period, options.heartbeat_threshold, options.poll_period_ms) == (30, 120, 10)
     assert pathlib.Path(options.logdir).is_absolute()
     rooted = parse_args(["--addresses", "a", "--port", "5", "--logdir", "/logs", "--pool-id", "p1", "--block-id", "3"])
-    assert rooted.logdir == "/logs/3/p1", "pools sharing a --logdir keep apart"
+    assert rooted.logdir == "/logs/block-3/p1", "pools sharing a --logdir keep apart"
 
 
 def test_pipe_reader_reassembles_fragments():

@@ -80,3 +80,26 @@ def test_tries_record_the_worker_side_times_and_host(monitored, query):
         assert (hostname, block) == (socket.gethostname(), "0")
     ((exception_type,),) = query("SELECT task_exception_type FROM try WHERE task_id = ?", bad.tid)
     assert exception_type == "builtins.ValueError"
+
+
+@pytest.mark.parametrize("strategy", ["none", "htex_auto_scale"])
+def test_each_block_state_change_is_a_block_row_without_polling(monitored, query, strategy):
+    # No resource polling: the rows come from the executor's block events, the first PENDING at submit.
+    hub = MonitoringHub(flush_period=0.05, resource_monitoring_enabled=False)
+    executor = HighThroughputExecutor(
+        label="htex",
+        address="127.0.0.1",
+        max_workers_per_node=1,
+        provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=0),
+    )
+    config = monitored(hub, executors=[executor], strategy=strategy, strategy_period=0.1)
+    with flowlib.load(config) as dfk:
+        assert double(1).result(timeout=30) == 2
+        run_id = dfk.run_id
+    rows = query("SELECT block_id, status, job_id FROM block WHERE run_id = ? ORDER BY timestamp", run_id)
+    states = [status for _, status, _ in rows]
+    assert {block for block, _, _ in rows} == {"0"}
+    assert states[0] == "PENDING" and states.count("PENDING") == 1
+    assert states[1] == "RUNNING"  # a LocalProvider's block runs from its submit on
+    assert states[-1] == "SCALED_IN" and states.count("SCALED_IN") == 1
+    assert all(job for _, _, job in rows)

@@ -12,6 +12,10 @@ import pytest
 
 import flowlib
 from flowlib.app.app import bash_app, python_app
+from flowlib.data_provider.data_manager import default_staging
+from flowlib.data_provider.files import File
+from flowlib.data_provider.staging import Staging
+from flowlib.executors.threads import ThreadPoolExecutor
 from flowlib.monitoring import MonitoringHub
 from flowlib.monitoring.errors import MonitoringError
 
@@ -241,3 +245,41 @@ def test_stdout_and_stderr_columns_are_plain_text(monitored, query, tmp_path):
     for name, fut in futures.items():
         rows = query("SELECT task_stdout, task_stderr FROM task WHERE task_id = ?", fut.tid)
         assert rows == [(expected[name], expected[name])], name
+
+
+class _NoPathStaging(Staging):
+    """Accepts ``arbitrary:`` files for stage-out and gives them no local path (writes nothing)."""
+
+    def can_stage_out(self, file):
+        return file.scheme == "arbitrary"
+
+
+@python_app
+def std_file(stdout=None, stderr=None):
+    return type(stdout).__name__
+
+
+def test_a_stream_given_as_a_file_is_recorded_by_its_url(monitored, query, tmp_path):
+    threads = ThreadPoolExecutor(label="threads", storage_access=[*default_staging, _NoPathStaging()])
+    local = File(f"file://{tmp_path}/out.txt")
+    with flowlib.load(monitored(executors=[threads])):
+        by_url = std_file(stdout=local, stderr=local)
+        # a Python app writes no stream, so a scheme with no local path is fine: the app gets the File
+        arbitrary = std_file(stdout=File("arbitrary:abc123"), stderr=File("arbitrary:def456"))
+        assert by_url.result() == "str" and arbitrary.result() == "File"
+    assert query("SELECT task_stdout, task_stderr FROM task WHERE task_id = ?", by_url.tid) == [(local.url, local.url)]
+    assert query("SELECT task_stdout, task_stderr FROM task WHERE task_id = ?", arbitrary.tid) == [
+        ("arbitrary:abc123", "arbitrary:def456")
+    ]
+
+
+@bash_app
+def bash_to(stdout=None):
+    return "echo hi"
+
+
+def test_a_bash_app_still_needs_a_local_path_for_its_stream(monitored, tmp_path):
+    threads = ThreadPoolExecutor(label="threads", storage_access=[*default_staging, _NoPathStaging()])
+    with flowlib.load(monitored(executors=[threads])):
+        with pytest.raises(ValueError, match="gives the app no local path"):
+            bash_to(stdout=File("arbitrary:abc123"))

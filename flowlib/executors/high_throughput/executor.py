@@ -104,6 +104,19 @@ class ManagerList(list[dict[str, Any]]):
         return self
 
 
+class TaskCount(int):
+    """A count of tasks that can also be called, returning itself as a plain int.
+
+    :attr:`HighThroughputExecutor.outstanding` is a property in flowlib (and in
+    Parsl's base class) and a method on Parsl's htex; this lets both
+    ``htex.outstanding`` and ``htex.outstanding()`` work.
+    """
+
+    def __call__(self) -> int:
+        """The count (for code written for Parsl's ``htex.outstanding()``)."""
+        return int(self)
+
+
 class HighThroughputExecutor(BlockProviderExecutor):
     """flowlib's own distributed executor for one facility.
 
@@ -200,11 +213,15 @@ class HighThroughputExecutor(BlockProviderExecutor):
         self._tids = itertools.count()
         self._client: Any = None
         self._connected: dict[str, dict[str, Any]] = {}
+        self._blocks_connected: list[str] = []
         self._rejections: list[str] = []
         self.pool_listeners: list[Callable[[dict[str, Any]], None]] = []
         """Called with every worker-pool event ('registered', 'draining', 'lost': pool_id, block_id,
         hostname, worker_count, ...; 'resources': the samples of one pool, with ``label``) on the
         executor's receiving thread; they must not block."""
+        self.log_format: str | None = None
+        """A ``logging.Formatter`` format for interchange.log, manager.log and worker_<rank>.log; set before
+        ``start()``. The kernel sets it to its ``FileLogging(format_string=...)`` when one was given."""
         self.record_worker_times = False
         """When true (set by monitoring), each finished future gets ``worker_times``:
         ``(started, ended, pool_id)`` as the worker pool saw them (NaN/None when unknown)."""
@@ -236,7 +253,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
 
         self.options = self._validated_options()
         self._started = True
-        base = os.path.join(self.run_dir, "htex", self.label)
+        base = os.path.join(self.run_dir, self.label)  # Parsl's place: <run_dir>/<label>/interchange.log
         self.logdir = base
         os.makedirs(base, exist_ok=True)
         if self.options.encrypted:
@@ -270,6 +287,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
                 "unix_dir": self.unix_dir,
                 "arena_dir": self.arena_dir,
                 "resource_interval": self.resource_monitoring_interval,
+                "log_format": self.log_format,
             },
             logdir=base,
             cert_dir=self.cert_dir,
@@ -351,6 +369,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
                 cert_dir=remote.cert_dir,
                 logdir=self.options.worker_logdir_root or remote.logdir,
                 python="python3",
+                log_format=self.log_format,
             )
         from flowlib.executors.high_throughput.options import provider_is_local
 
@@ -359,8 +378,9 @@ class HighThroughputExecutor(BlockProviderExecutor):
             worker_port=self._client.worker_port,
             addresses=self.options.worker_addresses(self.provider),
             cert_dir=self.cert_dir,
-            logdir=self.options.worker_logdir_root or os.path.join(self.logdir or ".", "workers"),
+            logdir=self.options.worker_logdir_root or self.logdir or ".",
             python=shlex.quote(sys.executable),
+            log_format=self.log_format,
             unix_socket=self._client.pool_socket if provider_is_local(self.provider) else None,
             result_dir=self.arena_dir if provider_is_local(self.provider) else None,
         )
@@ -371,20 +391,15 @@ class HighThroughputExecutor(BlockProviderExecutor):
         self, func: Callable[..., Any], resource_specification: dict[str, Any], /, *args: Any, **kwargs: Any
     ) -> Future[Any]:
         """Serialize the task and hand it to the interchange; return its future."""
+        spec = resource_specification or None
+        if spec:
+            self.validate_resource_spec(spec)
         if self.bad_state_is_set:
             if isinstance(self.executor_exception, Exception):
                 raise self.executor_exception
             raise BadStateException(self, "the executor is in a bad state")
         if self._shutdown or self._client is None:
             raise BadStateException(self, "the executor is not running")
-        spec = resource_specification or None
-        if spec:
-            unknown = set(spec) - _ACCEPTED_KEYS
-            if unknown:
-                raise InvalidResourceSpecification(
-                    unknown,
-                    f"unknown resource specification key(s) {sorted(unknown)}; accepted: {sorted(_ACCEPTED_KEYS)}",
-                )
         from flowlib.executors.high_throughput.parts import from_chunks
         from flowlib.serialize.facade import pack_res_spec_apply_chunks
 
@@ -397,6 +412,18 @@ class HighThroughputExecutor(BlockProviderExecutor):
         self._futures[tid] = fut
         self._client.submit(tid, spec, payload)
         return fut
+
+    def validate_resource_spec(self, resource_specification: dict[str, Any]) -> None:
+        """Raise InvalidResourceSpecification for keys this executor does not know; return None.
+
+        Called by :meth:`submit` for every non-empty specification, as in Parsl.
+        """
+        unknown = set(resource_specification) - _ACCEPTED_KEYS
+        if unknown:
+            raise InvalidResourceSpecification(
+                unknown,
+                f"unknown resource specification key(s) {sorted(unknown)}; accepted: {sorted(_ACCEPTED_KEYS)}",
+            )
 
     def _function_bytes(self, func: Callable[..., Any]) -> bytes:
         """The serialized function, reused while the function and the globals it names are unchanged."""
@@ -506,6 +533,9 @@ class HighThroughputExecutor(BlockProviderExecutor):
             self.ever_connected = True
             with self._lock:
                 self._connected[pool] = event
+                block = str(event.get("block_id"))
+                if block not in self._blocks_connected:
+                    self._blocks_connected.append(block)
             if watch is not None:
                 watch.pool_registered(str(event.get("block_id")), pool)
         elif kind == "lost":
@@ -564,9 +594,19 @@ class HighThroughputExecutor(BlockProviderExecutor):
     # ------------------------------------------------------------ scaling API
 
     @property
-    def outstanding(self) -> int:
-        """Tasks submitted and not yet finished."""
-        return len(self._futures)
+    def outstanding(self) -> TaskCount:
+        """Tasks submitted and not yet finished (also callable, as Parsl's ``outstanding()``)."""
+        return TaskCount(len(self._futures))
+
+    def block_ever_connected(self, block_id: str) -> bool | None:
+        """Whether a worker pool of this block has registered (see :meth:`connected_blocks`)."""
+        with self._lock:
+            return block_id in self._blocks_connected
+
+    def connected_blocks(self) -> list[str]:
+        """Ids of every block that has had a worker pool registered, in order, also those since released."""
+        with self._lock:
+            return list(self._blocks_connected)
 
     @property
     def connected_workers(self) -> int:

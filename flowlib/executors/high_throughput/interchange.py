@@ -661,7 +661,7 @@ class Interchange:
 def _configure_logging(options: InterchangeOptions) -> None:
     os.makedirs(options.logdir, exist_ok=True)
     handler = logging.FileHandler(os.path.join(options.logdir, "interchange.log"))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(options.log_format or "%(asctime)s %(name)s %(levelname)s: %(message)s"))
     root = logging.getLogger("flowlib")
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if options.debug else logging.INFO)

@@ -30,3 +30,5 @@ class InterchangeOptions:
     """The executor's shared-memory arena directory, removed when the interchange stops."""
     resource_interval: float | None = None
     """Seconds between resource samples that pools are asked for (monitoring); None: none."""
+    log_format: str | None = None
+    """A ``logging.Formatter`` format for interchange.log (the run log's, when one was given); None: our own."""

@@ -126,6 +126,7 @@ class ManagerRecord:
     def describe(self) -> dict[str, Any]:
         """A JSON-friendly summary for commands and events."""
         reg = self.registration
+        idle = None if self.tasks else round(time.monotonic() - self.idle_since, 3)
         return {
             "pool_id": reg.pool_id,
             "block_id": reg.block_id,
@@ -133,11 +134,17 @@ class ManagerRecord:
             "worker_count": reg.worker_count,
             "outstanding": len(self.tasks),
             "draining": self.draining,
-            "idle_seconds": None if self.tasks else round(time.monotonic() - self.idle_since, 3),
+            "idle_seconds": idle,
             "flowlib_version": reg.flowlib_version,
             "python_version": reg.python_version,
             "cpu_count": reg.cpu_count,
             "total_memory": reg.total_memory,
+            # Parsl's names for the same facts, for code written against Parsl's connected_managers()
+            "manager": reg.pool_id,
+            "tasks": len(self.tasks),
+            "idle_duration": 0.0 if idle is None else idle,
+            "active": not self.draining,
+            "parsl_version": reg.flowlib_version,
         }
 
 

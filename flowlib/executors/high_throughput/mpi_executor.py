@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from flowlib.errors import ConfigurationError
+from flowlib.errors import UnsuitableLauncherError
 from flowlib.executors.block_provider import BlockErrorHandler
 from flowlib.executors.high_throughput.executor import HighThroughputExecutor
 from flowlib.executors.high_throughput.mpi_prefix import LAUNCHERS, parse_request
@@ -50,6 +50,7 @@ _LEAD_NODE_SHARE = 1e-6
 class MPIExecutor(HighThroughputExecutor):
     """Run MPI applications on the nodes of blocks; Parsl's ``MPIExecutor`` keywords.
 
+    :param label: the executor's name in ``executors=[...]`` (default ``"MPIExecutor"``).
     :param max_workers_per_block: MPI tasks that may run at once in one block
         (they share its nodes; a task waits until enough are free). Default 1.
     :param mpi_launcher: ``"mpiexec"`` (default), ``"srun"`` or ``"aprun"``: the
@@ -57,7 +58,10 @@ class MPIExecutor(HighThroughputExecutor):
     :param provider: default ``LocalProvider(launcher=SimpleLauncher())``; its
         launcher must be a ``SimpleLauncher``.
 
-    The other keywords are the :class:`HighThroughputExecutor`'s. Tasks ask for
+    The other keywords are the :class:`HighThroughputExecutor`'s, as in Parsl
+    without those that size workers by cores, memory or accelerators (and
+    ``manager_selector``); ``prefetch_capacity`` lets a block's pool hold that many
+    tasks beyond those running. Tasks ask for
     ``parsl_resource_specification={"num_nodes": n, "ranks_per_node": r,
     "num_ranks": N}`` (also ``"launcher_options"`` and ``"priority"``); see the
     documentation page "MPI applications".
@@ -77,6 +81,7 @@ class MPIExecutor(HighThroughputExecutor):
         storage_access: list[Any] | None = None,
         working_dir: str | None = None,
         worker_debug: bool = False,
+        prefetch_capacity: int = 0,
         max_workers_per_block: int = 1,
         mpi_launcher: str = "mpiexec",
         block_error_handler: bool | BlockErrorHandler = True,
@@ -113,7 +118,7 @@ class MPIExecutor(HighThroughputExecutor):
             worker_debug=worker_debug,
             cores_per_worker=_LEAD_NODE_SHARE,
             max_workers_per_node=max_workers_per_block,
-            prefetch_capacity=0,
+            prefetch_capacity=prefetch_capacity,
             heartbeat_threshold=heartbeat_threshold,
             heartbeat_period=heartbeat_period,
             drain_period=drain_period,
@@ -149,7 +154,7 @@ class MPIExecutor(HighThroughputExecutor):
         launcher = getattr(self.provider, "launcher", None)
         if not isinstance(launcher, SimpleLauncher):
             provider = type(self.provider).__name__
-            raise ConfigurationError(
+            raise UnsuitableLauncherError(
                 f"MPIExecutor needs a provider whose launcher is a SimpleLauncher (one worker pool per block, which "
                 f"places the MPI ranks on the block's nodes itself), but the {provider} has a "
                 f"{type(launcher).__name__}; use {provider}(launcher=SimpleLauncher(), ...)"
@@ -169,6 +174,10 @@ class MPIExecutor(HighThroughputExecutor):
             resource_specification, max_nodes=getattr(self.provider, "nodes_per_block", None)
         )
         return super().submit(MPITask(func, request), passthrough, *args, **kwargs)
+
+    def validate_resource_spec(self, resource_specification: dict[str, Any]) -> None:
+        """Raise InvalidResourceSpecification as :meth:`submit` would for this specification; return None."""
+        parse_request(resource_specification, max_nodes=getattr(self.provider, "nodes_per_block", None))
 
     def _function_bytes(self, func: Callable[..., Any]) -> bytes:
         # Every task has its own MPITask, so the base class's cache of function bytes would never hit.

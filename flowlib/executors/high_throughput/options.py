@@ -154,6 +154,9 @@ class HTEXOptions:
         estimate = self.max_workers_per_node
         if cores:
             estimate = min(estimate, math.floor(cores / self.cores_per_worker))
+        mem = getattr(provider, "mem_per_node", None)
+        if mem and self.mem_per_worker:  # the pool caps its workers by memory too (pool_options.py)
+            estimate = min(estimate, math.floor(mem / self.mem_per_worker))
         if self.available_accelerators:
             estimate = min(estimate, len(self.available_accelerators))
         return float(estimate) if math.isfinite(estimate) and estimate >= 1 else 1.0
@@ -171,6 +174,7 @@ class HTEXOptions:
         python: str,
         unix_socket: str | None = None,
         result_dir: str | None = None,
+        log_format: str | None = None,
     ) -> str:
         """The command line that starts one worker pool of block ``block_id``."""
         max_workers = "inf" if math.isinf(self.max_workers_per_node) else str(int(self.max_workers_per_node))
@@ -205,6 +209,8 @@ class HTEXOptions:
             args += ["--working-dir", self.working_dir]
         if self.worker_debug:
             args.append("--debug")
+        if log_format:
+            args += ["--log-format", log_format]
         options = " ".join(shlex.quote(a) for a in args)
         template = self.launch_cmd or DEFAULT_LAUNCH_CMD
         return template.format(python=python, options=options, block_id=block_id)

@@ -83,7 +83,7 @@ class PoolOptions:
     poll_period_ms: int
     """Longest wait of one pass of the main loop, in milliseconds."""
     logdir: str
-    """Directory of manager.log and worker_<rank>.log: ``<--logdir>/<block id>/<pool id>``, absolute."""
+    """Directory of manager.log and worker_<rank>.log: ``<--logdir>/block-<block id>/<pool id>``, absolute."""
     working_dir: str | None
     """Directory the workers change into, or None to stay in the pool's."""
     debug: bool
@@ -92,6 +92,8 @@ class PoolOptions:
     """The interchange's Unix socket for pools on its own machine, tried before the addresses."""
     result_dir: str | None = None
     """The executor's arena directory: used for large results once the pool registered over ``unix_socket``."""
+    log_format: str | None = None
+    """A ``logging.Formatter`` format for manager.log and worker_<rank>.log, or None for the pool's own."""
 
 
 def _positive(kind: type[float] | type[int] = float, allow_zero: bool = False) -> Callable[[str], float]:
@@ -173,10 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--logdir",
         default=None,
-        help="root of the logs; the pool writes in LOGDIR/<block>/<pool> (default ./flowlib_worker_logs)",
+        help="root of the logs; the pool writes in LOGDIR/block-<block>/<pool> (default ./flowlib_worker_logs)",
     )
     p.add_argument("--working-dir", default=None, help="directory the workers run in (made if missing)")
     p.add_argument("--debug", action="store_true", help="log every task at DEBUG level")
+    p.add_argument("--log-format", default=None, help="a logging.Formatter format for the pool's and workers' logs")
     return p
 
 
@@ -198,7 +201,7 @@ def parse_args(argv: Sequence[str] | None = None) -> PoolOptions:
     pool_id = ns.pool_id or uuid.uuid4().hex[:12]
     if not pool_id.isascii():
         parser.error("--pool-id must be ASCII")
-    logdir = os.path.join(ns.logdir or "flowlib_worker_logs", block_id, pool_id)
+    logdir = os.path.join(ns.logdir or "flowlib_worker_logs", f"block-{block_id}", pool_id)
     return PoolOptions(
         addresses=ns.addresses,
         port=ns.port,
@@ -221,6 +224,7 @@ def parse_args(argv: Sequence[str] | None = None) -> PoolOptions:
         debug=ns.debug,
         unix_socket=ns.unix_socket,
         result_dir=ns.result_dir,
+        log_format=ns.log_format,
     )
 
 

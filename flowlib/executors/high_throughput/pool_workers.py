@@ -157,6 +157,7 @@ class WorkerFactory:
             debug=o.debug,
             result_dir=self.result_dir,
             result_bytes=budget_per_worker(self.count) if self.result_dir else 0,
+            log_format=o.log_format,
         )
 
     def start_forkserver(self) -> None:

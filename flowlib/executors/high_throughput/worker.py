@@ -196,6 +196,8 @@ class WorkerSetup:
     """The executor's arena directory, for large results (None: the pool is not on the executor's machine)."""
     result_bytes: int = 0
     """Bytes of shared memory for this worker's large results."""
+    log_format: str | None = None
+    """A ``logging.Formatter`` format for the worker's log, or None for the worker's own."""
 
 
 def die_with_parent() -> None:
@@ -244,7 +246,8 @@ def _setup_logging(setup: WorkerSetup) -> None:
     handler = logging.FileHandler(setup.log_path)
     handler.setFormatter(
         logging.Formatter(
-            f"%(asctime)s.%(msecs)03d %(levelname)s worker {setup.rank} pid %(process)d: %(message)s",
+            setup.log_format
+            or f"%(asctime)s.%(msecs)03d %(levelname)s worker {setup.rank} pid %(process)d: %(message)s",
             datefmt="%Y-%m-%d %H:%M:%S",
         )
     )

@@ -57,7 +57,8 @@ def _setup_logging(options: PoolOptions) -> None:
     handler = logging.FileHandler(os.path.join(options.logdir, "manager.log"))
     handler.setFormatter(
         logging.Formatter(
-            "%(asctime)s.%(msecs)03d %(levelname)s manager pid %(process)d: %(message)s", datefmt="%Y-%m-%d %H:%M:%S"
+            options.log_format or "%(asctime)s.%(msecs)03d %(levelname)s manager pid %(process)d: %(message)s",
+            datefmt="%Y-%m-%d %H:%M:%S",
         )
     )
     root = logging.getLogger("flowlib")

@@ -70,10 +70,12 @@ DRAIN_LINGER_MS = 5000
 """How long, at a clean exit, unsent results may hold the pool up."""
 MAX_MESSAGES_PER_PASS = 1000
 """Interchange messages read in one pass at most, so that results keep flowing under a flood."""
-PREFETCH_DEPTH = int(os.environ.get("FLOWLIB_PREFETCH_DEPTH", "2"))
-"""Tasks a worker holds at most: the running one and one prefetched."""
 PREFETCH_SHORT_SECONDS = 0.01
 """A worker gets a prefetched task only while its last task took less than this."""
+PREFETCH_TINY_SECONDS = 0.001
+"""A worker whose last task took less than this holds up to ``PREFETCH_DEPTH`` tasks, topped up in batches."""
+PREFETCH_DEPTH = int(os.environ.get("FLOWLIB_PREFETCH_DEPTH", "8"))
+"""Tasks a worker of tiny tasks holds at most (the running one included); a quick one holds 2."""
 PREFETCH_BYTES = 1 << 20
 """Payloads of this size or more are never prefetched (they would sit in a Pipe)."""
 REVOKE_AFTER_SECONDS = 0.02
@@ -412,24 +414,26 @@ class Manager:
             return
         queued, running = self.queued, self.running
         grants: dict[WorkerSlot, list[tuple[int, Any]]] = {}
-        for depth in range(1, PREFETCH_DEPTH + 1):
+        now = time.time()
+        for first in (True, False):
             for slot in live:
                 if not queue:
                     break
                 held = len(slot.tasks) + len(grants.get(slot, ()))
-                if held >= depth or slot.revoking or (depth > 1 and slot.service_time >= PREFETCH_SHORT_SECONDS):
+                # how long this worker's tasks take: its last one, or the running one if that is longer already
+                service = max(slot.service_time, now - slot.started) if slot.tasks else slot.service_time
+                if first:
+                    want = 1 - held
+                elif slot.revoking or service >= PREFETCH_SHORT_SECONDS:
                     continue
-                while queue:
-                    tid, payload = queue.popleft()
-                    if tid in queued:
+                elif service >= PREFETCH_TINY_SECONDS or PREFETCH_DEPTH <= 2:
+                    want = min(2, PREFETCH_DEPTH) - held
+                else:  # top up only once half is used, so that several tasks go in one write
+                    want = PREFETCH_DEPTH - held if held <= PREFETCH_DEPTH // 2 else 0
+                for _ in range(want):
+                    if not self._grant(slot, held, grants):
                         break
-                else:
-                    break  # only cancelled tasks were left
-                if held and nbytes(payload) >= PREFETCH_BYTES:
-                    queue.appendleft((tid, payload))  # large: wait for an idle worker
-                    continue
-                grants.setdefault(slot, []).append((tid, payload))
-        wall = time.time()
+                    held += 1
         pack = TASK_ID.pack
         for slot, given in grants.items():
             if len(given) == 1:
@@ -443,13 +447,28 @@ class Manager:
                 self.closed_pipes[slot] = time.monotonic()
                 continue
             if not slot.tasks:
-                slot.started = wall
+                slot.started = now
             payloads = self.payloads
             for tid, payload in given:
                 queued.discard(tid)
                 slot.tasks.append(tid)
                 running[tid] = slot
                 payloads[tid] = payload
+
+    def _grant(self, slot: WorkerSlot, held: int, grants: dict[WorkerSlot, list[tuple[int, Any]]]) -> bool:
+        """Move the next queued task into ``slot``'s grant; False when there is none it may take."""
+        queue, queued = self.queue, self.queued
+        while queue:
+            tid, payload = queue.popleft()
+            if tid in queued:
+                break
+        else:
+            return False  # only cancelled tasks were left
+        if held and nbytes(payload) >= PREFETCH_BYTES:
+            queue.appendleft((tid, payload))  # large: wait for an idle worker
+            return False
+        grants.setdefault(slot, []).append((tid, payload))
+        return True
 
     @staticmethod
     def _write(slot: WorkerSlot, head: bytes, payload: Any) -> bool:

@@ -11,6 +11,7 @@ process's ``sentinel`` (readable once the process has exited).
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -48,8 +49,8 @@ class WorkerSlot:
     """The tasks handed to the worker and not answered, in order: the first runs, the rest wait (prefetch)."""
     revoking: bool = False
     """A SIGUSR1 was sent and the worker has not answered since: do not send another."""
-    service_time: float = 0.0
-    """How long the worker's last task took, from its start to its result (seconds)."""
+    service_time: float = math.inf
+    """How long the worker's last task took, from its start to its result (seconds); inf before the first."""
     killed_for: int | None = None
     """The task whose cancellation made the manager kill this worker."""
     tasks_done: int = 0

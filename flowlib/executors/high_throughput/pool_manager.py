@@ -515,7 +515,7 @@ class Manager:
         except OSError:  # gone; its sentinel will tell
             return
         slot.revoking = True
-        logger.debug("worker %d asked to give back %d prefetched task(s)", slot.rank, len(slot.tasks) - 1)
+        logger.info("worker %d asked to give back %d prefetched task(s)", slot.rank, len(slot.tasks) - 1)
 
     def _requeue(self, slot: WorkerSlot) -> None:
         """Queue again, first in line, the tasks the slot held and had not started (its Pipe is gone)."""
@@ -624,6 +624,8 @@ class Manager:
         slot.process.join(0)
         how = describe_exit(slot.process.exitcode)
         tid = slot.tasks.popleft() if slot.tasks else None
+        if slot.tasks:
+            logger.info("worker %d held %d unstarted task(s); they are queued again", slot.rank, len(slot.tasks))
         self._requeue(slot)  # the prefetched tasks never started
         if tid is not None and tid in self.discarded:
             self.discarded.discard(tid)

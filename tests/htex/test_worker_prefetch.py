@@ -114,7 +114,7 @@ def test_cancel_a_prefetched_task(start_pool, cert_dir, interchange, tmp_path):
                 parked: (tasks.mark_and_sleep, (str(side_effect), 0)),
             },
         )
-        running_pid = int(wait_for(lambda: marker.exists() and marker.read_text()))
+        running_pid = int(wait_for(lambda m=marker: m.exists() and m.read_text()))
         interchange.send(identity, protocol.encode_ids(Kind.CANCEL, [parked]))
         interchange.wait_answers([parked])
         assert interchange.results[parked] == (TaskStatus.CANCELLED, None)

@@ -149,7 +149,7 @@ class _ReusedPickler:
 
     def __init__(self, kind: type[pickle.Pickler]) -> None:
         self.redirect = _Redirect()
-        self.pickler = kind(self.redirect, PROTOCOL)  # type: ignore[call-arg]
+        self.pickler = kind(self.redirect, PROTOCOL)
         self.busy = False
 
 
@@ -170,7 +170,7 @@ def _reused_dump(kind: type[pickle.Pickler], obj: Any, stream: BinaryIO) -> None
     if reused is None:
         reused = picklers[kind] = _ReusedPickler(kind)
     if reused.busy:
-        kind(stream, PROTOCOL).dump(obj)  # type: ignore[call-arg]
+        kind(stream, PROTOCOL).dump(obj)
         return
     reused.busy = True
     reused.redirect.target = stream

@@ -131,3 +131,24 @@ def test_cancel_a_prefetched_task(start_pool, cert_dir, interchange, tmp_path):
             break
     else:
         pytest.fail(f"the worker never held a prefetched task in {ATTEMPTS} attempts")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [(None, 8), ("1", 1), ("2", 2), ("64", 64), ("0", 8), ("65", 8), ("many", 8), ("", 8)]
+)
+def test_prefetch_depth_from_the_environment(text, expected):
+    from flowlib.executors.high_throughput.pool_manager import _prefetch_depth
+
+    assert _prefetch_depth(text) == expected
+
+
+def test_depth_1_turns_prefetch_off(start_pool, cert_dir, interchange, tmp_path, monkeypatch):
+    monkeypatch.setenv("FLOWLIB_PREFETCH_DEPTH", "1")
+    pool = start_pool(interchange, "--max-workers-per-node", "1", cert_dir=cert_dir)
+    identity, _ = interchange.register()
+    tid = _warm_up(interchange, identity, 1)
+    interchange.submit(identity, {tid: (tasks.kill_myself, ()), tid + 1: (tasks.add, (1, 2))})
+    interchange.wait_answers([tid, tid + 1])
+    assert interchange.failures[tid]["error"] == "WorkerLost"
+    assert interchange.results[tid + 1] == (TaskStatus.OK, 3)
+    assert "queued again" not in _manager_log(pool)  # the second task was never handed over early

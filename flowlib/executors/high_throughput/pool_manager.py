@@ -74,8 +74,24 @@ PREFETCH_SHORT_SECONDS = 0.01
 """A worker gets a prefetched task only while its last task took less than this."""
 PREFETCH_TINY_SECONDS = 0.001
 """A worker whose last task took less than this holds up to ``PREFETCH_DEPTH`` tasks, topped up in batches."""
-PREFETCH_DEPTH = int(os.environ.get("FLOWLIB_PREFETCH_DEPTH", "8"))
-"""Tasks a worker of tiny tasks holds at most (the running one included); a quick one holds 2."""
+
+
+def _prefetch_depth(text: str | None, default: int = 8) -> int:
+    """``FLOWLIB_PREFETCH_DEPTH``: a whole number from 1 (no prefetch) to 64; anything else gives the default."""
+    if text is None:
+        return default
+    try:
+        depth = int(text)
+    except ValueError:
+        depth = 0
+    if not 1 <= depth <= 64:
+        logger.warning("FLOWLIB_PREFETCH_DEPTH=%r is not a whole number from 1 to 64; using %d", text, default)
+        return default
+    return depth
+
+
+PREFETCH_DEPTH = _prefetch_depth(os.environ.get("FLOWLIB_PREFETCH_DEPTH"))
+"""Tasks a worker of tiny tasks holds at most (the running one included); a quick one holds 2; 1 turns prefetch off."""
 PREFETCH_BYTES = 1 << 20
 """Payloads of this size or more are never prefetched (they would sit in a Pipe)."""
 REVOKE_AFTER_SECONDS = 0.02

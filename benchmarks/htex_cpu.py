@@ -22,15 +22,16 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def _processes(htex: object) -> dict[str, object]:
+def _processes(htex: Any) -> dict[str, Any]:
     import psutil
 
-    client = getattr(htex, "_client")
-    found: dict[str, object] = {"submitter": psutil.Process(), "interchange": psutil.Process(client.process.pid)}
+    client = htex._client
+    found: dict[str, Any] = {"submitter": psutil.Process(), "interchange": psutil.Process(client.process.pid)}
     socket_path = str(client.pool_socket)
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info["cmdline"] or []
@@ -42,10 +43,10 @@ def _processes(htex: object) -> dict[str, object]:
     return found
 
 
-def _cpu(processes: dict[str, object]) -> dict[str, float]:
+def _cpu(processes: dict[str, Any]) -> dict[str, float]:
     seconds = {}
     for name, proc in processes.items():
-        times = proc.cpu_times()  # type: ignore[attr-defined]
+        times = proc.cpu_times()
         seconds[name] = times.user + times.system
     return seconds
 

@@ -4,6 +4,10 @@ An :class:`AppFuture` is a :class:`concurrent.futures.Future` plus the identity 
 its task. It is made lighter than a plain Future (whose ``threading.Condition``
 costs about 1.4 KB) by a slotted condition that allocates its waiter list only
 when somebody actually waits: a campaign keeps hundreds of thousands in flight.
+For the same reason a future keeps a single done-callback as itself, not in a
+list, and makes its ``concurrent.futures.wait`` waiter list only when such a
+wait installs a waiter: every list is one more object for the garbage collector
+to walk while the task is in flight.
 """
 
 from __future__ import annotations
@@ -12,14 +16,14 @@ import asyncio
 import operator
 from collections.abc import Callable, Generator
 from concurrent.futures import Future
+from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING
 from concurrent.futures._base import LOGGER as _LOGGER
-from concurrent.futures._base import PENDING
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from flowlib.dataflow.taskrecord import TaskRecord
 
-from _thread import allocate_lock
+from _thread import RLock, allocate_lock
 
 T = TypeVar("T")
 
@@ -30,7 +34,9 @@ class _FutureCondition:
     __slots__ = ("_lock", "_waiters")
 
     def __init__(self) -> None:
-        self._lock = allocate_lock()
+        # reentrant, as threading.Condition's default: concurrent.futures.wait holds every future's
+        # condition while it asks each whether it is cancelled (which takes the condition again)
+        self._lock = RLock()
         self._waiters: list[Any] | None = None
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
@@ -83,22 +89,84 @@ class _FutureCondition:
                 waiter.release()
 
 
+class _NoWaiters:
+    """The waiter list of a finished future that never had one: empty, and it stays empty.
+
+    ``Future.set_result`` reads the list only after marking the future finished,
+    and ``concurrent.futures.wait`` adds (and later removes) its waiter on every
+    future it is given, finished ones included; a finished future never wakes a
+    waiter again, so neither needs a list of its own.
+    """
+
+    __slots__ = ()
+
+    def __iter__(self) -> Any:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def append(self, waiter: Any) -> None:
+        pass
+
+    def remove(self, waiter: Any) -> None:
+        pass
+
+
+_NO_WAITERS = _NoWaiters()
+_DONE = (FINISHED, CANCELLED_AND_NOTIFIED)
+
+
+class _LazyWaiters:
+    """``Future._waiters``, made on first use while the future is unfinished (always under its condition)."""
+
+    def __get__(self, future: Any, owner: Any = None) -> Any:
+        if future is None:
+            return self
+        if future._state in _DONE:
+            return _NO_WAITERS
+        waiters: list[Any] = []
+        future._waiters = waiters  # an instance attribute: found before this descriptor from now on
+        return waiters
+
+
 class LightFuture(Future[T]):
     """A ``concurrent.futures.Future`` with a compact condition; behaves exactly like one."""
+
+    _waiters = _LazyWaiters()
 
     def __init__(self) -> None:  # Future.__init__ would build a heavy threading.Condition
         self._condition = _FutureCondition()  # type: ignore[assignment]
         self._state = PENDING
         self._result = None
         self._exception = None
-        self._waiters: list[Any] = []
-        self._done_callbacks: list[Callable[[Future[T]], object]] = []
+        # None, one callable, or a list of them (several callbacks)
+        self._done_callbacks: Any = None
+
+    def add_done_callback(self, fn: Callable[[Future[T]], object]) -> None:
+        """Call ``fn(self)`` when the future finishes (at once if it has), as ``Future.add_done_callback``."""
+        with self._condition:
+            if self._state not in _DONE and self._state != CANCELLED:
+                callbacks = self._done_callbacks
+                if callbacks is None:
+                    self._done_callbacks = fn
+                elif type(callbacks) is list:
+                    callbacks.append(fn)
+                else:
+                    self._done_callbacks = [callbacks, fn]
+                return
+        try:
+            fn(self)
+        except Exception:
+            _LOGGER.exception("exception calling callback for %r", self)
 
     def _invoke_callbacks(self) -> None:
         # Unlike Future, drop the callbacks once called: they hold the dependents'
         # task records, and keeping them would tie finished tasks into cycles.
-        callbacks, self._done_callbacks = self._done_callbacks, []
-        for callback in callbacks:
+        callbacks, self._done_callbacks = self._done_callbacks, None
+        if callbacks is None:
+            return
+        for callback in callbacks if type(callbacks) is list else (callbacks,):
             try:
                 callback(self)
             except Exception:

@@ -13,6 +13,11 @@ Every payload is written at pickle protocol 5, so large ``bytes`` and
 ``bytearray`` objects are copied once, straight into the output buffer.
 ``memoryview`` objects, which plain pickle refuses, travel the same way and come
 back as memoryviews. cloudpickle and dill are imported on first use only.
+
+The stdlib picklers are made once per thread and reused (:func:`_reused_dump`):
+building a pickler costs several times more than pickling a task's arguments.
+Between two dumps its memo is cleared, so nothing pickled before is referenced
+or remembered; each dump gives exactly what a fresh pickler would.
 """
 
 from __future__ import annotations
@@ -81,6 +86,7 @@ class _StdPickler(pickle.Pickler):
 
 
 _PLAIN, _VIEW, _MAIN, _CODE = range(4)
+_MAX_VERDICTS = 256
 
 
 def _classify(kind: type) -> int:
@@ -105,6 +111,11 @@ class _MainRefusingPickler(pickle.Pickler):
         super().__init__(stream, protocol=protocol)
         self._verdicts: dict[type, int] = {}
 
+    def clear_memo(self) -> None:
+        super().clear_memo()
+        if len(self._verdicts) > _MAX_VERDICTS:  # a reused pickler must not keep many classes alive
+            self._verdicts.clear()
+
     def reducer_override(self, obj: Any) -> Any:
         kind = type(obj)
         verdict = self._verdicts.get(kind)
@@ -117,6 +128,58 @@ class _MainRefusingPickler(pickle.Pickler):
         if verdict == _MAIN or getattr(obj, "__module__", None) == "__main__":
             raise ReferencesMainModule(obj)
         return NotImplemented
+
+
+class _Redirect:
+    """The stream a reused pickler writes to: forwards to the stream of the current dump."""
+
+    __slots__ = ("target",)
+
+    def __init__(self) -> None:
+        self.target: Any = None
+
+    def write(self, data: Any) -> Any:
+        return self.target.write(data)
+
+
+class _ReusedPickler:
+    """One thread's pickler of one class, with the stream it writes through."""
+
+    __slots__ = ("pickler", "redirect", "busy")
+
+    def __init__(self, kind: type[pickle.Pickler]) -> None:
+        self.redirect = _Redirect()
+        self.pickler = kind(self.redirect, PROTOCOL)
+        self.busy = False
+
+
+_LOCAL = threading.local()
+
+
+def _reused_dump(kind: type[pickle.Pickler], obj: Any, stream: BinaryIO) -> None:
+    """``kind(stream, PROTOCOL).dump(obj)``, with this thread's pickler of ``kind`` reused.
+
+    A dump started from inside another one on the same thread (a ``__reduce__``
+    that serializes) gets a pickler of its own.
+    """
+    try:
+        picklers = _LOCAL.picklers
+    except AttributeError:
+        picklers = _LOCAL.picklers = {}
+    reused = picklers.get(kind)
+    if reused is None:
+        reused = picklers[kind] = _ReusedPickler(kind)
+    if reused.busy:
+        kind(stream, PROTOCOL).dump(obj)
+        return
+    reused.busy = True
+    reused.redirect.target = stream
+    try:
+        reused.pickler.dump(obj)
+    finally:
+        reused.redirect.target = None
+        reused.pickler.clear_memo()  # drop every reference to what was pickled
+        reused.busy = False
 
 
 class PickleSerializer(SerializerBase):
@@ -139,8 +202,7 @@ class PickleSerializer(SerializerBase):
 
     def write(self, obj: Any, stream: BinaryIO) -> None:
         stream.write(self.identifier)
-        pickler = _StdPickler if self.allow_main else _MainRefusingPickler
-        pickler(stream, PROTOCOL).dump(obj)
+        _reused_dump(_StdPickler if self.allow_main else _MainRefusingPickler, obj, stream)
 
     def deserialize(self, data: Bytes) -> Any:
         return pickle.loads(self.payload(data))

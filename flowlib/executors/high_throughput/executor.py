@@ -34,9 +34,12 @@ from flowlib.executors.errors import BadStateException, InvalidResourceSpecifica
 from flowlib.executors.high_throughput.errors import MalformedPayload, ManagerLost, WorkerLost
 from flowlib.executors.high_throughput.manager_selector import ManagerSelector
 from flowlib.executors.high_throughput.options import HTEXOptions
+from flowlib.executors.high_throughput.parts import Parts, from_chunks
 from flowlib.executors.high_throughput.shared_results import RESULT_HEADER as _SHARED_RESULT
 from flowlib.executors.high_throughput.shared_results import ResultReader
 from flowlib.providers.base import ExecutionProvider
+from flowlib.serialize import DeserializationError, deserialize, serialize_function
+from flowlib.serialize.facade import pack_res_spec_apply_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -400,9 +403,6 @@ class HighThroughputExecutor(BlockProviderExecutor):
             raise BadStateException(self, "the executor is in a bad state")
         if self._shutdown or self._client is None:
             raise BadStateException(self, "the executor is not running")
-        from flowlib.executors.high_throughput.parts import from_chunks
-        from flowlib.serialize.facade import pack_res_spec_apply_chunks
-
         function_bytes = self._function_bytes(func)
         chunks, size = pack_res_spec_apply_chunks(func, args, kwargs, spec or {}, function_bytes=function_bytes)
         # small: one joined frame; large: parts that are views of the pickler's chunks (never joined here)
@@ -433,8 +433,6 @@ class HighThroughputExecutor(BlockProviderExecutor):
         entry = cache.get(key)
         if entry is not None and entry[0] is func and entry[1] == fingerprint:
             return entry[2]
-        from flowlib.serialize import serialize_function
-
         data = serialize_function(func)
         cache[key] = (func, fingerprint, data)
         if len(cache) > _FUNCTION_CACHE_SIZE:
@@ -450,9 +448,6 @@ class HighThroughputExecutor(BlockProviderExecutor):
     # ------------------------------------------------------ results (I/O thread)
 
     def _on_results(self, ids: list[int], statuses: bytes, payloads: list[Any], batch: Any = None) -> None:
-        from flowlib.executors.high_throughput.parts import Parts
-        from flowlib.serialize import DeserializationError, deserialize
-
         futures = self._futures
         shared = self.shared_results
         if self.record_worker_times and batch is not None and batch.times:

@@ -5,6 +5,18 @@ Unix socket when the pool runs on the interchange's machine), the local task
 queue and the worker slots. :meth:`Manager.run` is a list of named steps over
 one ``zmq.Poller`` that watches the interchange link, every worker's Pipe
 and every worker's sentinel; each step gets the poll result as an argument.
+
+Prefetch to workers: every idle worker gets a task first; while tasks are still
+queued, a worker whose last task took less than ``PREFETCH_SHORT_SECONDS`` also
+gets a second one, written into its Pipe in the same system call, so that it
+starts the next task without waiting for a round trip through the manager.
+A prefetched task is never stuck behind a long one while another worker is
+free: once the queue is empty, a worker sits idle and a worker's running task
+has taken longer than ``REVOKE_AFTER_SECONDS``, that worker is sent SIGUSR1 and
+gives back what it has not started (:mod:`.worker`), which then goes to the
+idle worker. A worker that dies with a prefetched task fails only the task it
+was running (WorkerLost, as without prefetch); the unstarted ones are queued
+again.
 """
 
 from __future__ import annotations
@@ -27,7 +39,7 @@ import zmq
 from flowlib.executors.high_throughput import protocol
 from flowlib.executors.high_throughput.fd_poller import FdPoller
 from flowlib.executors.high_throughput.links import UnixLink, ZmqLink
-from flowlib.executors.high_throughput.parts import split
+from flowlib.executors.high_throughput.parts import nbytes, split
 from flowlib.executors.high_throughput.pool_options import (
     EXIT_INTERCHANGE_LOST,
     EXIT_INTERNAL,
@@ -38,7 +50,15 @@ from flowlib.executors.high_throughput.pool_options import (
 from flowlib.executors.high_throughput.pool_resources import ResourceSampler
 from flowlib.executors.high_throughput.pool_workers import WorkerFactory, WorkerSlot, describe_exit
 from flowlib.executors.high_throughput.protocol import Kind, ProtocolError, ResultBatch, TaskBatch, TaskStatus
-from flowlib.executors.high_throughput.worker import RESULT_HEAD, TASK_ID, write_message
+from flowlib.executors.high_throughput.worker import (
+    _LENGTH,
+    RESULT_HEAD,
+    RETURNED,
+    REVOKE_SIGNAL,
+    TASK_ID,
+    _write_rest,
+    write_message,
+)
 
 logger = logging.getLogger("flowlib.executors.high_throughput.worker_pool")
 
@@ -50,6 +70,32 @@ DRAIN_LINGER_MS = 5000
 """How long, at a clean exit, unsent results may hold the pool up."""
 MAX_MESSAGES_PER_PASS = 1000
 """Interchange messages read in one pass at most, so that results keep flowing under a flood."""
+PREFETCH_SHORT_SECONDS = 0.01
+"""A worker gets a prefetched task only while its last task took less than this."""
+PREFETCH_TINY_SECONDS = 0.001
+"""A worker whose last task took less than this holds up to ``PREFETCH_DEPTH`` tasks, topped up in batches."""
+
+
+def _prefetch_depth(text: str | None, default: int = 8) -> int:
+    """``FLOWLIB_PREFETCH_DEPTH``: a whole number from 1 (no prefetch) to 64; anything else gives the default."""
+    if text is None:
+        return default
+    try:
+        depth = int(text)
+    except ValueError:
+        depth = 0
+    if not 1 <= depth <= 64:
+        logger.warning("FLOWLIB_PREFETCH_DEPTH=%r is not a whole number from 1 to 64; using %d", text, default)
+        return default
+    return depth
+
+
+PREFETCH_DEPTH = _prefetch_depth(os.environ.get("FLOWLIB_PREFETCH_DEPTH"))
+"""Tasks a worker of tiny tasks holds at most (the running one included); a quick one holds 2; 1 turns prefetch off."""
+PREFETCH_BYTES = 1 << 20
+"""Payloads of this size or more are never prefetched (they would sit in a Pipe)."""
+REVOKE_AFTER_SECONDS = 0.02
+"""A running task this old, with a worker idle and nothing queued, makes its worker give back its prefetched task."""
 _CANCELLED = TaskStatus.CANCELLED.value
 _NO_TIMES = (float("nan"), float("nan"))
 # Plain ints: pyzmq's flag enums cost a Python-level operation each time they are combined.
@@ -121,8 +167,9 @@ class Manager:
         self.hostname = _socket.gethostname()
         self.queue: deque[tuple[int, Any]] = deque()  # (task id, payload); cancelled ones are skipped
         self.queued: set[int] = set()
-        self.running: dict[int, WorkerSlot] = {}
-        self.idle: list[WorkerSlot] = list(slots)
+        self.running: dict[int, WorkerSlot] = {}  # every task handed to a worker, prefetched ones too
+        self.discarded: set[int] = set()  # prefetched tasks cancelled: their answer from the worker is dropped
+        self.payloads: dict[int, Any] = {}  # of the tasks in ``running``, to queue one again if given back
         self.result_ids: list[int] = []
         self.result_statuses = bytearray()
         self.result_payloads: list[Any] = []
@@ -302,11 +349,23 @@ class Manager:
                 self.queued.discard(tid)
                 logger.info("task %d cancelled before it started", tid)
             elif tid in self.running:
-                slot = self.running.pop(tid)
-                slot.task, slot.killed_for = None, tid
-                slot.kill()
-                self._forget_pipe(slot)
-                logger.info("task %d cancelled while running: killed worker %d (pid %d)", tid, slot.rank, slot.pid)
+                slot = self.running[tid]
+                self._collect(slot)  # a result already written settles the task
+                if tid not in self.running:
+                    continue
+                del self.running[tid]
+                if slot.task == tid:
+                    slot.tasks.popleft()
+                    self.payloads.pop(tid, None)
+                    slot.killed_for = tid
+                    slot.kill()
+                    self._forget_pipe(slot)
+                    self._requeue(slot)
+                    logger.info("task %d cancelled while running: killed worker %d (pid %d)", tid, slot.rank, slot.pid)
+                else:
+                    self.discarded.add(tid)
+                    self._revoke(slot)
+                    logger.info("task %d cancelled while prefetched by worker %d", tid, slot.rank)
             else:
                 logger.debug("cancel for task %d, which this pool does not hold", tid)
                 continue
@@ -329,6 +388,23 @@ class Manager:
             for message in messages:
                 self._take_result(slot, message)
 
+    def _collect(self, slot: WorkerSlot) -> None:
+        """Take every result the worker has written so far (never blocks)."""
+        reader = slot.reader
+        if slot.conn is None or reader is None:
+            return
+        os.set_blocking(reader.fd, False)
+        try:
+            while True:
+                messages = reader.read()
+                for message in messages:
+                    self._take_result(slot, message)
+        except (BlockingIOError, EOFError, OSError):
+            pass
+        finally:
+            if slot.conn is not None:
+                os.set_blocking(reader.fd, True)
+
     def reap_workers(self, ready: dict[Any, int]) -> None:
         """Handle exited workers: fail their task with WorkerLost and start a replacement."""
         dead = [self.by_sentinel[key] for key in ready if key in self.by_sentinel]
@@ -345,26 +421,133 @@ class Manager:
             self.worker_exited(slot)
 
     def dispatch(self) -> None:
-        """Give queued tasks to idle workers."""
-        queue, queued, idle, running = self.queue, self.queued, self.idle, self.running
+        """Give queued tasks to workers: one to each idle worker, then one more to each quick one."""
+        queue = self.queue
+        live = [slot for slot in self.slots if slot.conn is not None and slot.fd is not None]
+        if not queue:
+            if live:
+                self._balance(live)
+            return
+        queued, running = self.queued, self.running
+        grants: dict[WorkerSlot, list[tuple[int, Any]]] = {}
+        now = time.time()
+        for first in (True, False):
+            for slot in live:
+                if not queue:
+                    break
+                held = len(slot.tasks) + len(grants.get(slot, ()))
+                # how long this worker's tasks take: its last one, or the running one if that is longer already
+                service = max(slot.service_time, now - slot.started) if slot.tasks else slot.service_time
+                if first:
+                    want = 1 - held
+                elif slot.revoking or service >= PREFETCH_SHORT_SECONDS:
+                    continue
+                elif service >= PREFETCH_TINY_SECONDS or PREFETCH_DEPTH <= 2:
+                    want = min(2, PREFETCH_DEPTH) - held
+                else:  # top up only once half is used, so that several tasks go in one write
+                    want = PREFETCH_DEPTH - held if held <= PREFETCH_DEPTH // 2 else 0
+                for _ in range(want):
+                    if not self._grant(slot, held, grants):
+                        break
+                    held += 1
         pack = TASK_ID.pack
-        wall = time.time
-        while queue and idle:
-            tid, payload = queue.popleft()
-            if tid not in queued:  # cancelled while queued
-                continue
-            slot = idle.pop()
-            try:
-                write_message(slot.fd, pack(tid), payload)  # type: ignore[arg-type]
-            except (OSError, TypeError):  # the worker is dying; its sentinel will tell
-                queue.appendleft((tid, payload))
+        for slot, given in grants.items():
+            if len(given) == 1:
+                tid, payload = given[0]
+                error = self._write(slot, pack(tid), payload)
+            else:
+                error = self._write_many(slot, [(pack(tid), payload) for tid, payload in given])
+            if error:
+                queue.extendleft(reversed(given))
                 self._forget_pipe(slot)
                 self.closed_pipes[slot] = time.monotonic()
                 continue
-            queued.discard(tid)
-            slot.task = tid
-            slot.started = wall()
-            running[tid] = slot
+            if not slot.tasks:
+                slot.started = now
+            payloads = self.payloads
+            for tid, payload in given:
+                queued.discard(tid)
+                slot.tasks.append(tid)
+                running[tid] = slot
+                payloads[tid] = payload
+
+    def _grant(self, slot: WorkerSlot, held: int, grants: dict[WorkerSlot, list[tuple[int, Any]]]) -> bool:
+        """Move the next queued task into ``slot``'s grant; False when there is none it may take."""
+        queue, queued = self.queue, self.queued
+        while queue:
+            tid, payload = queue.popleft()
+            if tid in queued:
+                break
+        else:
+            return False  # only cancelled tasks were left
+        if held and nbytes(payload) >= PREFETCH_BYTES:
+            queue.appendleft((tid, payload))  # large: wait for an idle worker
+            return False
+        grants.setdefault(slot, []).append((tid, payload))
+        return True
+
+    @staticmethod
+    def _write(slot: WorkerSlot, head: bytes, payload: Any) -> bool:
+        """Write one task; True if the worker's Pipe failed (it is dying; its sentinel will tell)."""
+        try:
+            write_message(slot.fd, head, payload)  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            return True
+        return False
+
+    @staticmethod
+    def _write_many(slot: WorkerSlot, tasks: list[tuple[bytes, Any]]) -> bool:
+        """Write several tasks with one system call when they are small; True if the Pipe failed."""
+        buffers: list[Any] = []
+        for head, payload in tasks:
+            if type(payload) is not bytes or len(payload) >= PREFETCH_BYTES:  # parts, a view, large: one by one
+                return any(Manager._write(slot, head, payload) for head, payload in tasks)
+            buffers.append(_LENGTH.pack(len(head) + len(payload)) + head)
+            buffers.append(payload)
+        try:
+            total = sum(len(b) for b in buffers)
+            written = os.writev(slot.fd, buffers)  # type: ignore[arg-type]
+            if written < total:
+                _write_rest(slot.fd, buffers, written)  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            return True
+        return False
+
+    def _balance(self, live: list[WorkerSlot]) -> None:
+        """With nothing queued and a worker idle, make workers stuck on a long task give back their prefetch."""
+        if not any(not slot.tasks for slot in live):
+            return
+        now = time.time()
+        for slot in live:
+            if len(slot.tasks) > 1 and not slot.revoking and now - slot.started > REVOKE_AFTER_SECONDS:
+                self._revoke(slot)
+
+    def _revoke(self, slot: WorkerSlot) -> None:
+        """Ask the worker to give back the tasks it has not started (it answers RETURNED)."""
+        if slot.revoking or slot.conn is None:
+            return
+        try:
+            os.kill(slot.pid, REVOKE_SIGNAL)
+        except OSError:  # gone; its sentinel will tell
+            return
+        slot.revoking = True
+        logger.info("worker %d asked to give back %d prefetched task(s)", slot.rank, len(slot.tasks) - 1)
+
+    def _requeue(self, slot: WorkerSlot) -> None:
+        """Queue again, first in line, the tasks the slot held and had not started (its Pipe is gone)."""
+        while slot.tasks:
+            self._give_back(slot.tasks.pop())
+        slot.revoking = False
+
+    def _give_back(self, tid: int) -> None:
+        """Put a task handed to a worker and not started back at the head of the queue (or drop it if cancelled)."""
+        payload = self.payloads.pop(tid, None)
+        if tid in self.discarded:
+            self.discarded.discard(tid)
+            return
+        del self.running[tid]
+        self.queued.add(tid)
+        self.queue.appendleft((tid, payload))
 
     def flush(self, now: float) -> None:
         """Send the results and failures collected during this pass."""
@@ -386,8 +569,10 @@ class Manager:
         if type(interval) not in (int, float) or not 0 < interval < 1e6:
             logger.warning("the interchange asked for resource samples every %r s; not a usable interval", interval)
             return
-        running = self.running
-        self.sampler = ResourceSampler(float(interval), lambda: {tid: slot.pid for tid, slot in running.copy().items()})
+        slots = self.slots
+        self.sampler = ResourceSampler(
+            float(interval), lambda: {slot.tasks[0]: slot.pid for slot in list(slots) if slot.tasks}
+        )
         self.sampler.start()
 
     def send_resources(self, now: float) -> None:
@@ -454,9 +639,16 @@ class Manager:
         del self.by_sentinel[slot.sentinel]
         slot.process.join(0)
         how = describe_exit(slot.process.exitcode)
-        if slot.task is not None:
-            tid = slot.task
+        tid = slot.tasks.popleft() if slot.tasks else None
+        if slot.tasks:
+            logger.info("worker %d held %d unstarted task(s); they are queued again", slot.rank, len(slot.tasks))
+        self._requeue(slot)  # the prefetched tasks never started
+        if tid is not None and tid in self.discarded:
+            self.discarded.discard(tid)
+            self.payloads.pop(tid, None)
+        elif tid is not None:
             del self.running[tid]
+            self.payloads.pop(tid, None)
             message = f"worker {slot.rank} (pid {slot.pid}) on {self.hostname} died {how} while running task {tid}"
             logger.error("%s", message)
             self.failures[str(tid)] = {"error": "WorkerLost", "message": message}
@@ -479,24 +671,40 @@ class Manager:
             self.slots[slot.rank] = replacement
             self.replacements += 1
             self._watch(replacement)
-            self.idle.append(replacement)
             logger.info("worker %d replaced: new pid %d", slot.rank, replacement.pid)
 
     def _take_result(self, slot: WorkerSlot, message: Any) -> None:
         tid, status = RESULT_HEAD.unpack_from(message)
-        if slot.task != tid:
-            logger.warning("worker %d sent a result for task %d, but runs %s; dropped", slot.rank, tid, slot.task)
+        tasks = slot.tasks
+        if tasks and tasks[0] == tid:
+            tasks.popleft()
+        elif tid in tasks:
+            tasks.remove(tid)  # given back (RETURNED) while an earlier task runs
+        else:
+            logger.warning("worker %d sent a result for task %d, which it does not hold; dropped", slot.rank, tid)
             return
-        slot.task = None
+        if status == RETURNED:
+            slot.revoking = False
+            self._give_back(tid)
+            return
+        now = time.time()
+        started = slot.started
+        slot.started = now  # the next task, if any, starts now
+        slot.service_time = now - started
         slot.tasks_done += 1
+        if not tasks:
+            slot.revoking = False
+        self.payloads.pop(tid, None)
+        if tid in self.discarded:  # cancelled while prefetched, and it ran anyway: answered already
+            self.discarded.discard(tid)
+            return
         del self.running[tid]
-        self.idle.append(slot)
         self.result_ids.append(tid)
         self.result_statuses.append(status)
         self.result_payloads.append(split(memoryview(message)[RESULT_HEAD.size :]))  # large: parts for CurveZMQ
         times = self.result_times
-        times.append(slot.started)
-        times.append(time.time())
+        times.append(started)
+        times.append(now)
 
     def _add_result(self, tid: int, status: int, payload: Any) -> None:
         self.result_ids.append(tid)
@@ -534,8 +742,6 @@ class Manager:
             self.poller.unregister(fd)
             self.by_pipe.pop(fd, None)
         slot.close_conn()
-        if slot in self.idle:
-            self.idle.remove(slot)
 
 
 class FatalReporter:

@@ -11,10 +11,12 @@ process's ``sentinel`` (readable once the process has exited).
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import signal
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -44,18 +46,27 @@ class WorkerSlot:
     """The manager's end of the worker's Pipe (owns the descriptor); None once closed."""
     reader: PipeReader | None = field(default=None)
     """Reads the worker's messages from ``conn``'s descriptor."""
-    task: int | None = None
-    """The task the worker is running, or None when idle."""
+    tasks: deque[int] = field(default_factory=deque)
+    """The tasks handed to the worker and not answered, in order: the first runs, the rest wait (prefetch)."""
+    revoking: bool = False
+    """A SIGUSR1 was sent and the worker has not answered since: do not send another."""
+    service_time: float = math.inf
+    """How long the worker's last task took, from its start to its result (seconds); inf before the first."""
     killed_for: int | None = None
     """The task whose cancellation made the manager kill this worker."""
     tasks_done: int = 0
     """Tasks this process has completed."""
     started: float = 0.0
-    """When the running task was handed to the worker (``time.time()``)."""
+    """When the running task started (``time.time()``): handed to an idle worker, or the previous one answered."""
 
     def __post_init__(self) -> None:
         if self.conn is not None and self.reader is None:
             self.reader = PipeReader(self.conn.fileno())
+
+    @property
+    def task(self) -> int | None:
+        """The task the worker is running (the first one handed over and not answered), or None."""
+        return self.tasks[0] if self.tasks else None
 
     @property
     def pid(self) -> int:

@@ -7,6 +7,13 @@
     write_message(tid | payload)   ---- Pipe ---->   PipeReader.receive(), unpack, func(*args, **kwargs)
     PipeReader.read()              <--- Pipe -----   write_message(tid | status | result)
 
+The manager may send a worker a second task while it runs one (prefetch, see
+:mod:`.pool_manager`); the worker runs its tasks in the order they came. SIGUSR1
+asks the worker to give back every task it holds and has not started: each is
+answered with status :data:`RETURNED` (never sent on to the interchange), and
+the manager queues it again. While a task runs, the signal handler does that at
+once; between tasks, before the next one starts.
+
 Both directions use ``Connection.send_bytes`` framing (a 4-byte length, then
 the message), read and written here with fewer copies (:class:`PipeReader`).
 ``tid`` is the task id as a native unsigned 64-bit integer (8 bytes), ``status``
@@ -59,6 +66,10 @@ _READ_SIZE = 1 << 16
 _MAX_IOVEC = 512  # buffers per writev, below IOV_MAX (1024 on Linux)
 _OK = TaskStatus.OK.value
 _EXCEPTION = TaskStatus.EXCEPTION.value
+RETURNED = 255
+"""Worker to manager only: the task was given back unstarted (after SIGUSR1); queue it again."""
+REVOKE_SIGNAL = signal.SIGUSR1
+"""The signal that makes a worker give back the tasks it has not started."""
 _PR_SET_PDEATHSIG = 1
 
 logger = logging.getLogger("flowlib.executors.high_throughput.worker")
@@ -304,34 +315,96 @@ def _wrap(kind: type[BaseException], error: BaseException, tb: object, task_id: 
         return serialize(RemoteExceptionWrapper(SerializationError, replacement, tb))  # type: ignore[arg-type]
 
 
+class _Inbox:
+    """The tasks a worker has read and not started, and the SIGUSR1 handler that gives them back."""
+
+    def __init__(self, fd: int, reader: PipeReader) -> None:
+        self.fd = fd
+        self.reader = reader
+        self.tasks: deque[Any] = deque()
+        self.in_task = False
+        """True while user code runs: the handler may then use the Pipe itself."""
+        self.revoke = False
+        """A SIGUSR1 came between tasks; give back before starting the next."""
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        if self.in_task:
+            self.in_task = False  # a second signal during this one only sets the flag
+            try:
+                self.give_back()
+            finally:
+                self.in_task = True
+        else:
+            self.revoke = True
+
+    def give_back(self) -> None:
+        """Read what waits in the Pipe (never blocks), then answer RETURNED for every unstarted task."""
+        self.revoke = False
+        fd, tasks = self.fd, self.tasks
+        try:
+            os.set_blocking(fd, False)
+            try:
+                while True:
+                    tasks.extend(self.reader.read())
+            finally:
+                os.set_blocking(fd, True)
+        except (BlockingIOError, EOFError, OSError):  # nothing more now, or the manager has gone
+            pass
+        unpack_tid, pack_head = TASK_ID.unpack_from, RESULT_HEAD.pack
+        try:
+            while tasks:
+                (tid,) = unpack_tid(tasks[0])
+                write_message(fd, pack_head(tid, RETURNED), b"")
+                tasks.popleft()
+        except OSError:
+            tasks.clear()  # the manager has gone; the next read ends the worker
+
+
 def serve(conn: Connection, debug: bool) -> None:
     """Run tasks from ``conn`` until the manager closes it."""
     fd = conn.fileno()
     reader = PipeReader(fd)
+    inbox = _Inbox(fd, reader)
+    tasks = inbox.tasks
+    previous = signal.signal(REVOKE_SIGNAL, inbox.on_signal)
     unpack_tid, pack_head = TASK_ID.unpack_from, RESULT_HEAD.pack
     done = 0
-    while True:
-        try:
-            message = reader.receive()
-        except (EOFError, OSError):
-            logger.info("the manager closed the connection after %d tasks; exiting", done)
-            return
-        (tid,) = unpack_tid(message)
-        if debug:
-            logger.debug("task %d started", tid)
-            started = time.perf_counter()
-        status, result = execute(tid, memoryview(message)[TASK_ID.size :])
-        del message
-        if debug:
-            logger.debug(
-                "task %d finished in %.3f ms: %s", tid, (time.perf_counter() - started) * 1e3, TaskStatus(status).name
-            )
-        try:
-            write_message(fd, pack_head(tid, status), result)
-        except OSError:
-            logger.info("the manager closed the connection while task %d finished; exiting", tid)
-            return
-        done += 1
+    try:
+        while True:
+            if inbox.revoke:
+                inbox.give_back()
+            try:
+                while not tasks:
+                    tasks.extend(reader.read())
+            except (EOFError, OSError):
+                logger.info("the manager closed the connection after %d tasks; exiting", done)
+                return
+            message = tasks.popleft()
+            (tid,) = unpack_tid(message)
+            if debug:
+                logger.debug("task %d started", tid)
+                started = time.perf_counter()
+            inbox.in_task = True
+            try:
+                status, result = execute(tid, memoryview(message)[TASK_ID.size :])
+            finally:
+                inbox.in_task = False
+            del message
+            if debug:
+                logger.debug(
+                    "task %d finished in %.3f ms: %s",
+                    tid,
+                    (time.perf_counter() - started) * 1e3,
+                    TaskStatus(status).name,
+                )
+            try:
+                write_message(fd, pack_head(tid, status), result)
+            except OSError:
+                logger.info("the manager closed the connection while task %d finished; exiting", tid)
+                return
+            done += 1
+    finally:
+        signal.signal(REVOKE_SIGNAL, previous)
 
 
 def run(conn: Connection, setup: WorkerSetup) -> None:

@@ -36,7 +36,7 @@ def _warm_up(interchange, identity, first_tid: int, count: int = 20) -> int:
 
 
 def _manager_log(pool) -> str:
-    return (pool.stderr_path.parent / "logs" / "7" / "pool0" / "manager.log").read_text()
+    return (pool.stderr_path.parent / "logs" / "block-7" / "pool0" / "manager.log").read_text()
 
 
 def test_a_worker_killed_with_a_prefetched_task_loses_only_the_running_one(start_pool, cert_dir, interchange):

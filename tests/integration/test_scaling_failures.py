@@ -152,5 +152,5 @@ def test_workers_with_the_wrong_keys_fail_the_tasks_with_a_key_error(
     assert pool_says in str(error), str(error)
     assert wf.states() == {"0": "FAILED"}
     if which == "a client key from another run":
-        log = next(wf.run_dir.glob("*/htex/htex/interchange.log")).read_text()
+        log = next(wf.run_dir.glob("*/htex/interchange.log")).read_text()
         assert "refused: unknown CurveZMQ key" in log, log

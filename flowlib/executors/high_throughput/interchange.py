@@ -43,6 +43,7 @@ import zmq
 from flowlib.addresses import tcp_url, zmq_ipv6
 from flowlib.executors.high_throughput import protocol as p
 from flowlib.executors.high_throughput.arena import ArenaError, ArenaReader, is_reference
+from flowlib.executors.high_throughput.fd_poller import FdPoller
 from flowlib.executors.high_throughput.interchange_options import InterchangeOptions
 from flowlib.executors.high_throughput.local_links import LocalLinks
 from flowlib.executors.high_throughput.managers import ManagerRecord, ManagerTable
@@ -54,7 +55,7 @@ from flowlib.executors.high_throughput.task_queue import (
     split_by_size,
     task_from_spec,
 )
-from flowlib.executors.high_throughput.zmq_frames import recv_frames, send_frames
+from flowlib.executors.high_throughput.zmq_frames import ZmqWatch, recv_frames, send_frames
 
 logger = logging.getLogger("flowlib.interchange")
 _NAN_PAIR = struct.pack("dd", float("nan"), float("nan"))
@@ -114,10 +115,13 @@ class Interchange:
             self.worker_port = self.workers.bind_to_random_port(
                 tcp_url(options.worker_address), min_port=low, max_port=high, max_tries=200
             )
-        self.poller = zmq.Poller()
+        # One poll() over plain descriptors: the Unix links, and the descriptor each ZeroMQ socket
+        # signals on (see ZmqWatch); zmq_poll would cost four system calls and pyzmq's layer per wait.
+        self.poller = FdPoller()
+        self.zmq_watch = ZmqWatch(self.poller)
         if not options.unix_dir:  # else the client is on a Unix socket; an idle ZeroMQ socket costs every poll
-            self.poller.register(self.client, zmq.POLLIN)
-        self.poller.register(self.workers, zmq.POLLIN)
+            self.zmq_watch.add(self.client)
+        self.zmq_watch.add(self.workers)
         self.now = time.monotonic()
         """When the current pass of the loop started."""
         self.local: LocalLinks | None = None
@@ -162,14 +166,17 @@ class Interchange:
     def run(self) -> None:
         """Serve until the client says SHUTDOWN or goes away."""
         poll_ms = self.options.poll_period_ms
+        poll, watch = self.poller.poll, self.zmq_watch
         while self.running:
-            events = dict(self.poller.poll(poll_ms))
+            events = dict(poll(watch.timeout(poll_ms)))
             self.stats["passes"] += 1
             now = time.monotonic()
-            if events.get(self.client):
-                self.receive_from_client(now)
-            if events.get(self.workers):
-                self.receive_from_managers(now)
+            ready = watch.ready(events)
+            if ready:
+                if self.client in ready:
+                    self.receive_from_client(now)
+                if self.workers in ready:
+                    self.receive_from_managers(now)
             self.now = now
             if self.local is not None:
                 self.local.serve(events)
@@ -318,11 +325,13 @@ class Interchange:
             return
         if self.local is None or not self.local.send_to_client(frames):
             send_frames(self.client, [self.client_identity, *frames])
+            self.zmq_watch.touched = True
 
     def send_to_pool(self, identity: bytes, frames: list[Any]) -> None:
         """Send a message to one worker pool, over whichever socket it is connected to."""
         if self.local is None or not self.local.send_to_pool(identity, frames):
             send_frames(self.workers, [identity, *frames])
+            self.zmq_watch.touched = True
 
     def send_event(self, event: dict[str, Any]) -> None:
         self.send_to_client(p.encode_json(p.Kind.EVENT, event))

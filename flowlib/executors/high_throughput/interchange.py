@@ -421,6 +421,8 @@ class Interchange:
         registered: dict[str, Any] = {"heartbeat_period": self.options.heartbeat_period}
         if self.options.resource_interval is not None:
             registered["resource_interval"] = self.options.resource_interval
+        if self.options.result_socket and self.local is not None and identity in self.local.by_identity:
+            registered["result_socket"] = self.options.result_socket  # a pool on this machine: see direct_results
         self.send_to_pool(identity, p.encode_json(p.Kind.REGISTERED, registered))
         logger.info(
             "registered pool %s (block %s, %s, %d workers, flowlib %s, Python %s)",
@@ -444,6 +446,11 @@ class Interchange:
             self.result_payloads.extend(batch.payloads)
             self.result_times += batch.times or _NAN_PAIR * len(batch.ids)
             self.result_pools.append([record.registration.pool_id, len(batch.ids)])
+        elif kind is p.Kind.RELEASED:  # answered to the executor directly
+            record.release_many(p.body_ids(frames), record.last_seen)
+            self.managers.refresh(record)
+            if record.draining and not record.tasks:
+                self.forget_drained(record)
         elif kind is p.Kind.FAILURES:
             failures = p.body_json(frames)
             for tid in list(failures):

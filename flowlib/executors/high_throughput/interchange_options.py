@@ -30,3 +30,5 @@ class InterchangeOptions:
     """The executor's shared-memory arena directory, removed when the interchange stops."""
     resource_interval: float | None = None
     """Seconds between resource samples that pools are asked for (monitoring); None: none."""
+    result_socket: str | None = None
+    """Where the executor takes results from this machine's pools directly (:mod:`.direct_results`); None: not."""

@@ -25,6 +25,7 @@ from typing import Any
 import zmq
 
 from flowlib.executors.high_throughput import protocol
+from flowlib.executors.high_throughput.direct_results import ResultSender
 from flowlib.executors.high_throughput.fd_poller import FdPoller
 from flowlib.executors.high_throughput.links import UnixLink, ZmqLink
 from flowlib.executors.high_throughput.parts import split
@@ -108,9 +109,13 @@ class Manager:
         slots: list[WorkerSlot],
         stop: StopFlag,
         fatal: FatalReporter,
+        direct: ResultSender | None = None,
     ) -> None:
         self.options = options
         self.link = link
+        self.direct = direct
+        """Sends results to the executor itself (a pool on the interchange's machine); None: through the link."""
+        self.direct_writing = False
         self.writing = False
         """Whether the poller also watches the link for writability (it holds unsent bytes)."""
         self.url = url
@@ -140,6 +145,8 @@ class Manager:
         # only descriptors to watch over a Unix link: one poll() per wait instead of zmq_poll's two
         self.poller: Any = FdPoller() if isinstance(link, UnixLink) else zmq.Poller()
         self.poller.register(link.poll_target, _POLLIN)
+        if direct is not None:
+            self.poller.register(direct.fd, _POLLIN)  # the executor never writes: readable means it has gone
         self.by_pipe: dict[int, WorkerSlot] = {}
         self.by_sentinel: dict[int, WorkerSlot] = {}
         for slot in slots:
@@ -174,6 +181,8 @@ class Manager:
             now = time.monotonic()
             self.check_signals()
             self.receive_interchange(ready, now)
+            if self.direct is not None:
+                self.watch_direct(ready, now)
             self.receive_results(ready, now)
             self.reap_workers(ready)
             self.dispatch()
@@ -371,13 +380,58 @@ class Manager:
         if self.result_ids:
             times = self.result_times.tobytes()
             batch = ResultBatch(self.result_ids, bytes(self.result_statuses), self.result_payloads, times)
-            self._send(batch.encode(), now)
+            direct = self.direct
+            if direct is None:
+                self._send(batch.encode(), now)
+            else:
+                try:
+                    direct.send(batch)
+                except EOFError:
+                    self.direct_broken("it closed", now)
             self.completed += len(self.result_ids)
             self.result_ids, self.result_statuses, self.result_payloads = [], bytearray(), []
             self.result_times = array("d")
+        if self.direct is not None:
+            self.release_direct(now)
         if self.failures:
             self._send(protocol.encode_json(Kind.FAILURES, self.failures), now)
             self.failures = {}
+
+    def watch_direct(self, ready: dict[Any, int], now: float) -> None:
+        """Write what the result link holds back; fall back to the interchange if the executor closed it."""
+        direct = self.direct
+        assert direct is not None
+        events = ready.get(direct.fd, 0)
+        if not events:
+            return
+        try:
+            if events & _POLLOUT:
+                direct.flush()
+            if events & ~_POLLOUT:
+                direct.check()
+        except (EOFError, ProtocolError) as e:
+            self.direct_broken(str(e) or "it closed", now)
+
+    def release_direct(self, now: float) -> None:
+        """Tell the interchange which directly sent results have left; watch the result link for writability."""
+        direct = self.direct
+        assert direct is not None
+        released = direct.release()
+        if released is not None:
+            self._send(released, now)
+        if direct.wants_write != self.direct_writing:
+            self.direct_writing = direct.wants_write
+            self.poller.modify(direct.fd, _POLLIN | (_POLLOUT if self.direct_writing else 0))
+
+    def direct_broken(self, why: str, now: float) -> None:
+        """The result link is gone: send what it had not delivered for sure through the interchange, go on without it."""
+        direct = self.direct
+        assert direct is not None
+        logger.warning("the result link to the executor broke (%s); results go through the interchange", why)
+        self.poller.unregister(direct.fd)
+        self.direct = None
+        for batch in direct.broken():
+            self._send(batch.encode(), now)
 
     def start_sampler(self, interval: Any) -> None:
         """Start resource sampling every ``interval`` s (a positive number; anything else: none)."""
@@ -424,7 +478,8 @@ class Manager:
         period = self.options.drain_period
         if not self.draining and period is not None and now - self.started >= period:
             self.begin_drain(f"the drain period of {period:g} s has passed")
-        if self.draining and not self.queued and not self.running and self.exit_code is None:
+        held_back = self.direct is not None and self.direct.holding  # results not yet released at the interchange
+        if self.draining and not self.queued and not self.running and not held_back and self.exit_code is None:
             logger.info("drained: every task finished and its result sent; exiting")
             self.drained = True
             self.exit_code = EXIT_OK

@@ -40,8 +40,9 @@ from typing import Any, Union, cast
 
 from flowlib.executors.high_throughput.parts import flatten, group
 
-PROTOCOL_VERSION = 3
-"""3: payloads may span several frames (the parts frame of TASKS, SUBMIT and RESULTS)."""
+PROTOCOL_VERSION = 4
+"""3: payloads may span several frames (the parts frame of TASKS, SUBMIT and RESULTS).
+4: RELEASED, from pools whose results go to the executor directly (:mod:`.direct_results`)."""
 MAGIC = b"FL"
 _HEADER = struct.Struct("!2sBB")
 HEADER_SIZE = _HEADER.size
@@ -96,6 +97,8 @@ class Kind(enum.IntEnum):
     """I->C: manager registered, lost or refused; authentication failures; resource samples."""
     RESOURCES = 16
     """M->I: resource samples of the pool's running tasks (JSON), sent only when REGISTERED asked for them."""
+    RELEASED = 17
+    """M->I: these task ids were answered to the executor directly (their RESULTS went to it, not through here)."""
     REJECT = 255
     """I->M: registration refused; the frame after the header is a UTF-8 reason."""
 

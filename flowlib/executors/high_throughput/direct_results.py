@@ -1,0 +1,163 @@
+"""Results of this machine's pools go straight to the executor; the interchange keeps the accounting.
+
+::
+
+    executor (client.py)                 interchange                  worker pool (Unix link)
+    I/O thread <--------------- RESULTS (results.sock) ------------------ ResultSender
+        |                                     ^                               |
+        +-- SUBMIT ---> client.sock           +------ RELEASED (ids) ---------+
+                                              pools.sock
+
+Over the interchange, a result costs two process hops back (pool to
+interchange, interchange to executor), each a wake-up and a pass of a loop.
+A pool that registered over the interchange's Unix socket learns from its
+REGISTERED answer where the executor listens (``result_socket``), connects
+there, and sends its RESULTS to the executor itself. Then it tells the
+interchange, in a RELEASED message of task ids, which tasks are answered, so
+that the interchange's table of what each pool holds stays exact (capacity,
+drain, and the ManagerLost failures of a lost pool).
+
+Order is what keeps fault tolerance: RELEASED for a task goes out only once
+its result has entirely left the pool (the kernel holds it for the executor,
+and a Unix socket's queued bytes survive the sender's death). So a pool that
+dies in between makes the interchange fail a task that was already answered,
+which the executor ignores, and never the other way round. If the result link
+breaks, the results not yet released are sent again through the interchange
+(duplicates are ignored too), and the pool goes on without the direct link.
+Only pools on the interchange's machine (Unix links, owner-only directory,
+peer user checked) take this path; pools on other nodes never do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from typing import Any
+
+from flowlib.executors.high_throughput import protocol as p
+from flowlib.executors.high_throughput.fd_poller import POLLIN
+from flowlib.executors.high_throughput.links import UnixLink, UnixListener, connect
+from flowlib.executors.high_throughput.protocol import ProtocolError
+
+logger = logging.getLogger(__name__)
+
+SOCKET_NAME = "results.sock"
+"""The executor's listening socket, in the executor's owner-only socket directory."""
+
+
+class ResultListener:
+    """The executor's end: accepts result links from local pools and reads what they send."""
+
+    def __init__(self, directory: str, max_message_size: int = 1 << 30) -> None:
+        self.listener = UnixListener(os.path.join(directory, SOCKET_NAME), max_message_size)
+        self.path = self.listener.path
+        self.links: dict[int, UnixLink] = {}
+        """Connected pools' links by descriptor."""
+
+    def register(self, poller: Any) -> None:
+        """Watch the listening socket with ``poller`` (an :class:`~.fd_poller.FdPoller`)."""
+        poller.register(self.listener.fd, POLLIN)
+
+    def serve(self, events: dict[int, int], poller: Any) -> list[list[Any]]:
+        """Accept new pools and return every message read from the links that ``events`` shows readable."""
+        messages: list[list[Any]] = []
+        if events.get(self.listener.fd):
+            for link in self.listener.accept("result link"):
+                self.links[link.fd] = link
+                poller.register(link.fd, POLLIN)
+        for fd, link in list(self.links.items()):
+            if not events.get(fd):
+                continue
+            try:
+                messages.extend(link.receive())
+            except (EOFError, ProtocolError) as e:
+                if not isinstance(e, EOFError):
+                    logger.warning("closed a pool's result link: %s", e)
+                del self.links[fd]
+                poller.unregister(fd)
+                link.close()
+        return messages
+
+    def close(self) -> None:
+        """Close every link and the listening socket (removing its file)."""
+        for link in self.links.values():
+            link.close()
+        self.links.clear()
+        self.listener.close()
+
+
+class ResultSender:
+    """A pool's end: RESULTS to the executor, then RELEASED to the interchange once they have left.
+
+    ``send_released(frames)`` sends a message to the interchange; ``resend(frames)``
+    sends a RESULTS message through the interchange instead (after the link broke).
+    """
+
+    def __init__(self, link: UnixLink, pool_id: str) -> None:
+        self.link = link
+        self.pool_id = pool_id
+        self._unreleased: deque[p.ResultBatch] = deque()
+        """Batches sent (or queued in the link) whose tasks the interchange has not been told about."""
+        self.sent = 0
+        """Tasks answered through this link."""
+
+    @property
+    def fd(self) -> int:
+        return self.link.fd
+
+    @property
+    def wants_write(self) -> bool:
+        """True while result bytes wait for the socket to become writable."""
+        return self.link.wants_write
+
+    def send(self, batch: p.ResultBatch) -> None:
+        """Send one batch to the executor (EOFError if the link is gone: call :meth:`broken`)."""
+        batch.pools = [[self.pool_id, len(batch.ids)]]
+        self._unreleased.append(batch)
+        self.link.send(batch.encode())
+        self.sent += len(batch.ids)
+
+    def flush(self) -> None:
+        """Write what the link holds back (EOFError if the link is gone)."""
+        self.link.flush()
+
+    def release(self) -> list[Any] | None:
+        """The RELEASED message for every batch that has left, or None while bytes are queued or none is due."""
+        if not self._unreleased or self.link.wants_write:
+            return None
+        ids: list[int] = []
+        for batch in self._unreleased:
+            ids.extend(batch.ids)
+        self._unreleased.clear()
+        return p.encode_ids(p.Kind.RELEASED, ids)
+
+    @property
+    def holding(self) -> bool:
+        """True while some tasks' results went out here and the interchange has not been told."""
+        return bool(self._unreleased)
+
+    def broken(self) -> list[p.ResultBatch]:
+        """Close the link; return the batches to send again through the interchange."""
+        self.link.close()
+        batches = list(self._unreleased)
+        self._unreleased.clear()
+        for batch in batches:
+            batch.pools = []  # the interchange adds the pool itself
+        return batches
+
+    def check(self) -> None:
+        """Read the link (the executor never writes on it): EOFError once the executor has closed it."""
+        if self.link.receive():
+            raise ProtocolError("the executor wrote on a result link")
+
+
+def connect_sender(path: str, pool_id: str) -> ResultSender | None:
+    """Connect a pool to the executor's result socket; None (results go through the interchange) if it cannot."""
+    try:
+        link = connect(path, name="result link")
+    except OSError as e:
+        logger.warning("cannot connect to the executor's result socket %s (%s); results go through the interchange",
+                       path, e)  # fmt: skip
+        return None
+    return ResultSender(link, pool_id)

@@ -513,7 +513,8 @@ class InterchangeClient:
                 self._answered(e.ids)
                 self.on_failures(p.malformed_failures(e.ids, e))
             except p.ProtocolError as e:
-                logger.warning("dropped a malformed message from %s: %s", "a pool" if from_pool else "the interchange", e)
+                sender = "a pool" if from_pool else "the interchange"
+                logger.warning("dropped a malformed message from %s: %s", sender, e)
 
     def _interchange_died(self, reason: str | None = None) -> None:
         if self.lost_reason is not None:

@@ -424,7 +424,7 @@ class Manager:
             self.poller.modify(direct.fd, _POLLIN | (_POLLOUT if self.direct_writing else 0))
 
     def direct_broken(self, why: str, now: float) -> None:
-        """The result link is gone: what it may not have delivered goes through the interchange, and so does the rest."""
+        """The result link is gone: what it may not have delivered, and all that follows, go through the interchange."""
         direct = self.direct
         assert direct is not None
         logger.warning("the result link to the executor broke (%s); results go through the interchange", why)

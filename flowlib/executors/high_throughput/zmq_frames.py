@@ -79,7 +79,7 @@ class ZmqWatch:
         self._waiting = []
         if self.touched:
             self.touched = False
-            self._waiting = [sock for sock in self.by_fd.values() if _get(sock, _EVENTS) & _POLLIN]
+            self._waiting = [sock for sock in self.by_fd.values() if int(_get(sock, _EVENTS)) & _POLLIN]
             if self._waiting:
                 return 0
         return wait_ms

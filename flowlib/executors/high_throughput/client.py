@@ -5,6 +5,7 @@
     submit() threads --deque + wake pipe--> I/O thread --DEALER or Unix socket--> interchange process
           +--(idle executor, Unix socket)-- SUBMIT of one task ---------^
     futures <-- on_results / on_failures <--/
+          ^-- RESULTS straight from this machine's pools (results.sock, see direct_results.py)
 
 One I/O thread owns the ZeroMQ socket (sockets are not thread-safe). Submitting
 threads append to a deque and poke a pipe only when the I/O thread is not already

@@ -10,7 +10,9 @@
 
 With a socket directory (the executor's default), the executor and this
 machine's pools connect over owner-only Unix sockets instead
-(:mod:`.local_links`); pools on other nodes always use the ROUTER above. A
+(:mod:`.local_links`); pools on other nodes always use the ROUTER above. Pools
+on the Unix socket send their RESULTS to the executor directly and only
+RELEASED (the task ids) here (:mod:`.direct_results`). A
 large argument may arrive as a reference into the executor's shared-memory
 arena (:mod:`.arena`): pools on the Unix socket get the reference, any other
 pool gets the bytes, read from the arena here.

@@ -24,6 +24,8 @@ register with the first interchange address that answers
 :meth:`~.pool_manager.Manager.run`: a list of named steps over one
 ``zmq.Poller`` that watches the interchange socket, every worker's Pipe and
 every worker's sentinel. CPU and accelerator placement: :mod:`.affinity`.
+A pool registered over the interchange's Unix socket sends its RESULTS to
+the executor directly and RELEASED to the interchange (:mod:`.direct_results`).
 Resource sampling for monitoring, when the interchange asks for it:
 :mod:`.pool_resources` (one thread per pool).
 

@@ -56,11 +56,11 @@ def test_a_pool_result_reaches_the_listener_and_is_released_once_it_has_left(soc
         assert stat.S_IMODE(os.stat(listener.path).st_mode) == 0o600
         sender = connect_sender(listener.path, "pool-7")
         assert sender is not None
-        assert sender.release() is None  # nothing sent yet
+        assert sender.release(time.monotonic()) is None  # nothing sent yet
         sender.send(p.ResultBatch([3, 4], b"\x00\x01", [b"three", b"four"], b""))
-        released = sender.release()
+        released = sender.release(time.monotonic())
         assert released is not None and p.body_ids(released) == [3, 4]
-        assert not sender.holding and sender.release() is None  # released once only
+        assert not sender.holding and sender.release(time.monotonic()) is None  # released once only
         (message,) = _serve_until(listener, poller, 1)
         batch = p.ResultBatch.decode(message)
         assert (batch.ids, batch.statuses, [bytes(x) for x in batch.payloads]) == (
@@ -89,14 +89,14 @@ def test_results_still_queued_in_the_pool_are_not_released() -> None:
         big = os.urandom(16 << 20)  # more than both socket buffers hold
         sender.send(p.ResultBatch([1], b"\x00", [big], b""))
         assert sender.wants_write
-        assert sender.release() is None and sender.holding
+        assert sender.release(time.monotonic()) is None and sender.holding
         received: list[list[Any]] = []
         deadline = time.monotonic() + 20
         while sender.wants_write or not received:
             assert time.monotonic() < deadline
             sender.flush()
             received += peer.receive()
-        released = sender.release()
+        released = sender.release(time.monotonic())
         assert released is not None and p.body_ids(released) == [1]
         (message,) = received
         assert bytes(p.ResultBatch.decode(message).payloads[0]) == big
@@ -109,7 +109,7 @@ def test_a_broken_link_hands_back_what_it_had_not_released() -> None:
     ours, theirs = socket.socketpair()
     sender = ResultSender(UnixLink(ours), "pool")
     sender.send(p.ResultBatch([1], b"\x00", [b"one"], b""))
-    assert sender.release() is not None  # left: released
+    assert sender.release(time.monotonic()) is not None  # left: released
     ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     sender.send(p.ResultBatch([2], b"\x00", [os.urandom(8 << 20)], b""))  # queued, not released
     theirs.close()
@@ -121,6 +121,31 @@ def test_a_broken_link_hands_back_what_it_had_not_released() -> None:
     (again,) = sender.broken()
     assert again.ids == [2] and again.pools == []  # through the interchange, which adds the pool itself
     assert not sender.holding and sender.link.closed
+
+
+def test_released_waits_within_the_interchanges_slack_and_no_longer() -> None:
+    ours, theirs = socket.socketpair()
+    sender = ResultSender(UnixLink(ours), "pool", slack=3, delay=0.05)
+    try:
+        sender.send(p.ResultBatch([1], b"\x00", [b"one"], b""))
+        start = time.monotonic()
+        assert sender.release(start) is None  # within the delay and the slack: held back
+        due = sender.due_in(start)
+        assert due is not None and 0 < due <= 0.05
+        released = sender.release(start + 0.06)  # past the delay
+        assert released is not None and p.body_ids(released) == [1]
+        assert sender.due_in(start) is None
+        sender.send(p.ResultBatch([2, 3], b"\x00\x00", [b"two", b"three"], b""))
+        assert sender.release(time.monotonic()) is None
+        sender.send(p.ResultBatch([4], b"\x00", [b"four"], b""))  # 3 waiting: the slack is used up
+        released = sender.release(time.monotonic())
+        assert released is not None and p.body_ids(released) == [2, 3, 4]
+        sender.send(p.ResultBatch([5], b"\x00", [b"five"], b""))
+        released = sender.release(time.monotonic(), force=True)  # draining, failures to send, a signal
+        assert released is not None and p.body_ids(released) == [5]
+    finally:
+        sender.link.close()
+        theirs.close()
 
 
 def test_a_pool_that_cannot_connect_keeps_the_interchange_path(socket_dir: str) -> None:

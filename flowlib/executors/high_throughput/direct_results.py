@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import deque
 from typing import Any
 
@@ -44,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 SOCKET_NAME = "results.sock"
 """The executor's listening socket, in the executor's owner-only socket directory."""
+RELEASE_DELAY = 0.002
+"""Seconds a pool may hold RELEASED back, when the interchange gave it slack (see :class:`ResultSender`)."""
 
 
 class ResultListener:
@@ -90,15 +93,26 @@ class ResultListener:
 class ResultSender:
     """A pool's end: RESULTS to the executor, then RELEASED to the interchange once they have left.
 
-    ``send_released(frames)`` sends a message to the interchange; ``resend(frames)``
-    sends a RESULTS message through the interchange instead (after the link broke).
+    RELEASED may wait a little (``delay`` seconds, while fewer than ``slack``
+    tasks wait for it): the interchange is then woken once for several
+    results, and not in the very moment the executor needs the CPU to take a
+    result and submit the next task. ``slack`` comes from the interchange: the
+    tasks it may still place on this pool beyond its workers (adaptive
+    prefetch), so a pool held back this way never looks full to it. With
+    ``slack`` 0 every RELEASED goes out at once.
     """
 
-    def __init__(self, link: UnixLink, pool_id: str) -> None:
+    def __init__(self, link: UnixLink, pool_id: str, slack: int = 0, delay: float = RELEASE_DELAY) -> None:
         self.link = link
         self.pool_id = pool_id
+        self.slack = slack
+        self.delay = delay
         self._unreleased: deque[p.ResultBatch] = deque()
         """Batches sent (or queued in the link) whose tasks the interchange has not been told about."""
+        self._count = 0
+        """Tasks in those batches."""
+        self._since = 0.0
+        """When the oldest of them was sent (monotonic seconds)."""
         self.sent = 0
         """Tasks answered through this link."""
 
@@ -114,7 +128,10 @@ class ResultSender:
     def send(self, batch: p.ResultBatch) -> None:
         """Send one batch to the executor (EOFError if the link is gone: call :meth:`broken`)."""
         batch.pools = [[self.pool_id, len(batch.ids)]]
+        if not self._unreleased:
+            self._since = time.monotonic()
         self._unreleased.append(batch)
+        self._count += len(batch.ids)
         self.link.send(batch.encode())
         self.sent += len(batch.ids)
 
@@ -122,15 +139,24 @@ class ResultSender:
         """Write what the link holds back (EOFError if the link is gone)."""
         self.link.flush()
 
-    def release(self) -> list[Any] | None:
-        """The RELEASED message for every batch that has left, or None while bytes are queued or none is due."""
+    def release(self, now: float, force: bool = False) -> list[Any] | None:
+        """The RELEASED message for every batch that has left, if one is due (``force``: if any may go)."""
         if not self._unreleased or self.link.wants_write:
+            return None
+        if not force and self._count < self.slack and now - self._since < self.delay:
             return None
         ids: list[int] = []
         for batch in self._unreleased:
             ids.extend(batch.ids)
         self._unreleased.clear()
+        self._count = 0
         return p.encode_ids(p.Kind.RELEASED, ids)
+
+    def due_in(self, now: float) -> float | None:
+        """Seconds until a held-back RELEASED is due (None: none is held back, or it waits for the socket)."""
+        if not self._unreleased or self.link.wants_write:
+            return None
+        return max(0.0, self._since + self.delay - now)
 
     @property
     def holding(self) -> bool:
@@ -142,6 +168,7 @@ class ResultSender:
         self.link.close()
         batches = list(self._unreleased)
         self._unreleased.clear()
+        self._count = 0
         for batch in batches:
             batch.pools = []  # the interchange adds the pool itself
         return batches
@@ -152,7 +179,7 @@ class ResultSender:
             raise ProtocolError("the executor wrote on a result link")
 
 
-def connect_sender(path: str, pool_id: str) -> ResultSender | None:
+def connect_sender(path: str, pool_id: str, slack: int = 0) -> ResultSender | None:
     """Connect a pool to the executor's result socket; None (results go through the interchange) if it cannot."""
     try:
         link = connect(path, name="result link")
@@ -160,4 +187,4 @@ def connect_sender(path: str, pool_id: str) -> ResultSender | None:
         logger.warning("cannot connect to the executor's result socket %s (%s); results go through the interchange",
                        path, e)  # fmt: skip
         return None
-    return ResultSender(link, pool_id)
+    return ResultSender(link, pool_id, slack)

@@ -425,6 +425,7 @@ class Interchange:
             registered["resource_interval"] = self.options.resource_interval
         if self.options.result_socket and self.local is not None and identity in self.local.by_identity:
             registered["result_socket"] = self.options.result_socket  # a pool on this machine: see direct_results
+            registered["release_slack"] = record.extra_slots // 2  # RELEASED may wait while it is within these
         self.send_to_pool(identity, p.encode_json(p.Kind.REGISTERED, registered))
         logger.info(
             "registered pool %s (block %s, %s, %d workers, flowlib %s, Python %s)",

@@ -177,7 +177,12 @@ class Manager:
                 logger.warning("malformed message from the interchange dropped: %s", e)
         poll, timeout = self.poller.poll, self.options.poll_period_ms
         while self.exit_code is None:
-            ready = dict(poll(timeout))
+            wait = timeout
+            if self.direct is not None:  # wake up in time for a RELEASED held back
+                due = self.direct.due_in(time.monotonic())
+                if due is not None:
+                    wait = min(timeout, int(due * 1000) + 1)
+            ready = dict(poll(wait))
             now = time.monotonic()
             self.check_signals()
             self.receive_interchange(ready, now)
@@ -226,6 +231,9 @@ class Manager:
             f"{name} (cancelled by the scheduler, or its walltime ended?)"
         )
         try:
+            released = self.direct.release(time.monotonic(), force=True) if self.direct is not None else None
+            if released is not None:  # answered already: not to be failed as lost
+                self.link.send(released)
             if held:
                 failures = {str(tid): {"error": "ManagerLost", "message": message} for tid in held}
                 self.link.send(protocol.encode_json(Kind.FAILURES, failures))
@@ -392,7 +400,7 @@ class Manager:
             self.result_ids, self.result_statuses, self.result_payloads = [], bytearray(), []
             self.result_times = array("d")
         if self.direct is not None:
-            self.release_direct(now)
+            self.release_direct(now, force=bool(self.failures) or self.draining)
         if self.failures:
             self._send(protocol.encode_json(Kind.FAILURES, self.failures), now)
             self.failures = {}
@@ -412,11 +420,11 @@ class Manager:
         except (EOFError, ProtocolError) as e:
             self.direct_broken(str(e) or "it closed", now)
 
-    def release_direct(self, now: float) -> None:
-        """Tell the interchange which directly sent results have left; watch the result link for writability."""
+    def release_direct(self, now: float, force: bool = False) -> None:
+        """Tell the interchange which directly sent results have left (when due); watch the link for writability."""
         direct = self.direct
         assert direct is not None
-        released = direct.release()
+        released = direct.release(time.monotonic(), force)
         if released is not None:
             self._send(released, now)
         if direct.wants_write != self.direct_writing:

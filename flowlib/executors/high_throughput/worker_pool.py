@@ -189,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(result_socket, str) and isinstance(link, UnixLink):  # this machine: see direct_results
             from flowlib.executors.high_throughput.direct_results import connect_sender
 
-            direct = connect_sender(result_socket, options.pool_id)
+            slack = answer.get("release_slack")
+            direct = connect_sender(result_socket, options.pool_id, slack if type(slack) is int and slack > 0 else 0)
         manager = Manager(options, link, url, factory, slots, stop, fatal, direct=direct)
         code = manager.run(early, resource_interval=answer.get("resource_interval"))
     except RegistrationRejected as e:

@@ -130,6 +130,8 @@ class InterchangeClient:
         """When anything last arrived from the interchange (monotonic seconds)."""
         self._ping_sent: float | None = None
         """When the last liveness ping went out (None: none yet)."""
+        self.want_pools = True
+        """Whether result batches' pools are decoded (the executor needs them only to record worker times)."""
         self._results: ResultListener | None = None
         """Where this machine's pools send their results directly (:mod:`.direct_results`); None: no such path."""
 
@@ -301,20 +303,19 @@ class InterchangeClient:
         try:
             while True:
                 events = dict(poller.poll(100))
+                if results is not None and events:  # first: a waiting thread or a chain's next link needs them
+                    direct = results.serve(events, poller)
+                    if direct:
+                        self._handle(direct, from_pool=True)
                 if self._wake_r in events:
                     self._drain_wake_pipe()
                 ready = events.get(target, 0)
-                with lock:
+                with lock:  # also sends what the callbacks of those results submitted
                     if ready & POLLOUT:
                         link.flush()
                     self._send_tasks(link)  # before control: a CANCEL must not overtake its task's SUBMIT
                     self._send_control(link)
                 received = False
-                if results is not None and events:
-                    direct = results.serve(events, poller)
-                    if direct:
-                        self._handle(direct, from_pool=True)
-                        received = True
                 if ready & (POLLIN | POLLERR):
                     self._receive(link)
                     now = self._last_heard = time.monotonic()
@@ -488,7 +489,7 @@ class InterchangeClient:
             try:
                 _, kind = p.parse_header(frames[0])
                 if kind is p.Kind.RESULTS:
-                    batch = p.ResultBatch.decode(frames)
+                    batch = p.ResultBatch.decode(frames, pools=self.want_pools)
                     self._count_answers(len(batch.ids))
                     self._answered(batch.ids)
                     self.on_results(batch.ids, batch.statuses, batch.payloads, batch)

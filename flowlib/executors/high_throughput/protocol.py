@@ -281,7 +281,8 @@ class ResultBatch:
         ]
 
     @classmethod
-    def decode(cls, frames: Sequence[Frame]) -> ResultBatch:
+    def decode(cls, frames: Sequence[Frame], pools: bool = True) -> ResultBatch:
+        """The batch in ``frames``; with ``pools`` false its pools frame is not read (``pools`` stays empty)."""
         if len(frames) < 6:
             raise ProtocolError(f"result batch has {len(frames)} frames, expected at least 6")
         ids = unpack_ids(frames[1])
@@ -294,16 +295,16 @@ class ResultBatch:
             raise ProtocolError(f"result batch has {len(times)} bytes of times for {len(ids)} tasks")
         if statuses and max(statuses) > _MAX_STATUS:
             raise ProtocolError("unknown task status in result batch")
-        pools: list[list[Any]] = []
-        if len(memoryview(frames[4])):
-            pools = unpack_json(frames[4], list)
+        ran_on: list[list[Any]] = []
+        if pools and len(memoryview(frames[4])):
+            ran_on = unpack_json(frames[4], list)
             try:
-                counted = sum(int(count) for _, count in pools)
+                counted = sum(int(count) for _, count in ran_on)
             except (TypeError, ValueError):
                 raise ProtocolError("result batch pools must be [pool_id, count] pairs") from None
             if counted != len(ids):
                 raise ProtocolError(f"result batch pools cover {counted} tasks, not {len(ids)}")
-        return cls(ids, statuses, payloads, times, pools)
+        return cls(ids, statuses, payloads, times, ran_on)
 
     def task_times(self) -> list[float]:
         """``times`` as floats: start and end of task ``i`` at ``2*i`` and ``2*i + 1`` (empty when absent)."""

@@ -116,7 +116,7 @@ def test_a_broken_link_hands_back_what_it_had_not_released() -> None:
     with pytest.raises(EOFError):
         for _ in range(100):
             sender.flush()
-            sender.check()
+            sender.receive()
             time.sleep(0.01)
     (again,) = sender.broken()
     assert again.ids == [2] and again.pools == []  # through the interchange, which adds the pool itself

@@ -122,6 +122,8 @@ class InterchangeClient:
         self._io_ident: int | None = None
         self.direct_sends = 0
         """Tasks the submitting thread sent itself (see the module docstring)."""
+        self.pool_sends = 0
+        """Of those, tasks sent straight to a pool on this machine (:mod:`.direct_results`)."""
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._context: zmq.Context[Any] | None = None
@@ -243,10 +245,23 @@ class InterchangeClient:
         try:
             if link.closed or link.wants_write or self._outbox or self._control:
                 return False
-            link.send(p.TaskBatch([tid], [payload], {0: spec} if spec else {}).encode(p.Kind.SUBMIT))
-            self._sent_tasks += 1
-            self.direct_sends += 1
-            unfinished = link.wants_write
+            pool = self._results.pick() if self._results is not None and not spec else None
+            if pool is not None:  # straight to a pool on this machine; the interchange is told first
+                pool_link, pool_id = pool
+                link.send(p.encode_direct([tid], pool_id))
+                self._sent_tasks += 1
+                self.direct_sends += 1
+                try:
+                    pool_link.send(p.TaskBatch([tid], [payload], {}).encode(p.Kind.TASKS))
+                except EOFError:
+                    pass  # the pool is gone: the interchange, told first, fails the task as lost
+                unfinished = link.wants_write or pool_link.wants_write
+                self.pool_sends += 1
+            else:
+                link.send(p.TaskBatch([tid], [payload], {0: spec} if spec else {}).encode(p.Kind.SUBMIT))
+                self._sent_tasks += 1
+                self.direct_sends += 1
+                unfinished = link.wants_write
         except (EOFError, OSError):
             return False  # the I/O thread meets the same error and reports the interchange lost
         finally:
@@ -311,6 +326,8 @@ class InterchangeClient:
                     self._drain_wake_pipe()
                 ready = events.get(target, 0)
                 with lock:  # also sends what the callbacks of those results submitted
+                    if results is not None:
+                        results.watch_writes(poller)
                     if ready & POLLOUT:
                         link.flush()
                     self._send_tasks(link)  # before control: a CANCEL must not overtake its task's SUBMIT

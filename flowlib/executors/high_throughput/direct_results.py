@@ -37,7 +37,7 @@ from collections import deque
 from typing import Any
 
 from flowlib.executors.high_throughput import protocol as p
-from flowlib.executors.high_throughput.fd_poller import POLLIN
+from flowlib.executors.high_throughput.fd_poller import POLLIN, POLLOUT
 from flowlib.executors.high_throughput.links import UnixLink, UnixListener, connect
 from flowlib.executors.high_throughput.protocol import ProtocolError
 
@@ -57,30 +57,57 @@ class ResultListener:
         self.path = self.listener.path
         self.links: dict[int, UnixLink] = {}
         """Connected pools' links by descriptor."""
+        self.pool_ids: dict[int, str] = {}
+        """The pool id each link's pool gave (its first message), by descriptor."""
+        self._writing: set[int] = set()
 
     def register(self, poller: Any) -> None:
         """Watch the listening socket with ``poller`` (an :class:`~.fd_poller.FdPoller`)."""
         poller.register(self.listener.fd, POLLIN)
 
     def serve(self, events: dict[int, int], poller: Any) -> list[list[Any]]:
-        """Accept new pools and return every message read from the links that ``events`` shows readable."""
+        """Accept new pools and return the RESULTS read from the links that ``events`` shows readable."""
         messages: list[list[Any]] = []
         if events.get(self.listener.fd):
             for link in self.listener.accept("result link"):
                 self.links[link.fd] = link
                 poller.register(link.fd, POLLIN)
         for fd, link in list(self.links.items()):
-            if not events.get(fd):
+            ready = events.get(fd)
+            if not ready:
                 continue
             try:
-                messages.extend(link.receive())
-            except (EOFError, ProtocolError) as e:
+                if ready & POLLOUT and link.wants_write:
+                    link.flush()
+                for frames in link.receive():
+                    if fd not in self.pool_ids:  # the pool's first message says who it is
+                        self.pool_ids[fd] = str(p.unpack_json(frames[1], dict)["pool_id"])
+                    else:
+                        messages.append(frames)
+            except (EOFError, ProtocolError, IndexError, KeyError, TypeError) as e:
                 if not isinstance(e, EOFError):
                     logger.warning("closed a pool's result link: %s", e)
                 del self.links[fd]
+                self.pool_ids.pop(fd, None)
+                self._writing.discard(fd)
                 poller.unregister(fd)
                 link.close()
         return messages
+
+    def pick(self) -> tuple[UnixLink, str] | None:
+        """A link (and its pool id) to send an idle executor's task on, or None."""
+        for fd, link in self.links.items():
+            pool_id = self.pool_ids.get(fd)
+            if pool_id is not None and not link.wants_write and not link.closed:
+                return link, pool_id
+        return None
+
+    def watch_writes(self, poller: Any) -> None:
+        """Poll for writability exactly the links that hold unsent bytes (call under the send lock)."""
+        for fd, link in self.links.items():
+            if link.wants_write != (fd in self._writing):
+                self._writing.symmetric_difference_update((fd,))
+                poller.modify(fd, POLLIN | (POLLOUT if link.wants_write else 0))
 
     def close(self) -> None:
         """Close every link and the listening socket (removing its file)."""
@@ -173,10 +200,9 @@ class ResultSender:
             batch.pools = []  # the interchange adds the pool itself
         return batches
 
-    def check(self) -> None:
-        """Read the link (the executor never writes on it): EOFError once the executor has closed it."""
-        if self.link.receive():
-            raise ProtocolError("the executor wrote on a result link")
+    def receive(self) -> list[list[Any]]:
+        """What the executor sent: TASKS of an idle executor (EOFError once it has closed the link)."""
+        return self.link.receive()
 
 
 def connect_sender(path: str, pool_id: str, slack: int = 0) -> ResultSender | None:
@@ -186,5 +212,10 @@ def connect_sender(path: str, pool_id: str, slack: int = 0) -> ResultSender | No
     except OSError as e:
         logger.warning("cannot connect to the executor's result socket %s (%s); results go through the interchange",
                        path, e)  # fmt: skip
+        return None
+    try:
+        link.send(p.encode_json(p.Kind.EVENT, {"pool_id": pool_id}))  # who we are, for the executor's DIRECT
+    except EOFError:
+        link.close()
         return None
     return ResultSender(link, pool_id, slack)

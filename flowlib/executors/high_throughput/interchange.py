@@ -229,6 +229,8 @@ class Interchange:
             self.queue_tasks(p.TaskBatch.decode(frames))
         elif kind is p.Kind.CANCEL:
             self.cancel_tasks(p.body_ids(frames))
+        elif kind is p.Kind.DIRECT:
+            self.direct_tasks(frames)
         elif kind is p.Kind.COMMAND:
             self.run_command(p.body_json(frames))
         elif kind is p.Kind.SHUTDOWN:
@@ -267,6 +269,31 @@ class Interchange:
             self.queue.push(task, priority)
         if failures:
             self.send_to_client(p.encode_json(p.Kind.FAILURES, failures))
+
+    def direct_tasks(self, frames: Sequence[Any]) -> None:
+        """The executor sent these tasks to one of this machine's pools itself: account them as that pool's.
+
+        The notice is sent before the tasks, so it is read here before their
+        RELEASED can be; a pool that is gone already fails them as lost.
+        """
+        if len(frames) != 3:
+            raise p.ProtocolError(f"DIRECT has {len(frames)} frames, expected 3")
+        ids = p.unpack_ids(frames[1])
+        pool_id = bytes(frames[2]).decode("utf-8", "replace")
+        local = self.local.by_identity if self.local is not None else {}
+        record = next(
+            (r for r in self.managers.all.values() if r.registration.pool_id == pool_id and r.identity in local), None
+        )
+        if record is None:
+            message = f"worker pool {pool_id} was lost before it could take the task"
+            self.send_to_client(
+                p.encode_json(p.Kind.FAILURES, {str(t): {"error": "ManagerLost", "message": message} for t in ids})
+            )
+            return
+        for tid in ids:
+            task = QueuedTask(tid, b"", None, 0.0, 0.0, 0.0, self.now)
+            record.take(task)
+        self.managers.refresh(record)
 
     def cancel_tasks(self, ids: list[int]) -> None:
         cancelled_here = [tid for tid in ids if self.queue.remove(tid) is not None]

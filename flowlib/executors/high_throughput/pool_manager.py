@@ -415,10 +415,17 @@ class Manager:
         try:
             if events & _POLLOUT:
                 direct.flush()
-            if events & ~_POLLOUT:
-                direct.check()
+            messages = direct.receive() if events & ~_POLLOUT else []
         except (EOFError, ProtocolError) as e:
             self.direct_broken(str(e) or "it closed", now)
+            return
+        for frames in messages:  # tasks an idle executor sent here itself (the interchange was told)
+            try:
+                if protocol.parse_header(frames[0])[1] is not Kind.TASKS:
+                    raise ProtocolError("only TASKS may come on the result link")
+                self.handle_message(frames)
+            except ProtocolError as e:
+                logger.warning("malformed message from the executor dropped: %s", e)
 
     def release_direct(self, now: float, force: bool = False) -> None:
         """Tell the interchange which directly sent results have left (when due); watch the link for writability."""

@@ -42,7 +42,8 @@ from flowlib.executors.high_throughput.parts import flatten, group
 
 PROTOCOL_VERSION = 4
 """3: payloads may span several frames (the parts frame of TASKS, SUBMIT and RESULTS).
-4: RELEASED, from pools whose results go to the executor directly (:mod:`.direct_results`)."""
+4: RELEASED and DIRECT: results of this machine's pools, and an idle executor's tasks, skip the interchange
+(:mod:`.direct_results`)."""
 MAGIC = b"FL"
 _HEADER = struct.Struct("!2sBB")
 HEADER_SIZE = _HEADER.size
@@ -99,6 +100,8 @@ class Kind(enum.IntEnum):
     """M->I: resource samples of the pool's running tasks (JSON), sent only when REGISTERED asked for them."""
     RELEASED = 17
     """M->I: these task ids were answered to the executor directly (their RESULTS went to it, not through here)."""
+    DIRECT = 18
+    """C->I: these task ids go to a pool on this machine directly (ids frame, then the pool id in UTF-8)."""
     REJECT = 255
     """I->M: registration refused; the frame after the header is a UTF-8 reason."""
 
@@ -321,6 +324,11 @@ def encode_json(kind: Kind, value: Any) -> list[Frame]:
 def encode_ids(kind: Kind, ids: Sequence[int]) -> list[Frame]:
     """A message of ``kind`` carrying one ids frame (CANCEL)."""
     return [_HEADERS[kind], pack_ids(ids)]
+
+
+def encode_direct(ids: Sequence[int], pool_id: str) -> list[Frame]:
+    """A DIRECT notice: these tasks went to the pool ``pool_id`` straight from the executor."""
+    return [_HEADERS[Kind.DIRECT], pack_ids(ids), pool_id.encode()]
 
 
 def encode_empty(kind: Kind) -> list[Frame]:

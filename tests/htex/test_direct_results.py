@@ -274,3 +274,60 @@ def test_a_pool_whose_result_link_closes_sends_its_results_through_the_interchan
         with open(path) as f:
             logs.append(f.read())
     assert "the result link to the executor broke" in "".join(logs)
+
+
+# ----------------------------------------------------------------------------- an idle executor's tasks
+
+
+def _noop(x: Any = None) -> Any:
+    return x
+
+
+@pytest.mark.timeout(60)
+def test_an_idle_executors_task_goes_straight_to_the_pool_and_is_accounted(local_htex: LocalHtex) -> None:
+    executor = local_htex.start()
+    assert square(1).result(timeout=30) == 1
+    client = executor._client
+    wait_for(lambda: client._results.pick() is not None, 10, "the pool never said who it is")
+    before = client.pool_sends
+    for i in range(20):
+        assert executor.submit(_noop, {}, i).result(timeout=30) == i
+    assert client.pool_sends - before == 20  # each waited alone: none went through the interchange
+    with pytest.raises(TypeError, match="positional argument"):  # a failing task fails as usual on this path
+        executor.submit(_noop, {}, 1, 2, 3).result(timeout=30)
+    wait_for(lambda: _sizes(local_htex)["held_by_pools"] == 0, 10, f"tasks still held: {_sizes(local_htex)}")
+    futures = [square(i) for i in range(50)]  # a burst: queued and batched through the interchange
+    assert [f.result(timeout=30) for f in futures] == [i * i for i in range(50)]
+    assert client.pool_sends - before < 30
+
+
+@pytest.mark.timeout(60)
+def test_a_pool_killed_while_it_runs_a_task_sent_to_it_directly_fails_the_task(local_htex: LocalHtex) -> None:
+    executor = local_htex.start(workers=1, heartbeat_period=30, heartbeat_threshold=120)
+    assert square(2).result(timeout=30) == 4
+    client = executor._client
+    wait_for(lambda: client._results.pick() is not None, 10, "the pool never said who it is")
+    before = client.pool_sends
+    future = nap_then(0, 60)
+    assert client.pool_sends == before + 1  # went straight to the pool
+    wait_for(lambda: _sizes(local_htex)["held_by_pools"] == 1, 10, "the interchange was not told")
+    (pool,) = local_htex.record()
+    os.kill(pool.pid, signal.SIGKILL)
+    with pytest.raises(ManagerLost, match="was lost"):
+        future.result(timeout=15)
+
+
+@pytest.mark.timeout(60)
+def test_a_direct_notice_for_a_pool_that_is_gone_fails_its_tasks(local_htex: LocalHtex) -> None:
+    from flowlib.executors.high_throughput.executor import HTEXFuture
+
+    executor = local_htex.start()
+    assert square(3).result(timeout=30) == 9
+    client = executor._client
+    tid = 10**9
+    future = HTEXFuture(executor, tid)
+    executor._futures[tid] = future
+    client._control.append(p.encode_direct([tid], "no-such-pool"))
+    client._wake()
+    with pytest.raises(ManagerLost, match="no-such-pool was lost before it could take the task"):
+        future.result(timeout=15)

@@ -4,8 +4,9 @@
 
     executor (client.py)                 interchange                  worker pool (Unix link)
     I/O thread <--------------- RESULTS (results.sock) ------------------ ResultSender
+    idle submit ------------------- TASKS (same link) ----------------------> (pool)
         |                                     ^                               |
-        +-- SUBMIT ---> client.sock           +------ RELEASED (ids) ---------+
+        +-- SUBMIT, DIRECT --> client.sock    +------ RELEASED (ids) ---------+
                                               pools.sock
 
 Over the interchange, a result costs two process hops back (pool to
@@ -26,6 +27,16 @@ breaks, the results not yet released are sent again through the interchange
 (duplicates are ignored too), and the pool goes on without the direct link.
 Only pools on the interchange's machine (Unix links, owner-only directory,
 peer user checked) take this path; pools on other nodes never do.
+
+The same link carries an idle executor's task the other way: a small plain
+task submitted while every earlier one has been answered (a latency probe,
+the next link of a chain) goes to a pool straight from the executor, as
+TASKS. The interchange is told first, in a DIRECT message naming the pool (the
+pool's first message on the link says its id), and accounts the task as that
+pool's, exactly as if it had dispatched it: a lost pool fails it as
+ManagerLost, a cancel reaches it, a drain waits for it. Because the notice
+leaves before the task, the interchange reads it before the task's RELEASED
+can arrive, and a pool already gone makes it fail the task at once.
 """
 
 from __future__ import annotations

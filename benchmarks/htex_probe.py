@@ -1,9 +1,14 @@
 """Sequential round trips on htex (2 local workers): executor.submit, python_app, and a 1,000-task chain.
 
-For A/B comparisons of two checkouts on a loaded machine, alternate processes, e.g.::
+For A/B comparisons of two checkouts on a loaded machine, alternate processes, each
+checkout with its own venv, from a directory that holds neither checkout, e.g.::
 
-    for r in 1 2 3 4 5; do for tree in /work/main .; do
-        PYTHONPATH=$tree .venv/bin/python benchmarks/htex_probe.py 400; done; done
+    cd /tmp && for r in 1 2 3 4 5; do for tree in /work/main /work/wt/mine; do
+        $tree/.venv/bin/python /work/wt/mine/benchmarks/htex_probe.py 400; done; done
+
+(``PYTHONPATH=<tree>`` does not select a checkout: an editable install's import hook
+comes first, and ``python -m`` puts the current directory first for the
+interchange and the pools, which may then run the other checkout's code.)
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@
     submit() threads --deque + wake pipe--> I/O thread --DEALER or Unix socket--> interchange process
           +--(idle executor, Unix socket)-- SUBMIT of one task ---------^
     futures <-- on_results / on_failures <--/
+          ^-- RESULTS straight from this machine's pools (results.sock, see direct_results.py)
 
 One I/O thread owns the ZeroMQ socket (sockets are not thread-safe). Submitting
 threads append to a deque and poke a pipe only when the I/O thread is not already
@@ -39,6 +40,7 @@ from flowlib.addresses import tcp_url, zmq_ipv6
 from flowlib.executors.high_throughput import links
 from flowlib.executors.high_throughput import protocol as p
 from flowlib.executors.high_throughput.arena import ArenaWriter
+from flowlib.executors.high_throughput.direct_results import ResultListener
 from flowlib.executors.high_throughput.fd_poller import POLLERR, POLLIN, POLLOUT, FdPoller
 from flowlib.executors.high_throughput.parts import Parts, nbytes
 
@@ -120,6 +122,8 @@ class InterchangeClient:
         self._io_ident: int | None = None
         self.direct_sends = 0
         """Tasks the submitting thread sent itself (see the module docstring)."""
+        self.pool_sends = 0
+        """Of those, tasks sent straight to a pool on this machine (:mod:`.direct_results`)."""
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._context: zmq.Context[Any] | None = None
@@ -128,14 +132,30 @@ class InterchangeClient:
         """When anything last arrived from the interchange (monotonic seconds)."""
         self._ping_sent: float | None = None
         """When the last liveness ping went out (None: none yet)."""
+        self.want_pools = True
+        """Whether result batches' pools are decoded (the executor needs them only to record worker times)."""
+        self._results: ResultListener | None = None
+        """Where this machine's pools send their results directly (:mod:`.direct_results`); None: no such path."""
 
     # ---------------------------------------------------------------- start
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the interchange, learn its ports, connect, start the I/O thread."""
         os.makedirs(self.logdir, exist_ok=True)
-        stderr = open(os.path.join(self.logdir, "interchange.stderr"), "ab")  # noqa: SIM115 - owned by the child
         options = {**self.options, "logdir": self.logdir, "cert_dir": self.cert_dir, "parent_pid": os.getpid()}
+        if self.options.get("unix_dir"):
+            self._results = ResultListener(self.options["unix_dir"])
+            options["result_socket"] = self._results.path
+        try:
+            self._start_interchange(options, timeout)
+        except BaseException:
+            if self._results is not None:
+                self._results.close()
+                self._results = None
+            raise
+
+    def _start_interchange(self, options: dict[str, Any], timeout: float) -> None:
+        stderr = open(os.path.join(self.logdir, "interchange.stderr"), "ab")  # noqa: SIM115 - owned by the child
         self.process = subprocess.Popen(
             [sys.executable, "-m", "flowlib.executors.high_throughput.interchange"],
             stdin=subprocess.PIPE,
@@ -225,10 +245,23 @@ class InterchangeClient:
         try:
             if link.closed or link.wants_write or self._outbox or self._control:
                 return False
-            link.send(p.TaskBatch([tid], [payload], {0: spec} if spec else {}).encode(p.Kind.SUBMIT))
-            self._sent_tasks += 1
-            self.direct_sends += 1
-            unfinished = link.wants_write
+            pool = self._results.pick() if self._results is not None and not spec else None
+            if pool is not None:  # straight to a pool on this machine; the interchange is told first
+                pool_link, pool_id = pool
+                link.send(p.encode_direct([tid], pool_id))
+                self._sent_tasks += 1
+                self.direct_sends += 1
+                try:
+                    pool_link.send(p.TaskBatch([tid], [payload], {}).encode(p.Kind.TASKS))
+                except EOFError:
+                    pass  # the pool is gone: the interchange, told first, fails the task as lost
+                unfinished = link.wants_write or pool_link.wants_write
+                self.pool_sends += 1
+            else:
+                link.send(p.TaskBatch([tid], [payload], {0: spec} if spec else {}).encode(p.Kind.SUBMIT))
+                self._sent_tasks += 1
+                self.direct_sends += 1
+                unfinished = link.wants_write
         except (EOFError, OSError):
             return False  # the I/O thread meets the same error and reports the interchange lost
         finally:
@@ -275,6 +308,9 @@ class InterchangeClient:
         target = link.poll_target
         poller.register(target, POLLIN)
         poller.register(self._wake_r, POLLIN)
+        results = self._results if isinstance(link, links.UnixLink) else None
+        if results is not None:
+            results.register(poller)
         writing = False
         self._last_heard = time.monotonic()
         next_exit_check = 0.0
@@ -282,23 +318,31 @@ class InterchangeClient:
         try:
             while True:
                 events = dict(poller.poll(100))
+                if results is not None and events:  # first: a waiting thread or a chain's next link needs them
+                    direct = results.serve(events, poller)
+                    if direct:
+                        self._handle(direct, from_pool=True)
                 if self._wake_r in events:
                     self._drain_wake_pipe()
                 ready = events.get(target, 0)
-                with lock:
+                with lock:  # also sends what the callbacks of those results submitted
+                    if results is not None:
+                        results.watch_writes(poller)
                     if ready & POLLOUT:
                         link.flush()
                     self._send_tasks(link)  # before control: a CANCEL must not overtake its task's SUBMIT
                     self._send_control(link)
+                received = False
                 if ready & (POLLIN | POLLERR):
                     self._receive(link)
                     now = self._last_heard = time.monotonic()
-                    if self._outbox or self._outbox_large or self._control:  # submitted by the callbacks
-                        with lock:
-                            self._send_tasks(link)
-                            self._send_control(link)
+                    received = True
                 else:
                     now = time.monotonic()
+                if received and (self._outbox or self._outbox_large or self._control):  # submitted by callbacks
+                    with lock:
+                        self._send_tasks(link)
+                        self._send_control(link)
                 if not self._stopping and self._interchange_silent(now):
                     return
                 if link.wants_write != writing:
@@ -448,19 +492,30 @@ class InterchangeClient:
                 assert self.arena is not None
                 self.arena.free(slot)
 
+    def _count_answers(self, count: int) -> None:
+        # A task may be answered twice (its pool died after sending the result directly, and the
+        # interchange failed it): never count more answers than tasks sent, or idle would be wrong.
+        self._answered_tasks = min(self._answered_tasks + count, self._sent_tasks)
+
     def _receive(self, link: links.UnixLink | links.ZmqLink) -> None:
-        for frames in link.receive():
+        self._handle(link.receive(), from_pool=False)
+
+    def _handle(self, messages: list[list[Any]], from_pool: bool) -> None:
+        """Act on messages from the interchange, or (``from_pool``) RESULTS sent by a pool directly."""
+        for frames in messages:
             try:
                 _, kind = p.parse_header(frames[0])
                 if kind is p.Kind.RESULTS:
-                    batch = p.ResultBatch.decode(frames)
-                    self._answered_tasks += len(batch.ids)
+                    batch = p.ResultBatch.decode(frames, pools=self.want_pools)
+                    self._count_answers(len(batch.ids))
                     self._answered(batch.ids)
                     self.on_results(batch.ids, batch.statuses, batch.payloads, batch)
+                elif from_pool:
+                    raise p.ProtocolError(f"unexpected {kind.name} on a pool's result link")
                 elif kind is p.Kind.FAILURES:
                     failures = p.body_json(frames)
                     answered = [int(tid) for tid in failures if str(tid).isdigit()]
-                    self._answered_tasks += len(answered)
+                    self._count_answers(len(answered))
                     self._answered(answered)
                     self.on_failures(failures)
                 elif kind is p.Kind.EVENT:
@@ -477,7 +532,8 @@ class InterchangeClient:
                 self._answered(e.ids)
                 self.on_failures(p.malformed_failures(e.ids, e))
             except p.ProtocolError as e:
-                logger.warning("dropped a malformed message from the interchange: %s", e)
+                sender = "a pool" if from_pool else "the interchange"
+                logger.warning("dropped a malformed message from %s: %s", sender, e)
 
     def _interchange_died(self, reason: str | None = None) -> None:
         if self.lost_reason is not None:
@@ -525,6 +581,8 @@ class InterchangeClient:
             self._context = None
         if self.arena is not None:
             self.arena.close()
+        if self._results is not None:
+            self._results.close()
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)

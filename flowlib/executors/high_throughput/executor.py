@@ -225,9 +225,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
         self.log_format: str | None = None
         """A ``logging.Formatter`` format for interchange.log, manager.log and worker_<rank>.log; set before
         ``start()``. The kernel sets it to its ``FileLogging(format_string=...)`` when one was given."""
-        self.record_worker_times = False
-        """When true (set by monitoring), each finished future gets ``worker_times``:
-        ``(started, ended, pool_id)`` as the worker pool saw them (NaN/None when unknown)."""
+        self._record_worker_times = False
         self.resource_monitoring_interval: float | None = None
         """When set before ``start()`` (by monitoring), every worker pool samples its busy workers
         this often (seconds) and the samples reach ``pool_listeners`` as 'resources' events."""
@@ -242,6 +240,18 @@ class HighThroughputExecutor(BlockProviderExecutor):
         self.logdir: str | None = None
         self._remote: RemoteSide | None = None
         self._block_watch: LostBlockWatch | None = None
+
+    @property
+    def record_worker_times(self) -> bool:
+        """When true (set by monitoring), each finished future gets ``worker_times``:
+        ``(started, ended, pool_id)`` as the worker pool saw them (NaN/None when unknown)."""
+        return self._record_worker_times
+
+    @record_worker_times.setter
+    def record_worker_times(self, value: bool) -> None:
+        self._record_worker_times = bool(value)
+        if self._client is not None:
+            self._client.want_pools = self._record_worker_times  # otherwise batches' pools are not even decoded
 
     def _validated_options(self) -> HTEXOptions:
         # Parsl lets attributes such as poll_period be changed after construction
@@ -299,6 +309,7 @@ class HighThroughputExecutor(BlockProviderExecutor):
             on_event=self._on_event,
             on_lost=self._on_interchange_lost,
         )
+        self._client.want_pools = self._record_worker_times
         self._block_watch = LostBlockWatch(
             self, period=opts.heartbeat_period, grace=opts.heartbeat_threshold, stopped=lambda: self._shutdown
         )

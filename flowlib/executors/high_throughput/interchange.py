@@ -10,7 +10,9 @@
 
 With a socket directory (the executor's default), the executor and this
 machine's pools connect over owner-only Unix sockets instead
-(:mod:`.local_links`); pools on other nodes always use the ROUTER above. A
+(:mod:`.local_links`); pools on other nodes always use the ROUTER above. Pools
+on the Unix socket send their RESULTS to the executor directly and only
+RELEASED (the task ids) here (:mod:`.direct_results`). A
 large argument may arrive as a reference into the executor's shared-memory
 arena (:mod:`.arena`): pools on the Unix socket get the reference, any other
 pool gets the bytes, read from the arena here.
@@ -43,6 +45,7 @@ import zmq
 from flowlib.addresses import tcp_url, zmq_ipv6
 from flowlib.executors.high_throughput import protocol as p
 from flowlib.executors.high_throughput.arena import ArenaError, ArenaReader, is_reference
+from flowlib.executors.high_throughput.fd_poller import FdPoller
 from flowlib.executors.high_throughput.interchange_options import InterchangeOptions
 from flowlib.executors.high_throughput.local_links import LocalLinks
 from flowlib.executors.high_throughput.managers import ManagerRecord, ManagerTable
@@ -54,7 +57,7 @@ from flowlib.executors.high_throughput.task_queue import (
     split_by_size,
     task_from_spec,
 )
-from flowlib.executors.high_throughput.zmq_frames import recv_frames, send_frames
+from flowlib.executors.high_throughput.zmq_frames import ZmqWatch, recv_frames, send_frames
 
 logger = logging.getLogger("flowlib.interchange")
 _NAN_PAIR = struct.pack("dd", float("nan"), float("nan"))
@@ -114,10 +117,13 @@ class Interchange:
             self.worker_port = self.workers.bind_to_random_port(
                 tcp_url(options.worker_address), min_port=low, max_port=high, max_tries=200
             )
-        self.poller = zmq.Poller()
+        # One poll() over plain descriptors: the Unix links, and the descriptor each ZeroMQ socket
+        # signals on (see ZmqWatch); zmq_poll would cost four system calls and pyzmq's layer per wait.
+        self.poller = FdPoller()
+        self.zmq_watch = ZmqWatch(self.poller)
         if not options.unix_dir:  # else the client is on a Unix socket; an idle ZeroMQ socket costs every poll
-            self.poller.register(self.client, zmq.POLLIN)
-        self.poller.register(self.workers, zmq.POLLIN)
+            self.zmq_watch.add(self.client)
+        self.zmq_watch.add(self.workers)
         self.now = time.monotonic()
         """When the current pass of the loop started."""
         self.local: LocalLinks | None = None
@@ -162,14 +168,17 @@ class Interchange:
     def run(self) -> None:
         """Serve until the client says SHUTDOWN or goes away."""
         poll_ms = self.options.poll_period_ms
+        poll, watch = self.poller.poll, self.zmq_watch
         while self.running:
-            events = dict(self.poller.poll(poll_ms))
+            events = dict(poll(watch.timeout(poll_ms)))
             self.stats["passes"] += 1
             now = time.monotonic()
-            if events.get(self.client):
-                self.receive_from_client(now)
-            if events.get(self.workers):
-                self.receive_from_managers(now)
+            ready = watch.ready(events)
+            if ready:
+                if self.client in ready:
+                    self.receive_from_client(now)
+                if self.workers in ready:
+                    self.receive_from_managers(now)
             self.now = now
             if self.local is not None:
                 self.local.serve(events)
@@ -220,6 +229,8 @@ class Interchange:
             self.queue_tasks(p.TaskBatch.decode(frames))
         elif kind is p.Kind.CANCEL:
             self.cancel_tasks(p.body_ids(frames))
+        elif kind is p.Kind.DIRECT:
+            self.direct_tasks(frames)
         elif kind is p.Kind.COMMAND:
             self.run_command(p.body_json(frames))
         elif kind is p.Kind.SHUTDOWN:
@@ -258,6 +269,31 @@ class Interchange:
             self.queue.push(task, priority)
         if failures:
             self.send_to_client(p.encode_json(p.Kind.FAILURES, failures))
+
+    def direct_tasks(self, frames: Sequence[Any]) -> None:
+        """The executor sent these tasks to one of this machine's pools itself: account them as that pool's.
+
+        The notice is sent before the tasks, so it is read here before their
+        RELEASED can be; a pool that is gone already fails them as lost.
+        """
+        if len(frames) != 3:
+            raise p.ProtocolError(f"DIRECT has {len(frames)} frames, expected 3")
+        ids = p.unpack_ids(frames[1])
+        pool_id = bytes(frames[2]).decode("utf-8", "replace")
+        local = self.local.by_identity if self.local is not None else {}
+        record = next(
+            (r for r in self.managers.all.values() if r.registration.pool_id == pool_id and r.identity in local), None
+        )
+        if record is None:
+            message = f"worker pool {pool_id} was lost before it could take the task"
+            self.send_to_client(
+                p.encode_json(p.Kind.FAILURES, {str(t): {"error": "ManagerLost", "message": message} for t in ids})
+            )
+            return
+        for tid in ids:
+            task = QueuedTask(tid, b"", None, 0.0, 0.0, 0.0, self.now)
+            record.take(task)
+        self.managers.refresh(record)
 
     def cancel_tasks(self, ids: list[int]) -> None:
         cancelled_here = [tid for tid in ids if self.queue.remove(tid) is not None]
@@ -318,11 +354,13 @@ class Interchange:
             return
         if self.local is None or not self.local.send_to_client(frames):
             send_frames(self.client, [self.client_identity, *frames])
+            self.zmq_watch.touched = True
 
     def send_to_pool(self, identity: bytes, frames: list[Any]) -> None:
         """Send a message to one worker pool, over whichever socket it is connected to."""
         if self.local is None or not self.local.send_to_pool(identity, frames):
             send_frames(self.workers, [identity, *frames])
+            self.zmq_watch.touched = True
 
     def send_event(self, event: dict[str, Any]) -> None:
         self.send_to_client(p.encode_json(p.Kind.EVENT, event))
@@ -412,6 +450,9 @@ class Interchange:
         registered: dict[str, Any] = {"heartbeat_period": self.options.heartbeat_period}
         if self.options.resource_interval is not None:
             registered["resource_interval"] = self.options.resource_interval
+        if self.options.result_socket and self.local is not None and identity in self.local.by_identity:
+            registered["result_socket"] = self.options.result_socket  # a pool on this machine: see direct_results
+            registered["release_slack"] = record.extra_slots // 2  # RELEASED may wait while it is within these
         self.send_to_pool(identity, p.encode_json(p.Kind.REGISTERED, registered))
         logger.info(
             "registered pool %s (block %s, %s, %d workers, flowlib %s, Python %s)",
@@ -435,6 +476,11 @@ class Interchange:
             self.result_payloads.extend(batch.payloads)
             self.result_times += batch.times or _NAN_PAIR * len(batch.ids)
             self.result_pools.append([record.registration.pool_id, len(batch.ids)])
+        elif kind is p.Kind.RELEASED:  # answered to the executor directly
+            record.release_many(p.body_ids(frames), record.last_seen)
+            self.managers.refresh(record)
+            if record.draining and not record.tasks:
+                self.forget_drained(record)
         elif kind is p.Kind.FAILURES:
             failures = p.body_json(frames)
             for tid in list(failures):

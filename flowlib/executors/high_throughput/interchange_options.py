@@ -32,3 +32,5 @@ class InterchangeOptions:
     """Seconds between resource samples that pools are asked for (monitoring); None: none."""
     log_format: str | None = None
     """A ``logging.Formatter`` format for interchange.log (the run log's, when one was given); None: our own."""
+    result_socket: str | None = None
+    """Where the executor takes results from this machine's pools directly (:mod:`.direct_results`); None: not."""

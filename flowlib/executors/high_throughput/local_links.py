@@ -15,24 +15,26 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import zmq
-
+from flowlib.executors.high_throughput.fd_poller import POLLIN, POLLOUT
 from flowlib.executors.high_throughput.links import UnixLink, UnixListener
 from flowlib.executors.high_throughput.protocol import ProtocolError
 
 logger = logging.getLogger("flowlib.interchange")
 
-_POLLIN, _POLLOUT = int(zmq.POLLIN), int(zmq.POLLOUT)
+_POLLIN, _POLLOUT = POLLIN, POLLOUT
 
 
 class LocalLinks:
-    """Listeners and connected links in one owner-only directory, watched by the interchange's poller."""
+    """Listeners and connected links in one owner-only directory, watched by the interchange's poller.
+
+    ``poller`` is a :class:`~.fd_poller.FdPoller` (or anything with its ``register``/``modify``/``unregister``).
+    """
 
     def __init__(
         self,
         directory: str,
         max_message_size: int,
-        poller: zmq.Poller,
+        poller: Any,
         on_client: Callable[[list[Any]], None],
         on_pool: Callable[[bytes, list[Any]], None],
         on_client_gone: Callable[[str], None],

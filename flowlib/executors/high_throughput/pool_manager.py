@@ -37,6 +37,7 @@ from typing import Any
 import zmq
 
 from flowlib.executors.high_throughput import protocol
+from flowlib.executors.high_throughput.direct_results import ResultSender
 from flowlib.executors.high_throughput.fd_poller import FdPoller
 from flowlib.executors.high_throughput.links import UnixLink, ZmqLink
 from flowlib.executors.high_throughput.parts import nbytes, split
@@ -154,9 +155,13 @@ class Manager:
         slots: list[WorkerSlot],
         stop: StopFlag,
         fatal: FatalReporter,
+        direct: ResultSender | None = None,
     ) -> None:
         self.options = options
         self.link = link
+        self.direct = direct
+        """Sends results to the executor itself (a pool on the interchange's machine); None: through the link."""
+        self.direct_writing = False
         self.writing = False
         """Whether the poller also watches the link for writability (it holds unsent bytes)."""
         self.url = url
@@ -187,6 +192,8 @@ class Manager:
         # only descriptors to watch over a Unix link: one poll() per wait instead of zmq_poll's two
         self.poller: Any = FdPoller() if isinstance(link, UnixLink) else zmq.Poller()
         self.poller.register(link.poll_target, _POLLIN)
+        if direct is not None:
+            self.poller.register(direct.fd, _POLLIN)  # the executor never writes: readable means it has gone
         self.by_pipe: dict[int, WorkerSlot] = {}
         self.by_sentinel: dict[int, WorkerSlot] = {}
         for slot in slots:
@@ -217,10 +224,17 @@ class Manager:
                 logger.warning("malformed message from the interchange dropped: %s", e)
         poll, timeout = self.poller.poll, self.options.poll_period_ms
         while self.exit_code is None:
-            ready = dict(poll(timeout))
+            wait = timeout
+            if self.direct is not None:  # wake up in time for a RELEASED held back
+                due = self.direct.due_in(time.monotonic())
+                if due is not None:
+                    wait = min(timeout, int(due * 1000) + 1)
+            ready = dict(poll(wait))
             now = time.monotonic()
             self.check_signals()
             self.receive_interchange(ready, now)
+            if self.direct is not None:
+                self.watch_direct(ready, now)
             self.receive_results(ready, now)
             self.reap_workers(ready)
             self.dispatch()
@@ -264,6 +278,9 @@ class Manager:
             f"{name} (cancelled by the scheduler, or its walltime ended?)"
         )
         try:
+            released = self.direct.release(time.monotonic(), force=True) if self.direct is not None else None
+            if released is not None:  # answered already: not to be failed as lost
+                self.link.send(released)
             if held:
                 failures = {str(tid): {"error": "ManagerLost", "message": message} for tid in held}
                 self.link.send(protocol.encode_json(Kind.FAILURES, failures))
@@ -554,13 +571,65 @@ class Manager:
         if self.result_ids:
             times = self.result_times.tobytes()
             batch = ResultBatch(self.result_ids, bytes(self.result_statuses), self.result_payloads, times)
-            self._send(batch.encode(), now)
+            direct = self.direct
+            if direct is None:
+                self._send(batch.encode(), now)
+            else:
+                try:
+                    direct.send(batch)
+                except EOFError:
+                    self.direct_broken("it closed", now)
             self.completed += len(self.result_ids)
             self.result_ids, self.result_statuses, self.result_payloads = [], bytearray(), []
             self.result_times = array("d")
+        if self.direct is not None:
+            self.release_direct(now, force=bool(self.failures) or self.draining)
         if self.failures:
             self._send(protocol.encode_json(Kind.FAILURES, self.failures), now)
             self.failures = {}
+
+    def watch_direct(self, ready: dict[Any, int], now: float) -> None:
+        """Write what the result link holds back; fall back to the interchange if the executor closed it."""
+        direct = self.direct
+        assert direct is not None
+        events = ready.get(direct.fd, 0)
+        if not events:
+            return
+        try:
+            if events & _POLLOUT:
+                direct.flush()
+            messages = direct.receive() if events & ~_POLLOUT else []
+        except (EOFError, ProtocolError) as e:
+            self.direct_broken(str(e) or "it closed", now)
+            return
+        for frames in messages:  # tasks an idle executor sent here itself (the interchange was told)
+            try:
+                if protocol.parse_header(frames[0])[1] is not Kind.TASKS:
+                    raise ProtocolError("only TASKS may come on the result link")
+                self.handle_message(frames)
+            except ProtocolError as e:
+                logger.warning("malformed message from the executor dropped: %s", e)
+
+    def release_direct(self, now: float, force: bool = False) -> None:
+        """Tell the interchange which directly sent results have left (when due); watch the link for writability."""
+        direct = self.direct
+        assert direct is not None
+        released = direct.release(time.monotonic(), force)
+        if released is not None:
+            self._send(released, now)
+        if direct.wants_write != self.direct_writing:
+            self.direct_writing = direct.wants_write
+            self.poller.modify(direct.fd, _POLLIN | (_POLLOUT if self.direct_writing else 0))
+
+    def direct_broken(self, why: str, now: float) -> None:
+        """The result link is gone: what it may not have delivered, and all that follows, go through the interchange."""
+        direct = self.direct
+        assert direct is not None
+        logger.warning("the result link to the executor broke (%s); results go through the interchange", why)
+        self.poller.unregister(direct.fd)
+        self.direct = None
+        for batch in direct.broken():
+            self._send(batch.encode(), now)
 
     def start_sampler(self, interval: Any) -> None:
         """Start resource sampling every ``interval`` s (a positive number; anything else: none)."""
@@ -609,7 +678,8 @@ class Manager:
         period = self.options.drain_period
         if not self.draining and period is not None and now - self.started >= period:
             self.begin_drain(f"the drain period of {period:g} s has passed")
-        if self.draining and not self.queued and not self.running and self.exit_code is None:
+        held_back = self.direct is not None and self.direct.holding  # results not yet released at the interchange
+        if self.draining and not self.queued and not self.running and not held_back and self.exit_code is None:
             logger.info("drained: every task finished and its result sent; exiting")
             self.drained = True
             self.exit_code = EXIT_OK

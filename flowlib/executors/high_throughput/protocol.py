@@ -40,8 +40,10 @@ from typing import Any, Union, cast
 
 from flowlib.executors.high_throughput.parts import flatten, group
 
-PROTOCOL_VERSION = 3
-"""3: payloads may span several frames (the parts frame of TASKS, SUBMIT and RESULTS)."""
+PROTOCOL_VERSION = 4
+"""3: payloads may span several frames (the parts frame of TASKS, SUBMIT and RESULTS).
+4: RELEASED and DIRECT: results of this machine's pools, and an idle executor's tasks, skip the interchange
+(:mod:`.direct_results`)."""
 MAGIC = b"FL"
 _HEADER = struct.Struct("!2sBB")
 HEADER_SIZE = _HEADER.size
@@ -96,6 +98,10 @@ class Kind(enum.IntEnum):
     """I->C: manager registered, lost or refused; authentication failures; resource samples."""
     RESOURCES = 16
     """M->I: resource samples of the pool's running tasks (JSON), sent only when REGISTERED asked for them."""
+    RELEASED = 17
+    """M->I: these task ids were answered to the executor directly (their RESULTS went to it, not through here)."""
+    DIRECT = 18
+    """C->I: these task ids go to a pool on this machine directly (ids frame, then the pool id in UTF-8)."""
     REJECT = 255
     """I->M: registration refused; the frame after the header is a UTF-8 reason."""
 
@@ -278,7 +284,8 @@ class ResultBatch:
         ]
 
     @classmethod
-    def decode(cls, frames: Sequence[Frame]) -> ResultBatch:
+    def decode(cls, frames: Sequence[Frame], pools: bool = True) -> ResultBatch:
+        """The batch in ``frames``; with ``pools`` false its pools frame is not read (``pools`` stays empty)."""
         if len(frames) < 6:
             raise ProtocolError(f"result batch has {len(frames)} frames, expected at least 6")
         ids = unpack_ids(frames[1])
@@ -291,16 +298,16 @@ class ResultBatch:
             raise ProtocolError(f"result batch has {len(times)} bytes of times for {len(ids)} tasks")
         if statuses and max(statuses) > _MAX_STATUS:
             raise ProtocolError("unknown task status in result batch")
-        pools: list[list[Any]] = []
-        if len(memoryview(frames[4])):
-            pools = unpack_json(frames[4], list)
+        ran_on: list[list[Any]] = []
+        if pools and len(memoryview(frames[4])):
+            ran_on = unpack_json(frames[4], list)
             try:
-                counted = sum(int(count) for _, count in pools)
+                counted = sum(int(count) for _, count in ran_on)
             except (TypeError, ValueError):
                 raise ProtocolError("result batch pools must be [pool_id, count] pairs") from None
             if counted != len(ids):
                 raise ProtocolError(f"result batch pools cover {counted} tasks, not {len(ids)}")
-        return cls(ids, statuses, payloads, times, pools)
+        return cls(ids, statuses, payloads, times, ran_on)
 
     def task_times(self) -> list[float]:
         """``times`` as floats: start and end of task ``i`` at ``2*i`` and ``2*i + 1`` (empty when absent)."""
@@ -317,6 +324,11 @@ def encode_json(kind: Kind, value: Any) -> list[Frame]:
 def encode_ids(kind: Kind, ids: Sequence[int]) -> list[Frame]:
     """A message of ``kind`` carrying one ids frame (CANCEL)."""
     return [_HEADERS[kind], pack_ids(ids)]
+
+
+def encode_direct(ids: Sequence[int], pool_id: str) -> list[Frame]:
+    """A DIRECT notice: these tasks went to the pool ``pool_id`` straight from the executor."""
+    return [_HEADERS[Kind.DIRECT], pack_ids(ids), pool_id.encode()]
 
 
 def encode_empty(kind: Kind) -> list[Frame]:

@@ -24,6 +24,8 @@ register with the first interchange address that answers
 :meth:`~.pool_manager.Manager.run`: a list of named steps over one
 ``zmq.Poller`` that watches the interchange socket, every worker's Pipe and
 every worker's sentinel. CPU and accelerator placement: :mod:`.affinity`.
+A pool registered over the interchange's Unix socket sends its RESULTS to
+the executor directly and RELEASED to the interchange (:mod:`.direct_results`).
 Resource sampling for monitoring, when the interchange asks for it:
 :mod:`.pool_resources` (one thread per pool).
 
@@ -42,6 +44,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from flowlib.executors.high_throughput.direct_results import ResultSender
     from flowlib.executors.high_throughput.pool_options import PoolOptions
 
 # Only the standard library at module level: multiprocessing re-imports the main
@@ -146,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     link: UnixLink | ZmqLink | None = None
     code = EXIT_INTERNAL
     manager: Manager | None = None
+    direct: ResultSender | None = None
     try:
         factory.start_forkserver()  # before the ZeroMQ context exists; returns before it is ready
         context = zmq.Context()
@@ -185,7 +189,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             socket, url, body = probe.wait(options.address_probe_timeout, stop.is_set)
             link = ZmqLink(socket, copy=False, max_messages=MAX_MESSAGES_PER_PASS)
         answer = registered_options(body)
-        manager = Manager(options, link, url, factory, slots, stop, fatal)
+        result_socket = answer.get("result_socket")
+        if isinstance(result_socket, str) and isinstance(link, UnixLink):  # this machine: see direct_results
+            from flowlib.executors.high_throughput.direct_results import connect_sender
+
+            slack = answer.get("release_slack")
+            direct = connect_sender(result_socket, options.pool_id, slack if type(slack) is int and slack > 0 else 0)
+        manager = Manager(options, link, url, factory, slots, stop, fatal, direct=direct)
         code = manager.run(early, resource_interval=answer.get("resource_interval"))
     except RegistrationRejected as e:
         code = fatal(str(e), EXIT_REJECTED)
@@ -201,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = fatal(f"internal error: {type(e).__name__}: {e} (traceback in {log})", EXIT_INTERNAL)
     finally:
         stop_all(slots, graceful=1.0 if manager is not None and manager.drained else 0.0)
+        if manager is not None and manager.direct is not None:
+            manager.direct.link.close(linger=DRAIN_LINGER_MS / 1000 if code == EXIT_OK else 0)
         if link is not None:
             link.close(linger=DRAIN_LINGER_MS / 1000 if code == EXIT_OK else 0)
         if context is not None:

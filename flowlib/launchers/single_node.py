@@ -15,8 +15,8 @@ class SingleNodeLauncher(ShellLauncher):
     Each copy sees ``FLOWLIB_TASK_RANK`` (0, 1, ...) and ``FLOWLIB_TASK_COUNT``.
     The exit status is 0 unless copies failed: with ``fail_on_any=True`` any
     failed copy fails the block, otherwise only all of them failing does; the
-    status is then that of the first failed copy (by rank), and a line on
-    stderr says how many failed. A TERM, INT or HUP sent to the launcher is
+    status is then that of the first failed copy (by rank), and with ``debug``
+    (the default) a line on stderr says how many failed. A TERM, INT or HUP sent to the launcher is
     passed on to the copies.
 
     This launcher knows one node only: given ``nodes_per_block > 1`` it starts
@@ -40,5 +40,6 @@ class SingleNodeLauncher(ShellLauncher):
             )
         return {
             "fail_on_any": int(self.fail_on_any),
+            "report": int(self.debug),
             "wait_functions": snippet("wait.sh", "SingleNodeLauncher"),
         }

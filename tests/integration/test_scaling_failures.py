@@ -65,7 +65,7 @@ def test_an_unknown_partition_fails_the_tasks_with_sbatchs_answer(workflow: Work
         text = str(error)
         assert "no-such-partition" in text, text
         assert "invalid partition specified" in text, text  # sbatch's own words
-    assert wf.states() == {"0": "FAILED"}
+    assert wf.states() == {"0": "MISSING"}  # a block whose submit failed has no job: Parsl's MISSING
     assert wf.job_ids() == []
     later = double(5).exception(timeout=10)  # the executor stays failed: new tasks fail at once
     assert isinstance(later, BadStateException) and "no-such-partition" in str(later), repr(later)
@@ -82,7 +82,7 @@ def test_a_scheduler_command_missing_from_path_is_named(workflow: WorkflowFactor
 
     assert isinstance(error, BadStateException), repr(error)
     assert "sbatch was not found on the PATH" in str(error), str(error)
-    assert wf.states() == {"0": "FAILED"}
+    assert wf.states() == {"0": "MISSING"}  # the submit failed: no job
 
 
 def local_provider() -> LocalProvider:

@@ -20,7 +20,7 @@ done
 # told to stop (and to stop the copies): say so, however few copies had started
 [ "$flowlib_stop" = 0 ] || exit 143
 if [ "$flowlib_failed" -ne 0 ]; then
-    echo "flowlib SingleNodeLauncher: $flowlib_failed of @{total} copies failed (first exit status $flowlib_first)" >&2
+    [ @{report} = 0 ] || echo "flowlib SingleNodeLauncher: $flowlib_failed of @{total} copies failed (first exit status $flowlib_first)" >&2
     if [ @{fail_on_any} = 1 ] || [ "$flowlib_failed" -eq @{total} ]; then
         exit "$flowlib_first"
     fi

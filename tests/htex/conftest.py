@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import pytest
 import zmq
 
 from flowlib.executors.high_throughput import protocol, security
+from flowlib.executors.high_throughput.links import make_socket_dir
 from flowlib.executors.high_throughput.parts import joined
 from flowlib.executors.high_throughput.protocol import Kind, Registration, ResultBatch, TaskBatch, TaskStatus
 from flowlib.serialize import deserialize, pack_res_spec_apply_message
@@ -290,3 +292,13 @@ def htex(tmp_path: pathlib.Path) -> Iterator[Any]:
     from .test_local_links import harness_in  # not at import: that module imports this one
 
     yield from harness_in(tmp_path)
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[str]:
+    """A new owner-only directory for Unix sockets (short enough for AF_UNIX), removed afterwards."""
+    path = make_socket_dir()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

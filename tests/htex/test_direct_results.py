@@ -18,24 +18,13 @@ from flowlib.executors.high_throughput import protocol as p
 from flowlib.executors.high_throughput.direct_results import SOCKET_NAME, ResultListener, ResultSender, connect_sender
 from flowlib.executors.high_throughput.errors import ManagerLost, WorkerLost
 from flowlib.executors.high_throughput.fd_poller import FdPoller
-from flowlib.executors.high_throughput.links import UnixLink, make_socket_dir
+from flowlib.executors.high_throughput.links import UnixLink
 from flowlib.serialize.errors import DeserializationError
 
 from .conftest import wait_for
 from .test_local_links import LocalHtex, harness_in
 
 # ----------------------------------------------------------------------------- units
-
-
-@pytest.fixture
-def socket_dir() -> Iterator[str]:
-    path = make_socket_dir()
-    try:
-        yield path
-    finally:
-        for name in os.listdir(path):
-            os.unlink(os.path.join(path, name))
-        os.rmdir(path)
 
 
 def _serve_until(listener: ResultListener, poller: FdPoller, count: int, timeout: float = 10.0) -> list[list[Any]]:
@@ -47,8 +36,8 @@ def _serve_until(listener: ResultListener, poller: FdPoller, count: int, timeout
     return messages
 
 
-def test_a_pool_result_reaches_the_listener_and_is_released_once_it_has_left(socket_dir: str) -> None:
-    listener = ResultListener(socket_dir)
+def test_a_pool_result_reaches_the_listener_and_is_released_once_it_has_left(sock_dir: str) -> None:
+    listener = ResultListener(sock_dir)
     poller = FdPoller()
     listener.register(poller)
     try:
@@ -148,8 +137,8 @@ def test_released_waits_within_the_interchanges_slack_and_no_longer() -> None:
         theirs.close()
 
 
-def test_a_pool_that_cannot_connect_keeps_the_interchange_path(socket_dir: str) -> None:
-    assert connect_sender(os.path.join(socket_dir, "nobody-listens.sock"), "pool") is None
+def test_a_pool_that_cannot_connect_keeps_the_interchange_path(sock_dir: str) -> None:
+    assert connect_sender(os.path.join(sock_dir, "nobody-listens.sock"), "pool") is None
 
 
 # ----------------------------------------------------------------------------- with a real executor

@@ -172,15 +172,6 @@ def raw_pair() -> Iterator[tuple[socket.socket, UnixLink]]:
 
 
 @pytest.fixture
-def sock_dir() -> Iterator[str]:
-    path = make_socket_dir()
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
 def listener(sock_dir: str) -> Iterator[UnixListener]:
     server = UnixListener(os.path.join(sock_dir, "test.sock"), max_message_size=12345)
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import shutil
 import signal
 import struct
 import subprocess
@@ -115,9 +116,7 @@ def shm_dir() -> Iterator[str]:
     try:
         yield directory
     finally:
-        for name in os.listdir(directory):
-            os.unlink(os.path.join(directory, name))
-        os.rmdir(directory)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def put(writer: ResultWriter, task_id: int, value: Any) -> bytes | None:

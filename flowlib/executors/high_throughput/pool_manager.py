@@ -52,13 +52,12 @@ from flowlib.executors.high_throughput.pool_resources import ResourceSampler
 from flowlib.executors.high_throughput.pool_workers import WorkerFactory, WorkerSlot, describe_exit
 from flowlib.executors.high_throughput.protocol import Kind, ProtocolError, ResultBatch, TaskBatch, TaskStatus
 from flowlib.executors.high_throughput.worker import (
-    _LENGTH,
     RESULT_HEAD,
     RETURNED,
     REVOKE_SIGNAL,
     TASK_ID,
-    _write_rest,
     write_message,
+    write_messages,
 )
 
 logger = logging.getLogger("flowlib.executors.high_throughput.worker_pool")
@@ -515,17 +514,10 @@ class Manager:
     @staticmethod
     def _write_many(slot: WorkerSlot, tasks: list[tuple[bytes, Any]]) -> bool:
         """Write several tasks with one system call when they are small; True if the Pipe failed."""
-        buffers: list[Any] = []
-        for head, payload in tasks:
-            if type(payload) is not bytes or len(payload) >= PREFETCH_BYTES:  # parts, a view, large: one by one
-                return any(Manager._write(slot, head, payload) for head, payload in tasks)
-            buffers.append(_LENGTH.pack(len(head) + len(payload)) + head)
-            buffers.append(payload)
+        if any(type(payload) is not bytes or len(payload) >= PREFETCH_BYTES for _, payload in tasks):
+            return any(Manager._write(slot, head, payload) for head, payload in tasks)  # parts, views, large
         try:
-            total = sum(len(b) for b in buffers)
-            written = os.writev(slot.fd, buffers)  # type: ignore[arg-type]
-            if written < total:
-                _write_rest(slot.fd, buffers, written)  # type: ignore[arg-type]
+            write_messages(slot.fd, tasks)  # type: ignore[arg-type]
         except (OSError, TypeError):
             return True
         return False

@@ -174,6 +174,17 @@ def write_message(fd: int, head: bytes, body: Any) -> None:
         _write_rest(fd, buffers, written)
 
 
+def write_messages(fd: int, messages: list[tuple[bytes, bytes]]) -> None:
+    """Write several small ``head + body`` messages (``body`` of type bytes) with one system call."""
+    buffers: list[Any] = []
+    for head, body in messages:
+        buffers.append(_LENGTH.pack(len(head) + len(body)) + head)
+        buffers.append(body)
+    written = os.writev(fd, buffers[:_MAX_IOVEC])
+    if written < sum(len(buffer) for buffer in buffers):
+        _write_rest(fd, buffers, written)
+
+
 def _write_rest(fd: int, buffers: list[Any], written: int) -> None:
     """Write what is left of ``buffers`` once ``written`` bytes of them are out."""
     queue = deque(memoryview(buffer).cast("B") for buffer in buffers)

@@ -10,6 +10,7 @@ oldest alone) and the interchange's RSS before and after the loop.
 
     python benchmarks/backpressure.py                      # 10^4 and 10^6 tasks, bound 10^5 and none
     python benchmarks/backpressure.py --tasks 10000,100000 --bounds 10000,none
+    python benchmarks/backpressure.py --tasks 10000,1000000 --bounds 1000000 --pacing on,off
 """
 
 from __future__ import annotations
@@ -46,14 +47,14 @@ class _GCTimer:
             self.full += spent
 
 
-def run_case(tasks: int, bound: int | None) -> dict[str, float]:
+def run_case(tasks: int, bound: int | None, pacing: bool = True) -> dict[str, float]:
     import gc
 
     import flowlib
     from flowlib import python_app
 
     app = python_app(noop)
-    config = local_htex_config(2, "flowlib-backpressure-", max_tasks_in_flight=bound)
+    config = local_htex_config(2, "flowlib-backpressure-", max_tasks_in_flight=bound, pace_submissions=pacing)
     htex = config.executors[0]
     with flowlib.load(config) as dfk:
         app(-1).result(timeout=120)  # workers connected
@@ -73,6 +74,7 @@ def run_case(tasks: int, bound: int | None) -> dict[str, float]:
     return {
         "tasks": tasks,
         "bound": -1 if bound is None else bound,
+        "pacing": pacing,
         "peak_rss_mib": peak / 1024,
         "growth_mib": (peak - baseline) / 1024,
         "tasks_per_s": tasks / elapsed,
@@ -87,22 +89,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", default="10000,1000000")
     parser.add_argument("--bounds", default="100000,none")
+    parser.add_argument("--pacing", default="on", help="on, off or on,off: Config(pace_submissions=...)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        tasks, bound = args.case.split(":")
-        print(json.dumps(run_case(int(tasks), None if bound == "none" else int(bound))))
+        tasks, bound, pacing = args.case.split(":")
+        print(json.dumps(run_case(int(tasks), None if bound == "none" else int(bound), pacing == "on")))
         return
     print(
-        f"{'tasks':>10} {'bound':>10} {'peak RSS MiB':>13} {'growth MiB':>11} {'tasks/s':>9} "
+        f"{'tasks':>10} {'bound':>10} {'pacing':>6} {'peak RSS MiB':>13} {'growth MiB':>11} {'tasks/s':>9} "
         f"{'GC s':>6} {'full GC s':>9} {'interchange RSS MiB':>20}"
     )
-    for bound in args.bounds.split(","):
+    cases = [(b, p) for b in args.bounds.split(",") for p in args.pacing.split(",")]
+    for bound, pacing in cases:
         for tasks in args.tasks.split(","):
-            r = run_fresh(__file__, "--case", f"{tasks}:{bound}")
+            r = run_fresh(__file__, "--case", f"{tasks}:{bound}:{pacing}")
             shown = "none" if r["bound"] < 0 else f"{int(r['bound']):,}"
             print(
-                f"{int(r['tasks']):>10,} {shown:>10} {r['peak_rss_mib']:>13.0f} "
+                f"{int(r['tasks']):>10,} {shown:>10} {pacing:>6} {r['peak_rss_mib']:>13.0f} "
                 f"{r['growth_mib']:>11.0f} {r['tasks_per_s']:>9,.0f} {r['gc_s']:>6.1f} {r['gc_full_s']:>9.1f} "
                 f"{r['interchange_rss_mib'][0]:>9.0f} -> {r['interchange_rss_mib'][1]:>6.0f}",
                 flush=True,

@@ -57,7 +57,7 @@ def local_htex_config(workers: int, prefix: str, **options: Any) -> Any:
     from flowlib.executors.high_throughput.executor import HighThroughputExecutor
     from flowlib.providers import LocalProvider
 
-    config_options = {key: options.pop(key) for key in ("max_tasks_in_flight",) if key in options}
+    config_options = {key: options.pop(key) for key in ("max_tasks_in_flight", "pace_submissions") if key in options}
     htex = HighThroughputExecutor(
         label="htex",
         address="127.0.0.1",

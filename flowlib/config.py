@@ -57,6 +57,13 @@ class Config(RepresentationMixin):
       keeps the submitter's memory bounded (about 2 KB per task in flight, plus
       its arguments). Submissions from other threads (join apps, callbacks,
       steering threads) never wait. Default 1,000,000; None: no bound.
+    - ``pace_submissions`` (flowlib only, default True): a main-thread
+      submission that finds more than 16 tasks in flight per task slot of the
+      executors (at least 2,000) waits up to 0.1 s for a tenth of them to
+      finish, so a loop of short tasks does not outrun the executors (which
+      costs throughput). A wait that times out turns pacing off for 10 s, so
+      nothing waits for a task that cannot finish. Executors that cannot say
+      how many tasks they run at once turn it off.
     - ``gc_threshold`` (flowlib only): while the kernel runs, CPython's
       young-generation garbage-collection threshold is raised to at least this
       (default 50,000; restored at cleanup). With hundreds of thousands of tasks in
@@ -86,6 +93,7 @@ class Config(RepresentationMixin):
         initialize_logging: bool | LoggingConfig = True,
         gc_threshold: int | None = 50_000,
         max_tasks_in_flight: int | None = 1_000_000,
+        pace_submissions: bool = True,
         app_cache: bool = True,
         checkpoint_files: Sequence[Any] | None = None,
         checkpoint_mode: Literal["task_exit", "periodic", "dfk_exit", "manual"] | None = None,
@@ -121,6 +129,7 @@ class Config(RepresentationMixin):
                 "initialize_logging": (initialize_logging, bool | LoggingConfig),
                 "gc_threshold": (gc_threshold, int | None),
                 "max_tasks_in_flight": (max_tasks_in_flight, int | None),
+                "pace_submissions": (pace_submissions, bool),
                 "app_cache": (app_cache, bool),
                 "checkpoint_files": (checkpoint_files, list[Any] | tuple[Any, ...] | None),
                 "checkpoint_mode": (checkpoint_mode, Literal["task_exit", "periodic", "dfk_exit", "manual"] | None),
@@ -169,6 +178,7 @@ class Config(RepresentationMixin):
         self.initialize_logging = initialize_logging
         self.gc_threshold = gc_threshold
         self.max_tasks_in_flight = max_tasks_in_flight
+        self.pace_submissions = pace_submissions
         # Parsl's checkpoint keywords; the kernel builds a BasicMemoizer from them at load()
         # (they may also be set as attributes after construction, as Parsl allows).
         self.app_cache = app_cache

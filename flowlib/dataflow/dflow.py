@@ -42,6 +42,7 @@ from flowlib.dataflow.errors import DependencyError, JoinError
 from flowlib.dataflow.futures import AppFuture
 from flowlib.dataflow.launch import build_call
 from flowlib.dataflow.loader import DataFlowKernelLoader
+from flowlib.dataflow.pacing import MIN_LIMIT, WAIT_SECONDS, SubmissionPacer, executor_slots, resume_level
 from flowlib.dataflow.retries import should_retry
 from flowlib.dataflow.rundir import make_rundir
 from flowlib.dataflow.states import FINAL_STATES, States
@@ -87,8 +88,9 @@ class DataFlowKernel:
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # backpressure: see _wait_for_room
         self._max_in_flight = config.max_tasks_in_flight
-        self._resume_at = 0 if self._max_in_flight is None else self._max_in_flight - max(1, self._max_in_flight // 10)
+        self._resume_at = 0  # the in-flight count a waiting main-thread submission waits for
         self._waiting_submitters = 0
+        self._pacer = SubmissionPacer(self._task_slots) if config.pace_submissions else None
         self._tid = itertools.count()
         self._trampoline = Trampoline()
         # bound once: a fresh bound method per task would be one more object for the GC to track
@@ -264,6 +266,8 @@ class DataFlowKernel:
             )
         if self._max_in_flight is not None and len(self.tasks) >= self._max_in_flight:
             self._wait_for_room(app.__name__)
+        elif self._pacer is not None and len(self.tasks) >= MIN_LIMIT:
+            self._pace(app.__name__)
         wanted = app.executors
         label = self._choose_executor(wanted if isinstance(wanted, str) else tuple(wanted), app.__name__)
         resource_spec = kwargs.get("parsl_resource_specification") or kwargs.get("resource_specification") or {}
@@ -322,6 +326,7 @@ class DataFlowKernel:
         with self._room:
             if len(self.tasks) < bound or self.cleanup_called:
                 return
+            self._resume_at = resume_level(bound)
             logger.info(
                 "submitting %s waits: %d tasks in flight reached max_tasks_in_flight; resuming at %d",
                 app_name,
@@ -339,6 +344,48 @@ class DataFlowKernel:
                 f"cannot submit {app_name}: this DataFlowKernel ({self.run_dir}) was cleaned up while the "
                 "submission waited for tasks in flight to finish"
             )
+
+    def _pace(self, app_name: str) -> None:
+        """Pacing (see :mod:`.pacing`): a main thread far ahead of the executors waits briefly for tasks to finish."""
+        pacer = self._pacer
+        assert pacer is not None
+        if threading.current_thread() is not threading.main_thread():
+            return
+        now = time.monotonic()
+        limit = pacer.limit(now)
+        if limit is None or len(self.tasks) < limit:
+            return
+        resume = resume_level(limit)
+        deadline = now + WAIT_SECONDS
+        timed_out = False
+        with self._room:
+            self._resume_at = resume
+            self._waiting_submitters += 1
+            try:
+                while len(self.tasks) > resume and not self.cleanup_called:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        timed_out = True
+                        break
+                    self._room.wait(left)
+            finally:
+                self._waiting_submitters -= 1
+        now = time.monotonic()
+        pacer.waited(now, timed_out=timed_out)
+        if timed_out:
+            logger.info(
+                "submitting %s: %d tasks in flight and few finishing; submission pacing is off for a while",
+                app_name,
+                len(self.tasks),
+            )
+        if self.cleanup_called:
+            raise NoDataFlowKernelError(
+                f"cannot submit {app_name}: this DataFlowKernel ({self.run_dir}) was cleaned up while the "
+                "submission waited for tasks in flight to finish"
+            )
+
+    def _task_slots(self) -> int | None:
+        return executor_slots(list(self.executors.values()))
 
     def _choose_executor(self, wanted: str | tuple[str, ...], app_name: str) -> str:
         choices = self._executor_choices.get(wanted)

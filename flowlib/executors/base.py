@@ -85,6 +85,14 @@ class FlowlibExecutor(metaclass=abc.ABCMeta):
         """A snapshot of the executor's load, or None when it does not keep one."""
         return None
 
+    def task_slots(self) -> int | None:
+        """How many tasks the executor runs at once now, or None when it cannot say (the default).
+
+        The kernel paces a main thread that submits far more tasks than this
+        (see ``Config(pace_submissions=...)``); None turns pacing off.
+        """
+        return None
+
     def __enter__(self) -> FlowlibExecutor:
         return self
 

@@ -341,6 +341,10 @@ class ThreadPoolExecutor(FlowlibExecutor):
                 ", ".join(sorted(stuck)),
             )
 
+    def task_slots(self) -> int:
+        """The number of threads."""
+        return self.max_threads
+
     def statistics(self) -> ExecutorStatistics:
         """Tasks submitted and completed so far, and the number of threads."""
         return ExecutorStatistics(self.label, _peek(self._submitted), _peek(self._completed), len(self._workers))

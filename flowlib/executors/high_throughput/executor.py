@@ -614,6 +614,10 @@ class HighThroughputExecutor(BlockProviderExecutor):
         with self._lock:
             return list(self._blocks_connected)
 
+    def task_slots(self) -> int:
+        """Workers in registered worker pools (0 before the first pool registers)."""
+        return self.connected_workers
+
     @property
     def connected_workers(self) -> int:
         """Workers in registered worker pools."""

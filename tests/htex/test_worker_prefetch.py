@@ -150,7 +150,7 @@ def test_a_worker_that_dies_while_its_tasks_are_written_runs_none_twice(
     identity, _ = interchange.register()
     blob = bytes(900_000)
     tid = 1
-    for attempt in range(ATTEMPTS):
+    for _ in range(ATTEMPTS):
         tid = _warm_up(interchange, identity, tid)
         first, victim, parked = tid, tid + 1, list(range(tid + 2, tid + 2 + BLOBS))
         tid += 2 + BLOBS

@@ -55,8 +55,8 @@ from flowlib.executors.high_throughput.worker import (
     RESULT_HEAD,
     RETURNED,
     REVOKE_SIGNAL,
-    PartialWrite,
     TASK_ID,
+    PartialWrite,
     write_message,
     write_messages,
 )

@@ -79,3 +79,21 @@ def mark_and_sleep(marker: str, seconds: float) -> int:
 
 def pid() -> int:
     return os.getpid()
+
+
+def kill_myself_once(marker: str) -> str:
+    """SIGKILL this worker the first time (``marker`` records it); a second run returns "survived"."""
+    try:
+        with open(marker, "x"):
+            pass
+    except FileExistsError:
+        return "survived"
+    os.kill(os.getpid(), signal.SIGKILL)
+    return "unreachable"
+
+
+def run_once(marker: str, blob: bytes = b"") -> int:
+    """Create ``marker`` (FileExistsError if this task already ran once); return the size of ``blob``."""
+    with open(marker, "x"):
+        pass
+    return len(blob)

@@ -133,6 +133,46 @@ def test_cancel_a_prefetched_task(start_pool, cert_dir, interchange, tmp_path):
         pytest.fail(f"the worker never held a prefetched task in {ATTEMPTS} attempts")
 
 
+BLOBS = 20
+"""Parked tasks behind the victim: together (18 MB) more than a worker's Pipe buffers, each under PREFETCH_BYTES."""
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_that_dies_while_its_tasks_are_written_runs_none_twice(
+    start_pool, cert_dir, interchange, tmp_path, monkeypatch
+):
+    # A quick worker is handed a long batch [first, victim, parked...]; the parked tasks fill
+    # the Pipe, so the manager is still writing when the victim kills the worker and the
+    # write fails. Whatever went into the Pipe whole may have run: the victim must fail
+    # with WorkerLost (not run again elsewhere), and first's result must not be lost.
+    monkeypatch.setenv("FLOWLIB_PREFETCH_DEPTH", "64")
+    pool = start_pool(interchange, "--max-workers-per-node", "1", cert_dir=cert_dir)
+    identity, _ = interchange.register()
+    blob = bytes(900_000)
+    tid = 1
+    for _ in range(ATTEMPTS):
+        tid = _warm_up(interchange, identity, tid)
+        first, victim, parked = tid, tid + 1, list(range(tid + 2, tid + 2 + BLOBS))
+        tid += 2 + BLOBS
+        batch = {
+            first: (tasks.run_once, (str(tmp_path / f"ran{first}"),)),
+            victim: (tasks.kill_myself_once, (str(tmp_path / f"ran{victim}"),)),
+        }
+        batch.update({t: (tasks.run_once, (str(tmp_path / f"ran{t}"), blob)) for t in parked})
+        interchange.submit(identity, batch)
+        interchange.wait_answers([first, victim, *parked], timeout=60)
+        assert victim not in interchange.results, f"the victim ran twice: {interchange.results[victim]}"
+        assert interchange.failures[victim]["error"] == "WorkerLost"
+        assert interchange.results.get(first) == (TaskStatus.OK, 0), interchange.failures.get(first)
+        for t in parked:
+            assert interchange.results.get(t) == (TaskStatus.OK, len(blob)), interchange.failures.get(t)
+        if "while tasks were written to it" in _manager_log(pool):
+            break
+    else:
+        pytest.fail(f"the manager never met a failed write in {ATTEMPTS} attempts")
+    assert len(pool.worker_pids()) == 1
+
+
 @pytest.mark.parametrize(
     ("text", "expected"), [(None, 8), ("1", 1), ("2", 2), ("64", 64), ("0", 8), ("65", 8), ("many", 8), ("", 8)]
 )

@@ -56,6 +56,7 @@ from flowlib.executors.high_throughput.worker import (
     RETURNED,
     REVOKE_SIGNAL,
     TASK_ID,
+    PartialWrite,
     write_message,
     write_messages,
 )
@@ -371,12 +372,12 @@ class Manager:
                     continue
                 del self.running[tid]
                 if slot.task == tid:
-                    slot.tasks.popleft()
-                    self.payloads.pop(tid, None)
+                    # The worker may finish this task and start a prefetched one before the signal lands:
+                    # the tasks stay with it, and its death settles them once the Pipe is read to the end.
+                    self.discarded.add(tid)
                     slot.killed_for = tid
+                    slot.broken = True
                     slot.kill()
-                    self._forget_pipe(slot)
-                    self._requeue(slot)
                     logger.info("task %d cancelled while running: killed worker %d (pid %d)", tid, slot.rank, slot.pid)
                 else:
                     self.discarded.add(tid)
@@ -439,7 +440,9 @@ class Manager:
     def dispatch(self) -> None:
         """Give queued tasks to workers: one to each idle worker, then one more to each quick one."""
         queue = self.queue
-        live = [slot for slot in self.slots if slot.conn is not None and slot.fd is not None]
+        if self.exit_code is not None:  # leaving: a task handed over now could run after being reported lost
+            return
+        live = [slot for slot in self.slots if slot.conn is not None and not slot.broken]
         if not queue:
             if live:
                 self._balance(live)
@@ -467,25 +470,25 @@ class Manager:
                         break
                     held += 1
         pack = TASK_ID.pack
+        payloads = self.payloads
         for slot, given in grants.items():
             if len(given) == 1:
                 tid, payload = given[0]
-                error = self._write(slot, pack(tid), payload)
+                delivered = self._write(slot, pack(tid), payload)
             else:
-                error = self._write_many(slot, [(pack(tid), payload) for tid, payload in given])
-            if error:
-                queue.extendleft(reversed(given))
-                self._forget_pipe(slot)
-                self.closed_pipes[slot] = time.monotonic()
-                continue
-            if not slot.tasks:
+                delivered = self._write_many(slot, [(pack(tid), payload) for tid, payload in given])
+            if delivered and not slot.tasks:
                 slot.started = now
-            payloads = self.payloads
-            for tid, payload in given:
+            # A task written whole may have been read and run (even to a result) before the Pipe broke:
+            # it belongs to the worker now, and its death decides (WorkerLost, or queued again if unstarted).
+            for tid, payload in given[:delivered]:
                 queued.discard(tid)
                 slot.tasks.append(tid)
                 running[tid] = slot
                 payloads[tid] = payload
+            if delivered < len(given):
+                self._broken_pipe(slot, delivered, len(given))
+                queue.extendleft(reversed(given[delivered:]))  # never reached the worker
 
     def _grant(self, slot: WorkerSlot, held: int, grants: dict[WorkerSlot, list[tuple[int, Any]]]) -> bool:
         """Move the next queued task into ``slot``'s grant; False when there is none it may take."""
@@ -503,24 +506,41 @@ class Manager:
         return True
 
     @staticmethod
-    def _write(slot: WorkerSlot, head: bytes, payload: Any) -> bool:
-        """Write one task; True if the worker's Pipe failed (it is dying; its sentinel will tell)."""
+    def _write(slot: WorkerSlot, head: bytes, payload: Any) -> int:
+        """Write one task; 1 if it went into the Pipe whole, 0 if the Pipe failed (the worker is dying)."""
         try:
             write_message(slot.fd, head, payload)  # type: ignore[arg-type]
         except (OSError, TypeError):
-            return True
-        return False
+            return 0
+        return 1
 
     @staticmethod
-    def _write_many(slot: WorkerSlot, tasks: list[tuple[bytes, Any]]) -> bool:
-        """Write several tasks with one system call when they are small; True if the Pipe failed."""
-        if any(type(payload) is not bytes or len(payload) >= PREFETCH_BYTES for _, payload in tasks):
-            return any(Manager._write(slot, head, payload) for head, payload in tasks)  # parts, views, large
+    def _write_many(slot: WorkerSlot, tasks: list[tuple[bytes, Any]]) -> int:
+        """Write several tasks with as few system calls as possible; return how many went into the Pipe whole."""
         try:
             write_messages(slot.fd, tasks)  # type: ignore[arg-type]
-        except (OSError, TypeError):
-            return True
-        return False
+        except PartialWrite as e:
+            return e.delivered
+        except TypeError:  # an unusable payload: refused before anything was written
+            return 0
+        return len(tasks)
+
+    def _broken_pipe(self, slot: WorkerSlot, delivered: int, granted: int) -> None:
+        """A write to the worker failed: send it nothing more, but keep reading what it wrote until EOF.
+
+        Its results may still wait in the Pipe; its death (the sentinel) then settles
+        the tasks it holds. Killed if it does not exit within ``EOF_GRACE``.
+        """
+        slot.broken = True
+        self.closed_pipes.setdefault(slot, time.monotonic())
+        logger.warning(
+            "the Pipe of worker %d (pid %d) failed while tasks were written to it (%d of %d whole); "
+            "the rest are queued again",
+            slot.rank,
+            slot.pid,
+            delivered,
+            granted,
+        )
 
     def _balance(self, live: list[WorkerSlot]) -> None:
         """With nothing queued and a worker idle, make workers stuck on a long task give back their prefetch."""
@@ -708,6 +728,8 @@ class Manager:
         if tid is not None and tid in self.discarded:
             self.discarded.discard(tid)
             self.payloads.pop(tid, None)
+            if slot.killed_for == tid:
+                logger.info("worker %d (pid %d), killed to cancel task %d, exited", slot.rank, slot.pid, tid)
         elif tid is not None:
             del self.running[tid]
             self.payloads.pop(tid, None)

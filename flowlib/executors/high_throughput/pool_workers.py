@@ -48,6 +48,8 @@ class WorkerSlot:
     """Reads the worker's messages from ``conn``'s descriptor."""
     tasks: deque[int] = field(default_factory=deque)
     """The tasks handed to the worker and not answered, in order: the first runs, the rest wait (prefetch)."""
+    broken: bool = False
+    """Nothing more is sent to the worker (a write failed, or it was killed); what it wrote is still read."""
     revoking: bool = False
     """A SIGUSR1 was sent and the worker has not answered since: do not send another."""
     service_time: float = math.inf

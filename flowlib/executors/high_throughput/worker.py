@@ -34,6 +34,7 @@ when its end of the Pipe reports EOF.
 
 from __future__ import annotations
 
+import bisect
 import ctypes
 import logging
 import os
@@ -42,6 +43,7 @@ import struct
 import sys
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -174,19 +176,47 @@ def write_message(fd: int, head: bytes, body: Any) -> None:
         _write_rest(fd, buffers, written)
 
 
-def write_messages(fd: int, messages: list[tuple[bytes, bytes]]) -> None:
-    """Write several small ``head + body`` messages (``body`` of type bytes) with one system call."""
+class PartialWrite(OSError):
+    """:func:`write_messages` failed after the first ``delivered`` messages had gone into the Pipe whole.
+
+    Raised by the manager's side when a worker's Pipe breaks (the worker died)
+    in the middle of a batch: the messages delivered whole may have been read
+    and run; the others certainly were not.
+    """
+
+    def __init__(self, delivered: int, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror)
+        self.delivered = delivered
+
+
+def write_messages(fd: int, messages: Sequence[tuple[bytes, Any]]) -> None:
+    """Write several ``head + body`` messages with as few system calls as possible.
+
+    ``body`` is a buffer, or a list or :class:`~.parts.Parts` of buffers. On
+    failure :class:`PartialWrite` says how many messages went out whole.
+    """
     buffers: list[Any] = []
+    ends: list[int] = []  # where each message ends in the byte stream
+    total = 0
     for head, body in messages:
-        buffers.append(_LENGTH.pack(len(head) + len(body)) + head)
-        buffers.append(body)
-    written = os.writev(fd, buffers[:_MAX_IOVEC])
-    if written < sum(len(buffer) for buffer in buffers):
-        _write_rest(fd, buffers, written)
+        pieces = list(body) if isinstance(body, (list, tuple)) else [body]
+        n = len(head) + sum(nbytes(piece) for piece in pieces)
+        prefix = (_LENGTH.pack(n) if n <= 0x7FFFFFFF else _LENGTH.pack(-1) + _LONG_LENGTH.pack(n)) + head
+        buffers.append(prefix)
+        buffers.extend(pieces)
+        total += len(prefix) - len(head) + n
+        ends.append(total)
+    progress = [0]  # bytes out so far
+    try:
+        progress[0] = os.writev(fd, buffers[:_MAX_IOVEC])
+        if progress[0] < total:
+            _write_rest(fd, buffers, progress[0], progress)
+    except OSError as e:
+        raise PartialWrite(bisect.bisect_right(ends, progress[0]), e) from e
 
 
-def _write_rest(fd: int, buffers: list[Any], written: int) -> None:
-    """Write what is left of ``buffers`` once ``written`` bytes of them are out."""
+def _write_rest(fd: int, buffers: list[Any], written: int, progress: list[int] | None = None) -> None:
+    """Write what is left of ``buffers`` once ``written`` bytes of them are out (``progress[0]``: bytes out so far)."""
     queue = deque(memoryview(buffer).cast("B") for buffer in buffers)
     while queue:
         while queue and written >= len(queue[0]):
@@ -196,6 +226,8 @@ def _write_rest(fd: int, buffers: list[Any], written: int) -> None:
         if written:
             queue[0] = queue[0][written:]
         written = os.writev(fd, [queue[i] for i in range(min(len(queue), _MAX_IOVEC))])
+        if progress is not None:
+            progress[0] += written
 
 
 @dataclass(frozen=True)

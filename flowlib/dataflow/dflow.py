@@ -326,24 +326,15 @@ class DataFlowKernel:
         with self._room:
             if len(self.tasks) < bound or self.cleanup_called:
                 return
-            self._resume_at = resume_level(bound)
+            resume = resume_level(bound)
             logger.info(
                 "submitting %s waits: %d tasks in flight reached max_tasks_in_flight; resuming at %d",
                 app_name,
                 len(self.tasks),
-                self._resume_at,
+                resume,
             )
-            self._waiting_submitters += 1
-            try:
-                while len(self.tasks) > self._resume_at and not self.cleanup_called:
-                    self._room.wait()
-            finally:
-                self._waiting_submitters -= 1
-        if self.cleanup_called:
-            raise NoDataFlowKernelError(
-                f"cannot submit {app_name}: this DataFlowKernel ({self.run_dir}) was cleaned up while the "
-                "submission waited for tasks in flight to finish"
-            )
+            self._wait_in_flight_down_to(resume, None)
+        self._refuse_if_cleaned_up(app_name)
 
     def _pace(self, app_name: str) -> None:
         """Pacing (see :mod:`.pacing`): a main thread far ahead of the executors waits briefly for tasks to finish."""
@@ -357,27 +348,32 @@ class DataFlowKernel:
             return
         resume = resume_level(limit)
         deadline = now + WAIT_SECONDS
-        timed_out = False
         with self._room:
-            self._resume_at = resume
-            self._waiting_submitters += 1
-            try:
-                while len(self.tasks) > resume and not self.cleanup_called:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        timed_out = True
-                        break
-                    self._room.wait(left)
-            finally:
-                self._waiting_submitters -= 1
-        now = time.monotonic()
-        pacer.waited(now, timed_out=timed_out)
+            timed_out = self._wait_in_flight_down_to(resume, deadline)
+        pacer.waited(time.monotonic(), timed_out=timed_out)
         if timed_out:
             logger.info(
                 "submitting %s: %d tasks in flight and few finishing; submission pacing is off for a while",
                 app_name,
                 len(self.tasks),
             )
+        self._refuse_if_cleaned_up(app_name)
+
+    def _wait_in_flight_down_to(self, resume: int, deadline: float | None) -> bool:
+        """With ``_room`` held: wait for at most ``resume`` tasks in flight, or cleanup; True if ``deadline`` came."""
+        self._resume_at = resume
+        self._waiting_submitters += 1
+        try:
+            while len(self.tasks) > resume and not self.cleanup_called:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return True
+                self._room.wait(left)
+        finally:
+            self._waiting_submitters -= 1
+        return False
+
+    def _refuse_if_cleaned_up(self, app_name: str) -> None:
         if self.cleanup_called:
             raise NoDataFlowKernelError(
                 f"cannot submit {app_name}: this DataFlowKernel ({self.run_dir}) was cleaned up while the "
@@ -385,7 +381,7 @@ class DataFlowKernel:
             )
 
     def _task_slots(self) -> int | None:
-        return executor_slots(list(self.executors.values()))
+        return executor_slots(self.executors.values())
 
     def _choose_executor(self, wanted: str | tuple[str, ...], app_name: str) -> str:
         choices = self._executor_choices.get(wanted)

@@ -24,7 +24,7 @@ cannot say, the kernel does not pace.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def resume_level(limit: int) -> int:
     return limit - max(1, limit // 10)
 
 
-def executor_slots(executors: Sequence[FlowlibExecutor]) -> int | None:
+def executor_slots(executors: Iterable[FlowlibExecutor]) -> int | None:
     """The task slots of all ``executors`` together, or None when any of them cannot say."""
     total = 0
     for executor in executors:

@@ -158,11 +158,8 @@ class PipeReader:
                 return messages[0]
 
 
-def write_message(fd: int, head: bytes, body: Any) -> None:
-    """Write ``head + body`` as one ``Connection.send_bytes`` message, without copying ``body``.
-
-    ``body`` is a buffer, or a list or :class:`~.parts.Parts` of buffers written one after the other.
-    """
+def _frame(head: bytes, body: Any) -> tuple[list[Any], int]:
+    """The buffers of one message (length prefix with ``head``, then ``body``'s pieces) and their size in bytes."""
     if isinstance(body, (list, tuple)):
         pieces = list(body)
         n = len(head) + sum(nbytes(piece) for piece in pieces)
@@ -170,9 +167,17 @@ def write_message(fd: int, head: bytes, body: Any) -> None:
         pieces = [body]
         n = len(head) + len(body)
     length = _LENGTH.pack(n) if n <= 0x7FFFFFFF else _LENGTH.pack(-1) + _LONG_LENGTH.pack(n)
-    buffers = [length + head, *pieces]
+    return [length + head, *pieces], len(length) + n
+
+
+def write_message(fd: int, head: bytes, body: Any) -> None:
+    """Write ``head + body`` as one ``Connection.send_bytes`` message, without copying ``body``.
+
+    ``body`` is a buffer, or a list or :class:`~.parts.Parts` of buffers written one after the other.
+    """
+    buffers, total = _frame(head, body)
     written = os.writev(fd, buffers[:_MAX_IOVEC])
-    if written < len(buffers[0]) + n - len(head):  # a signal cut a large write short, or many pieces
+    if written < total:  # a signal cut a large write short, or many pieces
         _write_rest(fd, buffers, written)
 
 
@@ -199,12 +204,9 @@ def write_messages(fd: int, messages: Sequence[tuple[bytes, Any]]) -> None:
     ends: list[int] = []  # where each message ends in the byte stream
     total = 0
     for head, body in messages:
-        pieces = list(body) if isinstance(body, (list, tuple)) else [body]
-        n = len(head) + sum(nbytes(piece) for piece in pieces)
-        prefix = (_LENGTH.pack(n) if n <= 0x7FFFFFFF else _LENGTH.pack(-1) + _LONG_LENGTH.pack(n)) + head
-        buffers.append(prefix)
-        buffers.extend(pieces)
-        total += len(prefix) - len(head) + n
+        framed, size = _frame(head, body)
+        buffers.extend(framed)
+        total += size
         ends.append(total)
     progress = [0]  # bytes out so far
     try:

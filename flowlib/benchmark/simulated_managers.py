@@ -19,6 +19,7 @@ Also used by tests as a scriptable fake pool (see :class:`SimulatedPool`).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -201,7 +202,9 @@ class EchoPools:
         stats = self.stats
         ok = bytes([p.TaskStatus.OK])
         results_header = p.header(p.Kind.RESULTS)
-        payload = self.result_payload
+        packed_results = functools.lru_cache(maxsize=64)(
+            lambda count: p.ResultBatch([0] * count, ok * count, [self.result_payload] * count).encode()[5:]
+        )
         first_task = last_result = 0.0
         deadline = None if duration is None else time.perf_counter() + duration
         try:
@@ -223,8 +226,8 @@ class EchoPools:
                             if not first_task:
                                 first_task = time.perf_counter()
                             # The ids frame of TASKS has the layout of the ids frame of RESULTS.
-                            # No worker times, no pools, one frame per payload (three empty frames).
-                            frames = [results_header, ids, ok * count, b"", b"", b"", *([payload] * count)]
+                            # No worker times, no pools; the payloads packed as a real pool packs them.
+                            frames = [results_header, ids, ok * count, b"", b"", *packed_results(count)]
                             send_frames(sock, frames)
                             last_result = time.perf_counter()
                             stats.answered += count

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import operator
 from collections.abc import Callable, Generator
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING
 from concurrent.futures._base import LOGGER as _LOGGER
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -115,6 +115,7 @@ class _NoWaiters:
 
 _NO_WAITERS = _NoWaiters()
 _DONE = (FINISHED, CANCELLED_AND_NOTIFIED)
+_SETTLED = frozenset((CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED))
 
 
 class _LazyWaiters:
@@ -159,6 +160,53 @@ class LightFuture(Future[T]):
             fn(self)
         except Exception:
             _LOGGER.exception("exception calling callback for %r", self)
+
+    def done(self) -> bool:
+        """Whether the future is finished or cancelled (a single read: the finished states are final)."""
+        return self._state in _SETTLED
+
+    def result(self, timeout: float | None = None) -> T:
+        """The result, waiting up to ``timeout`` seconds, as ``Future.result``."""
+        if self._state == FINISHED and self._exception is None:  # finished: no need to take the lock
+            return self._result  # type: ignore[return-value]
+        return super().result(timeout)
+
+    # set_result and set_exception do what Future's do, holding the condition's lock directly:
+    # an executor finishes tens of thousands of futures a second, and Future's versions enter the
+    # condition and wake waiters through Python-level calls even when nobody waits.
+    def set_result(self, result: T) -> None:
+        """Finish the future with ``result``, as ``Future.set_result`` (InvalidStateError if already done)."""
+        condition = self._condition
+        with condition._lock:  # type: ignore[attr-defined]
+            if self._state in _SETTLED:
+                raise InvalidStateError(f"{self._state}: {self!r}")
+            self._result = result
+            self._state = FINISHED
+            waiters = self.__dict__.get("_waiters")
+            if waiters:
+                for waiter in waiters:
+                    waiter.add_result(self)
+            if condition._waiters:  # type: ignore[attr-defined]
+                condition.notify_all()
+        if self._done_callbacks is not None:
+            self._invoke_callbacks()
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        """Finish the future with ``exception``, as ``Future.set_exception`` (InvalidStateError if already done)."""
+        condition = self._condition
+        with condition._lock:  # type: ignore[attr-defined]
+            if self._state in _SETTLED:
+                raise InvalidStateError(f"{self._state}: {self!r}")
+            self._exception = exception
+            self._state = FINISHED
+            waiters = self.__dict__.get("_waiters")
+            if waiters:
+                for waiter in waiters:
+                    waiter.add_exception(self)
+            if condition._waiters:  # type: ignore[attr-defined]
+                condition.notify_all()
+        if self._done_callbacks is not None:
+            self._invoke_callbacks()
 
     def _invoke_callbacks(self) -> None:
         # Unlike Future, drop the callbacks once called: they hold the dependents'

@@ -24,12 +24,14 @@ function is a part of its own so that a failure can be blamed precisely.
 from __future__ import annotations
 
 import io
+import pickle
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, BinaryIO
 
 from flowlib.serialize.base import MAX_HEADER_LENGTH, Bytes, SerializerBase
 from flowlib.serialize.concretes import (
+    PROTOCOL,
     CloudpickleSerializer,
     DillCallableSerializer,
     DillSerializer,
@@ -52,6 +54,11 @@ _READERS: dict[bytes, SerializerBase] = {
         DillCallableSerializer(),
     )
 }
+
+_PICKLE_ID = PickleSerializer.identifier
+_ATOMS = frozenset((bytes, str, int, float, bool, type(None)))
+_SMALL_ATOM = 4096
+"""A bytes or str argument longer than this takes the general path, which never copies it."""
 
 APPLY_HEADER = b"A1\n"
 """Header of a message made by :func:`pack_apply_message`."""
@@ -167,6 +174,11 @@ def deserialize(data: Bytes) -> Any:
     an unknown header, or a payload that cannot be rebuilt here.
     """
     view = _as_view(data)
+    if view[:3] == _PICKLE_ID:  # the common case, read without looking the method up
+        try:
+            return pickle.loads(view[3:])
+        except Exception as exc:
+            raise DeserializationError(f"{type(exc).__name__}: {exc}", header=_PICKLE_ID) from exc
     header, _ = _split_header(view)
     reader = _READERS.get(header)
     if reader is None:
@@ -305,6 +317,14 @@ def pack_res_spec_apply_chunks(
     the chunks one by one (several frames, or ``writev``) never holds the
     payload twice.
     """
+    if function_bytes is not None and _small_atoms(args) and _small_atoms(kwargs.values()):
+        spec = dict(resource_specification)
+        if _small_atoms(spec.values()):
+            # Plain pickle writes exactly what the general path's first method would, without the
+            # method chain, the __main__ check (atoms cannot refer to __main__) and the chunk stream.
+            data = pickle.dumps((tuple(args), dict(kwargs), spec), PROTOCOL)
+            chunks = [RES_SPEC_APPLY_HEADER, _LENGTH.pack(len(function_bytes)), function_bytes, _PICKLE_ID, data]
+            return chunks, len(RES_SPEC_APPLY_HEADER) + _LENGTH.size + len(function_bytes) + len(_PICKLE_ID) + len(data)
     stream = _pack(
         RES_SPEC_APPLY_HEADER,
         func,
@@ -315,6 +335,16 @@ def pack_res_spec_apply_chunks(
         function_bytes,
     )
     return stream.chunks, stream.size
+
+
+def _small_atoms(values: Any) -> bool:
+    """Whether every value is None, a bool, an exact int or float, or a short exact bytes or str."""
+    atoms = _ATOMS
+    for value in values:
+        kind = type(value)
+        if kind not in atoms or (kind is bytes or kind is str) and len(value) > _SMALL_ATOM:
+            return False
+    return True
 
 
 def serialize_chunks(obj: Any) -> tuple[list[bytes], int]:

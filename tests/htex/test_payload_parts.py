@@ -142,7 +142,7 @@ def test_batches_carry_parts_and_give_them_back() -> None:
     assert decoded_results.pools == [["pool", 2]]
 
     plain = p.TaskBatch([1, 2], [b"a", b"b"]).encode(p.Kind.TASKS)
-    assert plain[3] == b"", "a batch of one-frame payloads has an empty parts frame"
+    assert plain[3:] == [b"P" + p.pack_parts([1, 1]), b"ab"], "a batch of small payloads travels packed"
     assert flatten([b"a", b"b"]) == ([b"a", b"b"], None)
 
 

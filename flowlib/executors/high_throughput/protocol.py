@@ -9,7 +9,11 @@ integers (one frame), per-task resource requests as one JSON frame, and task
 payloads (serialized functions and results) as opaque frames, which the
 interchange forwards without ever deserializing. A small payload is one frame;
 a large one may be several (:mod:`.parts`, at most a few MiB each), and then a
-*parts* frame says how many frames each payload of the message spans.
+*parts* frame says how many frames each payload of the message spans. When
+every payload of a batch is small, they travel *packed*: joined into a few
+frames of at most :data:`PACK_FRAME_BYTES`, with the parts frame ``b"P"`` plus
+each payload's length. One frame per task would cost a ZeroMQ send, receive and
+CurveZMQ encryption per task on every hop; packed, these are paid per batch.
 
 A message that is not well formed — wrong magic, unknown kind, wrong number of
 frames, ids that do not match the payloads, invalid JSON — raises
@@ -40,10 +44,11 @@ from typing import Any, Union, cast
 
 from flowlib.executors.high_throughput.parts import flatten, group
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 """3: payloads may span several frames (the parts frame of TASKS, SUBMIT and RESULTS).
 4: RELEASED and DIRECT: results of this machine's pools, and an idle executor's tasks, skip the interchange
-(:mod:`.direct_results`)."""
+(:mod:`.direct_results`).
+5: the payloads of a batch may be packed (a parts frame starting with ``b"P"``)."""
 MAGIC = b"FL"
 _HEADER = struct.Struct("!2sBB")
 HEADER_SIZE = _HEADER.size
@@ -179,9 +184,65 @@ def pack_parts(counts: Sequence[int] | None) -> bytes:
     return array("I", counts).tobytes() if counts else b""
 
 
+PACK_ITEM_BYTES = 64 * 1024
+"""Payloads up to this size are packed; a batch holding a larger one (or a multi-frame one) is not."""
+PACK_FRAME_BYTES = 1 << 20
+"""Packed payloads fill frames up to this size (a payload is never split between two frames)."""
+_PACKED = b"P"
+
+
+def _encode_payloads(payloads: Sequence[Frame]) -> tuple[bytes, list[Frame]]:
+    """The parts frame and the payload frames of a batch: packed when every payload is small."""
+    frames, counts = flatten(payloads)
+    if counts is not None or len(frames) < 2:
+        return pack_parts(counts), frames
+    sizes = [frame.nbytes if type(frame) is memoryview else len(frame) for frame in frames]
+    if max(sizes) > PACK_ITEM_BYTES:
+        return b"", frames
+    lengths = _PACKED + array("I", sizes).tobytes()
+    if sum(sizes) <= PACK_FRAME_BYTES:
+        return lengths, [b"".join(frames)]
+    packed: list[Frame] = []
+    start = filled = 0
+    for index, size in enumerate(sizes):
+        if filled + size > PACK_FRAME_BYTES:
+            packed.append(b"".join(frames[start:index]))
+            start, filled = index, 0
+        filled += size
+    packed.append(b"".join(frames[start:]))
+    return lengths, packed
+
+
+def _unpack(frames: Sequence[Frame], raw: memoryview, ids: list[int], what: str) -> list[Frame]:
+    """The payloads packed into ``frames``, as views; MalformedBatch if the lengths do not fit the frames."""
+    if len(raw) != 1 + 4 * len(ids):
+        raise MalformedBatch(f"{what} has a packed parts frame of {len(raw)} bytes for {len(ids)} tasks", ids)
+    if not frames:
+        raise MalformedBatch(f"{what} is packed but has no payload frame", ids)
+    sizes = array("I")
+    sizes.frombytes(raw[1:])
+    views = [memoryview(frame).cast("B") for frame in frames]
+    payloads: list[Frame] = []
+    current, used, offset = views[0], 0, 0
+    for size in sizes:
+        end = offset + size
+        if end > len(current):
+            used += 1
+            if offset != len(current) or used == len(views) or size > len(views[used]):
+                raise MalformedBatch(f"{what}: the packed lengths do not fit its {len(views)} payload frames", ids)
+            current, offset, end = views[used], 0, size
+        payloads.append(current[offset:end])
+        offset = end
+    if used != len(views) - 1 or offset != len(current):
+        raise MalformedBatch(f"{what}: the packed lengths do not fit its {len(views)} payload frames", ids)
+    return payloads
+
+
 def _payloads(frames: Sequence[Frame], parts: Frame, ids: list[int], what: str) -> list[Frame]:
     """The payloads of a batch: its payload frames grouped by the parts frame; MalformedBatch if they do not match."""
     raw = memoryview(parts).cast("B")
+    if len(raw) % 4 == 1 and raw[0] == _PACKED[0]:
+        return _unpack(frames, raw, ids, what)
     if not len(raw):
         if len(frames) != len(ids):
             raise MalformedBatch(f"{what} has {len(ids)} ids but {len(frames)} payloads", ids)
@@ -222,7 +283,8 @@ class TaskBatch:
     Frames: header, ids, specs, parts, payload frames... ``specs`` maps the
     index of a task in the batch to its resource request; tasks without one are
     absent, so a plain batch carries ``{}``. A payload is one frame or
-    :class:`~.parts.Parts`; ``parts`` is empty when every payload is one frame.
+    :class:`~.parts.Parts`. The parts frame is packed lengths when every payload
+    is small (see the module's docstring), else empty when every payload is one frame.
     """
 
     ids: list[int]
@@ -231,8 +293,8 @@ class TaskBatch:
 
     def encode(self, kind: Kind) -> list[Frame]:
         specs = pack_json({str(k): v for k, v in self.specs.items()}) if self.specs else b""
-        frames, counts = flatten(self.payloads)
-        return [_HEADERS[kind], pack_ids(self.ids), specs, pack_parts(counts), *frames]
+        parts, frames = _encode_payloads(self.payloads)
+        return [_HEADERS[kind], pack_ids(self.ids), specs, parts, *frames]
 
     @classmethod
     def decode(cls, frames: Sequence[Frame]) -> TaskBatch:
@@ -272,16 +334,8 @@ class ResultBatch:
 
     def encode(self) -> list[Frame]:
         pools = pack_json(self.pools) if self.pools else b""
-        frames, counts = flatten(self.payloads)
-        return [
-            _HEADERS[Kind.RESULTS],
-            pack_ids(self.ids),
-            self.statuses,
-            self.times,
-            pools,
-            pack_parts(counts),
-            *frames,
-        ]
+        parts, frames = _encode_payloads(self.payloads)
+        return [_HEADERS[Kind.RESULTS], pack_ids(self.ids), self.statuses, self.times, pools, parts, *frames]
 
     @classmethod
     def decode(cls, frames: Sequence[Frame], pools: bool = True) -> ResultBatch:

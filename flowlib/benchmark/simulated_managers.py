@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import resource
+import select
 import socket
 import sys
 import time
@@ -195,10 +196,23 @@ class EchoPools:
         return self.stats
 
     def serve(self, duration: float | None = None, stop_fd: int | None = None) -> EchoStats:
-        """Answer tasks until ``duration`` seconds pass or ``stop_fd`` is readable (a line or EOF)."""
-        poller = self.poller
+        """Answer tasks until ``duration`` seconds pass or ``stop_fd`` is readable (a line or EOF).
+
+        The sockets are watched through their ``ZMQ_FD`` descriptors in one epoll set,
+        so a wait costs in proportion to the sockets that are ready, not to all of them
+        (``zmq.Poller`` walks every socket on every wait). A ``ZMQ_FD`` only says
+        "look at me", so every socket it names is read until ``zmq.Again``, also
+        after each answer sent on it; the first pass reads every socket, for the
+        messages that came before the descriptors were watched.
+        """
+        watch = select.epoll()
+        sockets = {}
+        for sim in self.sims:
+            fd = sim.socket.getsockopt(zmq.FD)
+            sockets[fd] = sim.socket
+            watch.register(fd, select.EPOLLIN)
         if stop_fd is not None:
-            poller.register(stop_fd, zmq.POLLIN)
+            watch.register(stop_fd, select.EPOLLIN)
         stats = self.stats
         ok = bytes([p.TaskStatus.OK])
         results_header = p.header(p.Kind.RESULTS)
@@ -207,13 +221,15 @@ class EchoPools:
         )
         first_task = last_result = 0.0
         deadline = None if duration is None else time.perf_counter() + duration
+        ready = list(sockets)
         try:
             while deadline is None or time.perf_counter() < deadline:
                 stop = False
-                for sock, _ in poller.poll(100):
-                    if sock == stop_fd:
+                for fd in ready:
+                    if fd == stop_fd:
                         stop = True
                         continue
+                    sock = sockets[fd]
                     while True:
                         try:
                             frames = recv_frames(sock, NOBLOCK)
@@ -238,9 +254,9 @@ class EchoPools:
                             stats.heartbeats += 1
                 if stop:
                     break
+                ready = [fd for fd, _ in watch.poll(0.1)]
         finally:
-            if stop_fd is not None:
-                poller.unregister(stop_fd)
+            watch.close()
         stats.busy_seconds = last_result - first_task if first_task else 0.0
         return stats
 

@@ -258,7 +258,7 @@ class ArenaWriter:
 
 def is_reference(payload: Any) -> bool:
     """Whether a task payload is a reference into an arena (and not the apply message itself)."""
-    return bytes(payload[:3]) == REFERENCE_HEADER
+    return payload[:3] == REFERENCE_HEADER  # bytes and memoryviews compare by content
 
 
 class ArenaReader:

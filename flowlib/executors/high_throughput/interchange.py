@@ -57,7 +57,7 @@ from flowlib.executors.high_throughput.task_queue import (
     split_by_size,
     task_from_spec,
 )
-from flowlib.executors.high_throughput.zmq_frames import ZmqWatch, recv_frames, send_frames
+from flowlib.executors.high_throughput.zmq_frames import ZmqWatch, readable, recv_frames, send_frames
 
 logger = logging.getLogger("flowlib.interchange")
 _NAN_PAIR = struct.pack("dd", float("nan"), float("nan"))
@@ -198,7 +198,7 @@ class Interchange:
 
     def receive_from_client(self, now: float) -> None:
         sock = self.client
-        while p.readable(sock):
+        while readable(sock):
             frames = recv_frames(sock)
             self.from_client(frames[0], frames[1:])
 
@@ -369,7 +369,7 @@ class Interchange:
 
     def receive_from_managers(self, now: float) -> None:
         sock = self.workers
-        while p.readable(sock):
+        while readable(sock):
             frames = recv_frames(sock)
             self.from_pool(frames[0], frames[1:], now)
 

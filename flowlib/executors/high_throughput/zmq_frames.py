@@ -48,6 +48,11 @@ _FD = int(zmq.FD)
 _POLLIN = int(zmq.POLLIN)
 
 
+def readable(sock: Any) -> bool:
+    """Whether ``sock`` has a message waiting (cheaper than a recv that raises Again)."""
+    return bool(int(_get(sock, _EVENTS)) & _POLLIN)
+
+
 class ZmqWatch:
     """Lets a plain ``poll()`` (:class:`~.fd_poller.FdPoller`) wait on ZeroMQ sockets too.
 

@@ -379,3 +379,29 @@ def test_a_real_pool_fails_a_task_whose_part_is_missing_and_runs_the_next(
     interchange.wait_answers([2], timeout=30)
     status, value = interchange.results[2]
     assert status == p.TaskStatus.OK and value[1] == hashlib.sha256(data).hexdigest() and value[2] == data[::-1]
+
+
+def test_packed_batches_round_trip_across_several_frames() -> None:
+    payloads = [bytes([i]) * 60_000 for i in range(40)] + [b""]
+    frames = p.TaskBatch(list(range(41)), payloads).encode(p.Kind.TASKS)
+    assert frames[3][:1] == b"P" and len(frames) - 4 == 3, "2.4 MB of small payloads fill three packed frames"
+    assert [bytes(x) for x in p.TaskBatch.decode(frames).payloads] == payloads
+
+
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        (lambda f: [*f[:4], b"abcd"], "packed lengths add up to 3 bytes, not 4"),
+        (lambda f: f[:4], "packed but has no payload frame"),
+        (lambda f: [*f[:3], f[3][:-4], f[4]], "packed parts frame of 5 bytes for 2 tasks"),
+        (lambda f: [*f[:4], b"ab", b"c"], "packed lengths do not fit its 2 payload frames"),
+    ],
+    ids=["bytes too many", "frame lost", "short lengths", "split wrongly"],
+)
+def test_malformed_packed_batches_name_the_mismatch_and_the_tasks(
+    damage: Callable[[list[Any]], list[Any]], match: str
+) -> None:
+    frames = p.TaskBatch([1, 2], [b"a", b"bc"]).encode(p.Kind.TASKS)
+    with pytest.raises(p.MalformedBatch, match=match) as info:
+        p.TaskBatch.decode(damage(frames))
+    assert info.value.ids == [1, 2]

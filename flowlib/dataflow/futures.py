@@ -176,33 +176,23 @@ class LightFuture(Future[T]):
     # condition and wake waiters through Python-level calls even when nobody waits.
     def set_result(self, result: T) -> None:
         """Finish the future with ``result``, as ``Future.set_result`` (InvalidStateError if already done)."""
-        condition = self._condition
-        with condition._lock:  # type: ignore[attr-defined]
-            if self._state in _SETTLED:
-                raise InvalidStateError(f"{self._state}: {self!r}")
-            self._result = result
-            self._state = FINISHED
-            waiters = self.__dict__.get("_waiters")
-            if waiters:
-                for waiter in waiters:
-                    waiter.add_result(self)
-            if condition._waiters:  # type: ignore[attr-defined]
-                condition.notify_all()
-        if self._done_callbacks is not None:
-            self._invoke_callbacks()
+        self._finish("_result", result, "add_result")
 
     def set_exception(self, exception: BaseException | None) -> None:
         """Finish the future with ``exception``, as ``Future.set_exception`` (InvalidStateError if already done)."""
+        self._finish("_exception", exception, "add_exception")
+
+    def _finish(self, outcome: str, value: Any, tell_waiter: str) -> None:
         condition = self._condition
         with condition._lock:  # type: ignore[attr-defined]
             if self._state in _SETTLED:
                 raise InvalidStateError(f"{self._state}: {self!r}")
-            self._exception = exception
+            setattr(self, outcome, value)
             self._state = FINISHED
             waiters = self.__dict__.get("_waiters")
             if waiters:
                 for waiter in waiters:
-                    waiter.add_exception(self)
+                    getattr(waiter, tell_waiter)(self)
             if condition._waiters:  # type: ignore[attr-defined]
                 condition.notify_all()
         if self._done_callbacks is not None:
